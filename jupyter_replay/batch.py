@@ -1,0 +1,122 @@
+"""Columnar data in flight: ``Chunk`` (from sources) and the events a session emits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, ClassVar, Mapping, Sequence, Union
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+__all__ = ["Mode", "Chunk", "Batch", "StateEvent", "ResetEvent", "Event", "TIME_COLUMN"]
+
+#: Name of the time column in DataFrames and Arrow batches the engine produces.
+TIME_COLUMN = "timestamp"
+
+
+class Mode(str, Enum):
+    """What feeds a session."""
+
+    REPLAY = "replay"  # recorded data, paced by a virtual clock
+    LIVE = "live"  # a live feed, on the wall clock
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """Rows from a source: int64 ns timestamps plus value columns of the same length."""
+
+    ts: np.ndarray
+    columns: Mapping[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return int(self.ts.shape[0])
+
+    def slice(self, start: int, stop: int) -> "Chunk":
+        """Rows ``start:stop`` as numpy views (no copies)."""
+        return Chunk(self.ts[start:stop], {k: v[start:stop] for k, v in self.columns.items()})
+
+    @staticmethod
+    def empty(columns: Mapping[str, np.dtype]) -> "Chunk":
+        """A zero-row chunk with the given column dtypes."""
+        return Chunk(np.empty(0, np.int64), {k: np.empty(0, dt) for k, dt in columns.items()})
+
+    @staticmethod
+    def concat(chunks: Sequence["Chunk"]) -> "Chunk":
+        """Concatenate chunks with the same columns (a single chunk is returned as is)."""
+        chunks = [c for c in chunks if len(c)] or list(chunks[:1])
+        if len(chunks) == 1:
+            return chunks[0]
+        names = list(chunks[0].columns)
+        return Chunk(
+            np.concatenate([c.ts for c in chunks]),
+            {k: np.concatenate([c.columns[k] for c in chunks]) for k in names},
+        )
+
+
+def _frame(ts: np.ndarray, columns: Mapping[str, np.ndarray], time_column: str, tz: Any) -> pd.DataFrame:
+    index = pd.DatetimeIndex(ts.view("datetime64[ns]"), tz="UTC", name=time_column)
+    if tz is not None:
+        index = index.tz_convert(tz)
+    data = {time_column: index}
+    data.update(columns)
+    return pd.DataFrame(data)
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Rows released by a session; ``seq`` is the session's sequence number for this event."""
+
+    seq: int
+    session_id: str
+    mode: Mode
+    ts: np.ndarray
+    columns: Mapping[str, np.ndarray]
+    first_row: int  # index of the first row in this mode's stream since the last reset
+    kind: ClassVar[str] = "batch"
+
+    def __len__(self) -> int:
+        return int(self.ts.shape[0])
+
+    @property
+    def last_row(self) -> int:
+        """Index one past the last row (``first_row + len``)."""
+        return self.first_row + len(self)
+
+    def to_pandas(self, time_column: str = TIME_COLUMN, tz: Any = None) -> pd.DataFrame:
+        """The rows as a DataFrame with a tz-aware time column."""
+        return _frame(self.ts, self.columns, time_column, tz)
+
+    def to_arrow(self, time_column: str = TIME_COLUMN) -> pa.RecordBatch:
+        """The rows as an Arrow record batch (time column as ``timestamp[ns, UTC]``)."""
+        arrays = [pa.array(self.ts, pa.int64()).cast(pa.timestamp("ns", tz="UTC"))]
+        names = [time_column]
+        for name, col in self.columns.items():
+            arrays.append(pa.array(col))
+            names.append(name)
+        return pa.RecordBatch.from_arrays(arrays, names=names)
+
+
+@dataclass(frozen=True, slots=True)
+class StateEvent:
+    """The session's status changed (state, speed, mode, loop, position after a seek...)."""
+
+    seq: int
+    session_id: str
+    status: dict[str, Any] = field(default_factory=dict)
+    kind: ClassVar[str] = "state"
+
+
+@dataclass(frozen=True, slots=True)
+class ResetEvent:
+    """The session's buffer and plots were cleared (``reason``: mode, stop, seek, loop, restart, source)."""
+
+    seq: int
+    session_id: str
+    mode: Mode
+    reason: str
+    kind: ClassVar[str] = "reset"
+
+
+Event = Union[Batch, StateEvent, ResetEvent]
