@@ -1,0 +1,90 @@
+"""Fixtures of the real-browser e2e tests; the machinery and helpers live in ``lab_harness.py``.
+
+    lab        (session)  LabServer: JupyterLab on 127.0.0.1, known token, tmp root dir; torn down with its kernels
+    browser    (package)  Playwright Chromium from /usr/bin/chromium (never a Playwright browser download)
+    new_page   (function) factory of fresh pages, each in its own browser context with base_url = the lab;
+                          afterwards the contexts are closed and every kernel of the lab is shut down
+    page       (function) one such page
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from lab_harness import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, LabServer, start_lab, stop_lab
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Skip e2e tests cleanly when Chromium or Playwright is missing (``./dev setup`` installs both)."""
+    missing = []
+    if not os.path.exists(CHROMIUM):
+        missing.append(CHROMIUM)
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        missing.append("playwright")
+    if missing:
+        skip = pytest.mark.skip(reason=f"e2e needs {', '.join(missing)} (run ./dev setup)")
+        for item in items:
+            if "e2e" in item.keywords:
+                item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
+    """A real JupyterLab on 127.0.0.1 for the whole session; its log goes to ``artifacts/e2e/``."""
+    server = start_lab(tmp_path_factory.mktemp("jupyterlab"))
+    try:
+        yield server
+    finally:
+        stop_lab(server)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(server.log_path, ARTIFACTS / "jupyterlab.log")
+
+
+# -- browser ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="package")
+def browser() -> Iterator[Any]:
+    """Headless Debian Chromium through Playwright's sync API (package scope: gone before other packages run)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def new_page(browser: Any, lab: LabServer) -> Iterator[Callable[[], Any]]:
+    """Factory of fresh pages, each in its own browser context; everything is closed afterwards."""
+    contexts = []
+
+    def make(width: int = 1400, height: int = 1000) -> Any:
+        ctx = browser.new_context(base_url=lab.url, viewport={"width": width, "height": height})
+        ctx.set_default_timeout(30_000)
+        contexts.append(ctx)
+        page = ctx.new_page()
+        page.on("pageerror", lambda exc: print(f"[browser pageerror] {exc}"))
+        return page
+
+    yield make
+    for ctx in contexts:
+        ctx.close()
+    lab.shutdown_kernels()
+
+
+@pytest.fixture
+def page(new_page: Callable[[], Any]) -> Any:
+    """One fresh page (see ``new_page``)."""
+    return new_page()
+
+
