@@ -1,0 +1,486 @@
+"""``Session``: one replay/live stream with its own clock, controller, buffer and sequence numbers.
+
+A session is single-threaded asyncio: create and drive it on one event loop (``runner.ThreadedSession``
+wraps it for synchronous callers). Nothing in here is global: every piece of state belongs to one session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import uuid
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from .batch import TIME_COLUMN, Batch, Chunk, Event, Mode, ResetEvent, StateEvent
+from .buffer import RollingBuffer
+from .clock import Clock, LiveClock
+from .controller import DEFAULT_FRAME_NS, MAX_SPEED, ReplayController, State, speed_to_json
+from .exceptions import FeedError, IllegalTransitionError, InvalidValueError
+from .sources.base import LiveSource, ReplaySource
+from .timeconv import ns_to_iso
+from .timer import Timer
+
+__all__ = ["Session", "Mode", "State", "ACTIONS", "BatchCallback"]
+
+log = logging.getLogger(__name__)
+
+BatchCallback = Callable[[Batch, Clock], Any]
+
+#: Control actions and the argument names each accepts (shared by REST, WebSocket and Python clients).
+ACTIONS: dict[str, tuple[str, ...]] = {
+    "play": (),
+    "pause": (),
+    "stop": (),
+    "step": ("n", "duration"),
+    "seek": ("timestamp", "fraction"),
+    "speed": ("speed",),
+    "mode": ("mode", "symbol"),
+    "loop": ("loop",),
+}
+
+_SYMBOL_MAX = 64
+
+
+def _default_live_factory(symbol: str) -> LiveSource:
+    from .sources.synthetic import SyntheticFeed
+
+    return SyntheticFeed(symbol=symbol)
+
+
+def _json_scalar(value: Any) -> Any:
+    if isinstance(value, (np.floating, float)):
+        f = float(value)
+        return f if math.isfinite(f) else None
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.bool_,)):
+        return bool(value)
+    if isinstance(value, (str, int, bool)) or value is None:
+        return value
+    return str(value)
+
+
+class Session:
+    """A replay of recorded data (REPLAY) or a live feed (LIVE) with a bounded DataFrame buffer.
+
+    Every event (``Batch``, ``StateEvent``, ``ResetEvent``) carries ``seq = previous + 1``. Within one
+    mode between resets, batches' ``first_row`` values are contiguous. Switching mode, stopping or
+    seeking clears the buffer and emits a ``ResetEvent`` before any new rows.
+    """
+
+    def __init__(
+        self,
+        source: ReplaySource | None = None,
+        *,
+        session_id: str | None = None,
+        live_factory: Callable[[str], LiveSource] | None = None,
+        buffer_rows: int = 100_000,
+        timer: Timer | None = None,
+        speed: float | str = 1.0,
+        loop: bool = False,
+        frame_ns: int = DEFAULT_FRAME_NS,
+        symbol: str = "DEMO",
+        max_speed: float = MAX_SPEED,
+    ) -> None:
+        self.id = session_id or uuid.uuid4().hex
+        self.live_factory = live_factory or _default_live_factory
+        self.buffer_rows = int(buffer_rows)
+        self.timer = timer
+        self.frame_ns = int(frame_ns)
+        self.max_speed = float(max_speed)
+        self.symbol = self._check_symbol(symbol)
+        self.mode = Mode.REPLAY
+        self.seq = 0
+        self.rows = 0  # rows emitted in this mode since the last reset
+        self.dropped = 0  # display frames coalesced away for slow clients (set by the server)
+        self.callback_errors = 0
+        self.last_error: str | None = None
+        self.last: dict[str, Any] | None = None  # latest row snapshot, cleared with the buffer
+        self._speed_setting: float | str = speed
+        self._loop_setting = loop
+        self._subscribers: list[Callable[[Event], None]] = []
+        self._callbacks: list[BatchCallback] = []
+        self._live_clock = LiveClock()
+        self._live: LiveSource | None = None
+        self._live_task: asyncio.Task[None] | None = None
+        self._live_state = State.STOPPED
+        self._closing: set[asyncio.Task[Any]] = set()
+        self.source: ReplaySource | None = None
+        self.controller: ReplayController | None = None
+        self.buffer = RollingBuffer(self.buffer_rows, {})
+        if source is not None:
+            self._install_source(source)
+
+    # ----------------------------------------------------------------- read-only views
+    @property
+    def state(self) -> State:
+        """Replay state in REPLAY; in LIVE, PLAYING while rows flow, PAUSED or STOPPED otherwise."""
+        if self.mode is Mode.LIVE:
+            return self._live_state
+        return self.controller.state if self.controller else State.STOPPED
+
+    @property
+    def clock(self) -> Clock:
+        """The replay clock in REPLAY, the wall clock in LIVE."""
+        if self.mode is Mode.LIVE or self.controller is None:
+            return self._live_clock
+        return self.controller.clock
+
+    @property
+    def speed(self) -> float:
+        return self.controller.speed if self.controller else float(self._speed_setting_float())
+
+    @property
+    def loop(self) -> bool:
+        return self.controller.loop if self.controller else bool(self._loop_setting)
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._subscribers)
+
+    def frame(self, time_column: str = TIME_COLUMN) -> pd.DataFrame:
+        """The buffered rows (most recent ``buffer_rows``) as a DataFrame."""
+        return self.buffer.to_frame(time_column)
+
+    def status(self) -> dict[str, Any]:
+        """JSON-safe summary of everything a client shows."""
+        ctl, src = self.controller, self.source
+        if self.mode is Mode.REPLAY and ctl is not None:
+            position, position_ns, progress = ctl.position, ctl.position_ns, ctl.progress
+            time_ns = ctl.time_ns
+        else:
+            position, position_ns, progress = self.rows, self.buffer.last_ns, None
+            time_ns = self._live_clock.now_ns() if self.mode is Mode.LIVE else None
+        return {
+            "id": self.id,
+            "mode": self.mode.value,
+            "state": self.state.value,
+            "speed": speed_to_json(self.speed),
+            "loop": self.loop,
+            "symbol": self.symbol,
+            "has_data": src is not None,
+            "position": int(position),
+            "position_ns": position_ns,
+            "position_iso": ns_to_iso(position_ns),
+            "time_ns": time_ns,
+            "progress": progress,
+            "num_rows": int(src.num_rows) if src else 0,
+            "start_ns": int(src.start_ns) if src else None,
+            "end_ns": int(src.end_ns) if src else None,
+            "columns": list(self.buffer.dtypes),
+            "buffer_rows": len(self.buffer),
+            "buffer_capacity": self.buffer.capacity,
+            "rows": self.rows,
+            "seq": self.seq,
+            "dropped": self.dropped,
+            "subscribers": self.subscribers,
+            "callback_errors": self.callback_errors,
+            "error": self.last_error,
+            "last": self.last,
+        }
+
+    # ----------------------------------------------------------------- subscriptions
+    def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]:
+        """Call ``callback(event)`` for every event; returns a function that unsubscribes."""
+        self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            try:
+                self._subscribers.remove(callback)
+            except ValueError:
+                pass
+
+        return unsubscribe
+
+    def on_batch(self, fn: BatchCallback) -> BatchCallback:
+        """Decorator: ``fn(batch, clock)`` runs for every batch in REPLAY and LIVE.
+
+        Exceptions are logged and counted (``status()["callback_errors"]``); they never stop the session.
+        """
+        self._callbacks.append(fn)
+        return fn
+
+    def remove_callback(self, fn: BatchCallback) -> None:
+        """Forget a callback added with ``on_batch``."""
+        self._callbacks = [f for f in self._callbacks if f is not fn]
+
+    # ----------------------------------------------------------------- controls
+    def play(self) -> None:
+        if self.mode is Mode.LIVE:
+            if self._live_task is None:
+                self._start_live()
+            self._live_state = State.PLAYING
+            self._emit_state()
+            return
+        self._ctl().play()
+
+    def pause(self) -> None:
+        if self.mode is Mode.LIVE:
+            if self._live_state is not State.PLAYING:
+                if self._live_state is State.PAUSED:
+                    return
+                raise IllegalTransitionError("cannot pause a live feed that is stopped")
+            self._live_state = State.PAUSED
+            self._emit_state()
+            return
+        self._ctl().pause()
+
+    def stop(self) -> None:
+        if self.mode is Mode.LIVE:
+            self._stop_live()
+            self._reset("stop")
+            self._live_state = State.STOPPED
+            self._emit_state()
+            return
+        self._ctl().stop()
+
+    def step(self, n: int | None = None, *, duration: Any = None) -> int:
+        self._replay_only("step")
+        return self._ctl().step(n, duration=duration)
+
+    def seek(self, target: Any = None, *, fraction: float | None = None) -> int:
+        self._replay_only("seek")
+        return self._ctl().seek(target, fraction=fraction)
+
+    def set_speed(self, value: Any) -> float:
+        self._replay_only("change speed")
+        if self.controller is None:
+            from .controller import parse_speed
+
+            parsed = parse_speed(value, self.max_speed)
+            self._speed_setting = speed_to_json(parsed)
+            self._emit_state()
+            return parsed
+        return self.controller.set_speed(value)
+
+    def set_loop(self, flag: Any) -> None:
+        ReplayController._check_loop(flag)
+        self._loop_setting = bool(flag)
+        if self.controller is not None:
+            self.controller.set_loop(flag)
+        else:
+            self._emit_state()
+
+    def set_mode(self, mode: Any, symbol: str | None = None) -> None:
+        """Switch REPLAY <-> LIVE: stops the current stream, clears the buffer, emits a reset.
+
+        LIVE starts streaming ``symbol`` (default: the current symbol) right away; back in REPLAY the
+        replay is paused where it was.
+        """
+        try:
+            new = Mode(mode.lower() if isinstance(mode, str) else mode)
+        except ValueError:
+            raise InvalidValueError(f"mode must be 'replay' or 'live', got {mode!r}") from None
+        sym = self.symbol if symbol is None else self._check_symbol(symbol)
+        if new is self.mode and (new is Mode.REPLAY or sym == self.symbol):
+            return
+        self.symbol = sym
+        if self.mode is Mode.LIVE:
+            self._stop_live()
+        elif self.controller is not None:
+            self.controller.cancel()
+        self.mode = new
+        if new is Mode.LIVE:
+            self._live = None
+            self._start_live()
+            self._live_state = State.PLAYING
+        else:
+            self._live_state = State.STOPPED
+        self._reset("mode")
+        self._emit_state()
+
+    def set_source(self, source: ReplaySource) -> None:
+        """Replace the recorded data (the replay is stopped and rewound; the buffer is cleared)."""
+        if self.controller is not None:
+            self.controller.cancel()
+            old = self.controller
+            self._spawn(old.aclose())
+        self._install_source(source)
+        if self.mode is Mode.REPLAY:
+            self._reset("source")
+        self._emit_state()
+
+    def reset(self, reason: str = "restart") -> None:
+        """Clear the buffer and snapshot (e.g. after a kernel restart), keeping mode and position."""
+        self._reset(reason)
+        self._emit_state()
+
+    def control(self, action: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Run a named action with keyword arguments (REST, WebSocket and clients); returns ``status()``."""
+        args = dict(args or {})
+        if action not in ACTIONS:
+            raise InvalidValueError(f"unknown action {action!r}; expected one of {sorted(ACTIONS)}")
+        unknown = set(args) - set(ACTIONS[action])
+        if unknown:
+            raise InvalidValueError(
+                f"unknown argument(s) {sorted(unknown)} for {action!r}; accepted: {list(ACTIONS[action])}"
+            )
+        if action == "step":
+            self.step(args.get("n"), duration=args.get("duration"))
+        elif action == "seek":
+            if ("timestamp" in args) == ("fraction" in args):
+                raise InvalidValueError("seek needs exactly one of 'timestamp' or 'fraction'")
+            if "fraction" in args:
+                self.seek(fraction=args["fraction"])
+            else:
+                self.seek(args["timestamp"])
+        elif action == "speed":
+            if "speed" not in args:
+                raise InvalidValueError("speed needs a 'speed' argument")
+            self.set_speed(args["speed"])
+        elif action == "mode":
+            if "mode" not in args:
+                raise InvalidValueError("mode needs a 'mode' argument")
+            self.set_mode(args["mode"], args.get("symbol"))
+        elif action == "loop":
+            if "loop" not in args:
+                raise InvalidValueError("loop needs a 'loop' argument")
+            self.set_loop(args["loop"])
+        else:
+            getattr(self, action)()
+        return self.status()
+
+    async def aclose(self) -> None:
+        """Stop everything and release sources, feeds and subscribers."""
+        self._stop_live()
+        if self.controller is not None:
+            await self.controller.aclose()
+        if self._closing:
+            await asyncio.gather(*list(self._closing), return_exceptions=True)
+        self._subscribers.clear()
+        self._callbacks.clear()
+
+    # ----------------------------------------------------------------- internals
+    def _speed_setting_float(self) -> float:
+        from .controller import parse_speed
+
+        return parse_speed(self._speed_setting, self.max_speed)
+
+    @staticmethod
+    def _check_symbol(symbol: Any) -> str:
+        if not isinstance(symbol, str) or not symbol.strip() or len(symbol) > _SYMBOL_MAX:
+            raise InvalidValueError(f"symbol must be a non-empty string of at most {_SYMBOL_MAX} characters")
+        if not all(c.isalnum() or c in "._-:/" for c in symbol):
+            raise InvalidValueError(f"symbol may contain letters, digits and . _ - : / only, got {symbol!r}")
+        return symbol.strip()
+
+    def _ctl(self) -> ReplayController:
+        if self.controller is None:
+            raise IllegalTransitionError("no data loaded in this session; load a source first")
+        return self.controller
+
+    def _replay_only(self, what: str) -> None:
+        if self.mode is Mode.LIVE:
+            raise IllegalTransitionError(f"cannot {what} in LIVE mode; switch to REPLAY first")
+
+    def _install_source(self, source: ReplaySource) -> None:
+        self.source = source
+        self.controller = ReplayController(
+            source,
+            emit=self._emit_rows,
+            on_state=self._emit_state,
+            on_rewind=self._reset,
+            timer=self.timer,
+            speed=self._speed_setting if self.controller is None else speed_to_json(self.controller.speed),
+            loop=self._loop_setting if self.controller is None else self.controller.loop,
+            frame_ns=self.frame_ns,
+            max_speed=self.max_speed,
+        )
+        if self.mode is Mode.REPLAY:
+            self.buffer = RollingBuffer(self.buffer_rows, source.dtypes, tz=source.tz)
+
+    def _next_seq(self) -> int:
+        self.seq += 1
+        return self.seq
+
+    def _publish(self, event: Event) -> None:
+        for cb in list(self._subscribers):
+            try:
+                cb(event)
+            except Exception:  # one bad subscriber must not starve the others
+                log.exception("session %s subscriber failed", self.id)
+
+    def _emit_rows(self, chunk: Chunk) -> None:
+        if not len(chunk):
+            return
+        self.buffer.append(chunk)
+        batch = Batch(self._next_seq(), self.id, self.mode, chunk.ts, dict(chunk.columns), self.rows)
+        self.rows += len(chunk)
+        self.last = {"timestamp_ns": int(chunk.ts[-1])}
+        for name, col in chunk.columns.items():
+            self.last[name] = _json_scalar(col[-1])
+        self._publish(batch)
+        clock = self.clock
+        for fn in list(self._callbacks):
+            try:
+                fn(batch, clock)
+            except Exception as exc:
+                self.callback_errors += 1
+                self.last_error = f"on_batch callback {getattr(fn, '__name__', fn)!r} failed: {exc!r}"
+                log.exception("session %s on_batch callback failed", self.id)
+
+    def _emit_state(self) -> None:
+        self._publish(StateEvent(self._next_seq(), self.id, self.status()))
+
+    def _reset(self, reason: str) -> None:
+        dtypes = self.buffer.dtypes
+        if self.mode is Mode.LIVE and self._live is not None:
+            dtypes = dict(self._live.dtypes)
+        elif self.mode is Mode.REPLAY and self.source is not None:
+            dtypes = dict(self.source.dtypes)
+        tz = self.source.tz if (self.mode is Mode.REPLAY and self.source) else None
+        if dtypes != self.buffer.dtypes or tz != self.buffer.tz:
+            self.buffer = RollingBuffer(self.buffer_rows, dtypes, tz=tz)
+        else:
+            self.buffer.clear()
+        self.rows = 0
+        self.last = None
+        self._publish(ResetEvent(self._next_seq(), self.id, self.mode, reason))
+
+    def _spawn(self, coro: Any) -> None:
+        try:
+            task = asyncio.get_running_loop().create_task(coro)
+        except RuntimeError:  # no loop (closing outside asyncio): run nothing, drop the coroutine
+            coro.close()
+            return
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    def _start_live(self) -> None:
+        try:
+            self._live = self.live_factory(self.symbol)
+        except Exception as exc:
+            raise FeedError(f"cannot open live feed for {self.symbol!r}: {exc}") from exc
+        self.last_error = None
+        self._live_task = asyncio.get_running_loop().create_task(
+            self._consume_live(self._live), name=f"jupyter_replay.live.{self.symbol}"
+        )
+
+    def _stop_live(self) -> None:
+        if self._live_task is not None:
+            self._live_task.cancel()
+            self._live_task = None
+        if self._live is not None:
+            self._spawn(self._live.aclose())
+            self._live = None
+
+    async def _consume_live(self, source: LiveSource) -> None:
+        try:
+            async for chunk in source.batches():
+                if self._live is not source:
+                    return
+                if self._live_state is State.PLAYING:
+                    self._emit_rows(chunk)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("session %s live feed failed", self.id)
+            self.last_error = f"live feed failed: {exc!r}"
+        if self._live is source:  # the feed ended or failed by itself
+            self._live_state = State.PAUSED if self.last_error else State.FINISHED
+            self._live_task = None
+            self._emit_state()
