@@ -20,7 +20,7 @@ from jupyter_replay import (
     StateEvent,
     TestTimer,
 )
-from jupyter_replay.sources.dataframe import DataFrameSource
+from jupyter_replay.sources import DataFrameSource
 
 SEC = 1_000_000_000
 T0 = pd.Timestamp("2024-01-02 09:30", tz="UTC")

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from jupyter_replay import IllegalTransitionError, InvalidValueError, State, ThreadedSession
-from jupyter_replay.sources.dataframe import DataFrameSource
+from jupyter_replay.sources import DataFrameSource
 
 
 def frame(n: int) -> pd.DataFrame:
