@@ -1,0 +1,305 @@
+"""In-memory sources: ``ArraySource`` (int64 ns + numpy columns) and ``DataFrameSource`` (from pandas)."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..batch import TIME_COLUMN, Chunk
+from ..exceptions import DataError, InvalidValueError
+from ..timeconv import to_ns
+from .base import Cursor, ReplaySource
+
+__all__ = [
+    "ArraySource", "ArrayCursor", "DataFrameSource", "time_to_ns", "column_to_numpy", "check_count", "end_bound",
+]
+
+_I64 = np.iinfo(np.int64)
+
+
+def end_bound(end_ns: Any) -> int:
+    """``read_until``'s bound as an int64-range int (``math.inf`` and huge ints are clamped)."""
+    if isinstance(end_ns, float) and not np.isfinite(end_ns):
+        if np.isnan(end_ns):
+            raise InvalidValueError("end_ns is NaN")
+        return int(_I64.max) if end_ns > 0 else int(_I64.min)
+    return max(int(_I64.min), min(int(end_ns), int(_I64.max)))
+
+
+def check_count(n: Any, what: str = "n") -> int:
+    """Validate a row count (int >= 0) for ``read``/``read_until``."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+        raise InvalidValueError(f"{what} must be an int >= 0, got {n!r}")
+    return int(n)
+
+
+def _readonly(a: np.ndarray) -> np.ndarray:
+    """A read-only view of ``a``: chunks are views, consumers must not write into the source."""
+    v = a.view()
+    v.flags.writeable = False
+    return v
+
+
+class ArrayCursor(Cursor):
+    """Cursor over sorted in-memory arrays; every read is a numpy view (no copies)."""
+
+    def __init__(self, ts: np.ndarray, columns: Mapping[str, np.ndarray], position: int = 0) -> None:
+        self._ts = ts
+        self._columns = dict(columns)
+        self._n = int(ts.shape[0])
+        self.position = int(position)
+
+    def peek_ns(self) -> int | None:
+        return int(self._ts[self.position]) if self.position < self._n else None
+
+    def _take(self, stop: int) -> Chunk:
+        start, self.position = self.position, stop
+        return Chunk(self._ts[start:stop], {k: v[start:stop] for k, v in self._columns.items()})
+
+    def read_until(self, end_ns: int, limit: int) -> Chunk:
+        limit = check_count(limit, "limit")
+        stop = min(self.position + limit, self._n)
+        window = self._ts[self.position : stop]
+        return self._take(self.position + int(np.searchsorted(window, end_bound(end_ns), side="right")))
+
+    def read(self, n: int) -> Chunk:
+        return self._take(min(self.position + check_count(n), self._n))
+
+    def close(self) -> None:
+        self._ts = self._ts[:0]
+        self._columns = {k: v[:0] for k, v in self._columns.items()}
+        self._n = self.position = 0
+
+
+class ArraySource(ReplaySource):
+    """A replay source over sorted int64 ns timestamps and same-length numpy columns.
+
+    ``ts`` must be non-decreasing; arrays are kept as read-only views (not copied).
+    """
+
+    def __init__(self, ts: np.ndarray, columns: Mapping[str, np.ndarray], tz: str | None = None) -> None:
+        ts = np.asarray(ts)
+        if ts.dtype != np.int64 or ts.ndim != 1:
+            raise DataError(f"timestamps must be a 1-d int64 ns array, got {ts.dtype} with {ts.ndim} dims")
+        n = int(ts.shape[0])
+        if n == 0:
+            raise DataError("no rows to replay (empty data)")
+        for name, col in columns.items():
+            if len(col) != n:
+                raise DataError(f"column {name!r} has {len(col)} rows, timestamps have {n}")
+        if n > 1 and bool(np.any(ts[1:] < ts[:-1])):
+            raise DataError("timestamps are not sorted")
+        self.ts: np.ndarray = _readonly(ts)
+        self.data: dict[str, np.ndarray] = {str(k): _readonly(np.asarray(v)) for k, v in columns.items()}
+        self.columns = list(self.data)
+        self.dtypes = {k: v.dtype for k, v in self.data.items()}
+        self.num_rows = n
+        self.start_ns = int(ts[0])
+        self.end_ns = int(ts[-1])
+        self.tz = tz
+
+    def open(self, at_ns: Any = None) -> ArrayCursor:
+        pos = 0 if at_ns is None else int(np.searchsorted(self.ts, to_ns(at_ns), side="left"))
+        return ArrayCursor(self.ts, self.data, pos)
+
+    def to_frame(self, time_column: str = TIME_COLUMN) -> pd.DataFrame:
+        """All rows as a DataFrame (time column tz-aware, in ``tz`` or UTC)."""
+        index = pd.DatetimeIndex(self.ts.view("datetime64[ns]"), tz="UTC")
+        if self.tz is not None:
+            index = index.tz_convert(self.tz)
+        frame = pd.DataFrame({time_column: index})
+        for k, v in self.data.items():
+            frame[k] = v
+        return frame
+
+
+# -- pandas conversions ------------------------------------------------------------------------
+
+
+def _tz_name(tz: Any) -> str | None:
+    if tz is None:
+        return None
+    name = str(tz)
+    try:
+        pd.Timestamp(0, tz="UTC").tz_convert(name)
+    except Exception:  # an unnamed fixed offset: keep the ISO offset form pandas understands
+        off = pd.Timestamp(0, tz="UTC").tz_convert(tz).strftime("%z")
+        name = f"{off[:3]}:{off[3:]}"
+    return name
+
+
+def time_to_ns(values: pd.Series | pd.Index, name: str) -> tuple[np.ndarray, np.ndarray | None, str | None]:
+    """Convert a time column to ``(int64 ns UTC, NaT mask or None, tz name)``.
+
+    Accepted: datetime64 of any unit (naive = UTC), tz-aware datetimes (converted to UTC, tz kept),
+    pyarrow timestamps, and integers (taken as ns since the epoch). Anything else is a ``DataError``.
+    """
+    dtype = values.dtype
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        idx = pd.DatetimeIndex(values)
+        tz = _tz_name(idx.tz)
+        mask = np.asarray(idx.isna())
+        ns = idx.as_unit("ns").asi8  # UTC for tz-aware indexes
+        return ns, (mask if mask.any() else None), tz
+    if pd.api.types.is_integer_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype):
+        series = pd.Series(values)
+        mask = np.asarray(series.isna())
+        if pd.api.types.is_unsigned_integer_dtype(dtype) and len(series) and series.max() > np.iinfo(np.int64).max:
+            raise DataError(f"time column {name!r} has integers beyond the int64 ns range")
+        ns = series.to_numpy(dtype=np.int64, na_value=0) if mask.any() else series.to_numpy(dtype=np.int64)
+        return ns, (mask if mask.any() else None), None
+    hint = "pd.to_datetime(...)"
+    if pd.api.types.is_float_dtype(dtype):
+        hint = "pd.to_datetime(..., unit='s') (or the right unit)"
+    raise DataError(
+        f"time column {name!r} has dtype {dtype}; expected datetime64 (naive = UTC, or tz-aware) "
+        f"or int64 nanoseconds since the epoch; convert it with {hint}"
+    )
+
+
+def column_to_numpy(series: pd.Series) -> np.ndarray:
+    """A value column as numpy, zero copy where possible.
+
+    Numeric/bool numpy columns are kept as they are; nullable ints/floats with missing values become
+    float64 (NaN), nullable bools with missing values become object; datetimes become naive UTC
+    ``datetime64[ns]``; strings, categoricals and anything else become object arrays.
+    """
+    dtype = series.dtype
+    if isinstance(dtype, np.dtype):
+        if dtype.kind in "biufc":
+            return series.to_numpy()
+        if dtype.kind == "M":
+            return series.to_numpy(dtype="datetime64[ns]")
+        if dtype.kind == "m":
+            return series.to_numpy(dtype="timedelta64[ns]")
+        return series.to_numpy(dtype=object)
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        idx = pd.DatetimeIndex(series)
+        if idx.tz is not None:
+            idx = idx.tz_convert("UTC").tz_localize(None)
+        return idx.as_unit("ns").to_numpy()
+    has_na = bool(series.isna().any())
+    if pd.api.types.is_bool_dtype(dtype):
+        return series.to_numpy(dtype=object) if has_na else series.to_numpy(dtype=bool)
+    if pd.api.types.is_numeric_dtype(dtype) and not isinstance(dtype, pd.CategoricalDtype):
+        numpy_dtype = getattr(dtype, "numpy_dtype", None)
+        if numpy_dtype is None:  # pyarrow-backed
+            numpy_dtype = np.dtype(dtype.pyarrow_dtype.to_pandas_dtype())
+        if has_na:
+            return series.to_numpy(dtype=np.float64, na_value=np.nan)
+        return series.to_numpy(dtype=numpy_dtype)
+    return series.to_numpy(dtype=object)
+
+
+class DataFrameSource(ArraySource):
+    """Replay a pandas DataFrame.
+
+    Args:
+        df: the data.
+        time: name of the time column, or None to use the DatetimeIndex. If ``time`` is not a column
+            but the index is named ``time`` (or ``time`` is the default ``"timestamp"`` and the
+            index is a DatetimeIndex), the index is used.
+            The time column may be datetime64 of any unit (naive values are UTC), tz-aware
+            (converted to UTC; the zone is kept in ``tz`` for display), a pyarrow timestamp, or
+            integers taken as nanoseconds since the epoch. Strings and floats are rejected (convert
+            them with ``pd.to_datetime`` first; ``CSVSource`` parses strings itself).
+        columns: value columns to keep (default: all but the time column).
+        sort: stably sort unsorted data by time (equal timestamps keep their input order);
+            with ``sort=False`` unsorted data raises ``DataError``.
+        dropna: drop rows whose time is NaT instead of raising ``DataError``.
+
+    The frame is converted once to int64 ns and numpy columns (views of the frame where pandas
+    allows it); cursor reads are numpy views. Numeric and bool columns keep their dtype;
+    object/string columns are kept as object arrays (replayed, but not plotted or sent on the wire).
+    """
+
+    def __init__(
+        self,
+        df: pd.DataFrame,
+        time: str | None = TIME_COLUMN,
+        columns: Sequence[str] | None = None,
+        sort: bool = True,
+        dropna: bool = False,
+    ) -> None:
+        if not isinstance(df, pd.DataFrame):
+            raise InvalidValueError(f"DataFrameSource needs a pandas DataFrame, got {type(df).__name__}")
+        if df.columns.has_duplicates:
+            dup = sorted({str(c) for c in df.columns[df.columns.duplicated()]})
+            raise DataError(f"duplicate column names: {dup}")
+        time_values, time_name, from_index = self._find_time(df, time)
+        if len(df) == 0:
+            raise DataError("the DataFrame is empty: no rows to replay")
+        ts, mask, tz = time_to_ns(time_values, time_name)
+
+        names = [c for c in df.columns if from_index or c != time_name]
+        if columns is not None:
+            if isinstance(columns, str):
+                columns = [columns]
+            available = {str(c): c for c in names}
+            missing = [c for c in columns if str(c) not in available]
+            if missing:
+                raise DataError(f"columns not found: {missing}; available: {list(available)}")
+            names = [available[str(c)] for c in columns]
+        data: dict[str, np.ndarray] = {}
+        for c in names:
+            key = str(c)
+            if key in data:
+                raise DataError(f"duplicate column name {key!r} after conversion to str")
+            if key == TIME_COLUMN:
+                raise DataError(
+                    f"value column {key!r} clashes with the name of the replay time column; "
+                    f"rename it or pass time={key!r}"
+                )
+            data[key] = column_to_numpy(df[c])
+
+        if mask is not None:
+            bad = np.flatnonzero(mask)
+            if not dropna:
+                raise DataError(
+                    f"time column {time_name!r} has {bad.size} NaT value(s) (first at row {int(bad[0])}); "
+                    "pass dropna=True to drop them"
+                )
+            keep = ~mask
+            ts = ts[keep]
+            data = {k: v[keep] for k, v in data.items()}
+            if ts.size == 0:
+                raise DataError(f"time column {time_name!r} is all NaT: no rows left to replay")
+
+        if ts.size > 1:
+            down = ts[1:] < ts[:-1]
+            if down.any():
+                if not sort:
+                    row = int(np.argmax(down)) + 1
+                    raise DataError(
+                        f"time column {time_name!r} is not sorted (row {row} is earlier than row {row - 1}); "
+                        "pass sort=True to sort it"
+                    )
+                order = np.argsort(ts, kind="stable")
+                ts = ts[order]
+                data = {k: v[order] for k, v in data.items()}
+
+        #: Name of the time column in the input (None: the index).
+        self.time_column = None if from_index and time is None else time_name
+        super().__init__(ts, data, tz=tz)
+
+    @staticmethod
+    def _find_time(df: pd.DataFrame, time: str | None) -> tuple[Any, str, bool]:
+        if time is None:
+            if not isinstance(df.index, pd.DatetimeIndex):
+                raise DataError(
+                    f"time=None needs a DatetimeIndex, the index is a {type(df.index).__name__}; "
+                    f"pass time=<column> (columns: {[str(c) for c in df.columns]})"
+                )
+            return df.index, str(df.index.name or "index"), True
+        if time in df.columns:
+            return df[time], str(time), False
+        if isinstance(df.index, pd.DatetimeIndex) and (df.index.name == time or time == TIME_COLUMN):
+            return df.index, str(time), True
+        if df.index.name == time:
+            return df.index, str(time), True
+        raise DataError(
+            f"time column {time!r} not found; available columns: {[str(c) for c in df.columns]}"
+            + (f" (index: {df.index.name!r})" if df.index.name is not None else "")
+        )
