@@ -1,0 +1,158 @@
+"""``ReplayExtension``: the Jupyter server extension app (configuration, handlers, session manager)."""
+
+from __future__ import annotations
+
+import math
+import urllib.parse
+from typing import Any, Callable
+
+from jupyter_server.extension.application import ExtensionApp
+from traitlets import Bool, Float, Integer, List, Unicode, default, validate
+
+from ..controller import MAX_SPEED, MIN_SPEED
+from .manager import SessionManager
+
+__all__ = ["ReplayExtension"]
+
+
+class ReplayExtension(ExtensionApp):
+    """Serves one replay session per kernel under ``{base_url}replay/api/``."""
+
+    name = "jupyter_replay"
+    description = "Interactive replay of recorded time series, one isolated session per kernel."
+    load_other_extensions = True
+
+    max_sessions = Integer(
+        64,
+        help="Maximum number of replay sessions on this server (one per kernel); creating more answers 409.",
+    ).tag(config=True)
+
+    buffer_rows = Integer(
+        100_000,
+        help="Rows each session keeps in its rolling buffer (the WebSocket history and the plot rollover).",
+    ).tag(config=True)
+
+    max_speed = Float(
+        MAX_SPEED,
+        help=f"Highest numeric replay speed clients may set ({MIN_SPEED} .. {MAX_SPEED:g}); above answers 400.",
+    ).tag(config=True)
+
+    allow_max_speed = Bool(
+        True,
+        help="Whether clients may set speed 'max' (unpaced: rows released as fast as they can be sent).",
+    ).tag(config=True)
+
+    idle_timeout = Float(
+        3600.0,
+        help="Seconds a session may have no WebSocket client before it is closed; 0 keeps sessions forever.",
+    ).tag(config=True)
+
+    idle_check_interval = Float(
+        30.0,
+        help="Seconds between checks for idle sessions and sessions whose kernel is gone.",
+    ).tag(config=True)
+
+    data_dirs = List(
+        Unicode(),
+        help=(
+            "Directories file sources (parquet/csv paths in POST sessions) may be read from; relative paths "
+            "are relative to the server's root_dir. Empty: the server's root_dir only."
+        ),
+    ).tag(config=True)
+
+    max_body_bytes = Integer(
+        256 * 1024 * 1024,
+        help="Largest request body accepted (data uploads and JSON); larger bodies answer 400.",
+    ).tag(config=True)
+
+    ws_queue_frames = Integer(
+        64,
+        help=(
+            "Frames queued per WebSocket client before batch frames are coalesced (slow clients); "
+            "bounds the memory a client can hold on the server."
+        ),
+    ).tag(config=True)
+
+    resume_events = Integer(
+        1024,
+        help="Recent events kept per session so a reconnecting client (?since=<seq>) resumes without a gap.",
+    ).tag(config=True)
+
+    server_url = Unicode(
+        "",
+        help=(
+            "URL kernels use to reach this server (sent to the kernel with its session token). "
+            "Default: the loopback address and port of this server with its base_url."
+        ),
+    ).tag(config=True)
+
+    @validate("max_speed")
+    def _check_max_speed(self, proposal: dict[str, Any]) -> float:
+        value = float(proposal["value"])
+        if not (MIN_SPEED <= value <= MAX_SPEED) or math.isnan(value):
+            raise ValueError(f"max_speed must be between {MIN_SPEED} and {MAX_SPEED:g}")
+        return value
+
+    @validate("max_sessions", "buffer_rows", "ws_queue_frames", "resume_events", "max_body_bytes")
+    def _check_positive(self, proposal: dict[str, Any]) -> int:
+        if proposal["value"] < 1:
+            raise ValueError(f"{proposal['trait'].name} must be >= 1")
+        return proposal["value"]
+
+    @validate("idle_timeout", "idle_check_interval")
+    def _check_seconds(self, proposal: dict[str, Any]) -> float:
+        if proposal["value"] < 0 or math.isnan(proposal["value"]):
+            raise ValueError(f"{proposal['trait'].name} must be >= 0")
+        return proposal["value"]
+
+    @property
+    def kernel_server_url(self) -> str:
+        """The URL kernels on this machine use to reach the server (``server_url`` if configured)."""
+        if self.server_url:
+            return self.server_url
+        app = self.serverapp
+        if getattr(app, "sock", ""):
+            return f"http+unix://{urllib.parse.quote(app.sock, safe='')}{app.base_url}"
+        proto = "https" if getattr(app, "certfile", None) else "http"
+        ip = app.ip or "localhost"
+        if ip in ("", "*", "0.0.0.0", "localhost"):
+            host = "127.0.0.1"
+        elif ":" in ip:
+            host = "[::1]" if ip == "::" else f"[{ip}]"
+        else:
+            host = ip
+        return f"{proto}://{host}:{app.port}{app.base_url}"
+
+    manager: SessionManager | None = None
+    #: ``Session(live_factory=...)`` for LIVE mode: symbols go through the server's shared feed hub
+    live_factory: Callable[[str], Any] | None = None
+
+    def initialize_settings(self) -> None:
+        from .feedhub import FEEDS_SETTING, HUB_SETTING, ReplayFeeds
+
+        self.feeds = ReplayFeeds(parent=self)
+        self.hub = self.feeds.build_hub()
+        self.live_factory = self.hub.live_factory(self.feeds.default_feed)
+        self.settings[HUB_SETTING] = self.hub
+        self.settings[FEEDS_SETTING] = self.feeds
+        self.manager = SessionManager(self)
+        self.settings["replay_manager"] = self.manager
+        self.manager.start()
+
+    def initialize_handlers(self) -> None:
+        from .feedhub import feeds_handlers
+        from .handlers import default_handlers
+
+        self.handlers.extend(default_handlers)
+        self.handlers.extend(feeds_handlers)
+
+    async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
+        if self.manager is not None:
+            self.manager.start()
+
+    async def stop_extension(self) -> None:
+        if self.manager is not None:
+            await self.manager.aclose()
+        hub = getattr(self, "hub", None)
+        if hub is not None:
+            await hub.aclose()

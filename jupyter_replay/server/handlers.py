@@ -1,0 +1,229 @@
+"""REST handlers under ``{base_url}replay/api/`` (one class per URL level, like jupyter_server's kernels API).
+
+Errors are JSON ``{"message": ...}``: 400 bad value / malformed JSON / body too large, 403 not authorized
+or path outside the data directories, 404 unknown session or kernel, 409 illegal transition or session
+exists. ``ReplayError`` subclasses map through their ``http_status``.
+"""
+
+from __future__ import annotations
+
+import json
+from http.client import responses
+from typing import Any
+
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.extension.handler import ExtensionHandlerMixin
+from jupyter_server.utils import url_escape, url_path_join
+from tornado import web
+
+from .. import wire
+from ..exceptions import InvalidValueError, ReplayError
+from .auth import AUTH_RESOURCE, CapabilityMixin, replay_authorized
+from .manager import ManagedSession, SessionManager
+from .websocket import ReplayWebSocketHandler
+
+__all__ = [
+    "AUTH_RESOURCE",
+    "ReplayAPIHandler",
+    "SessionsHandler",
+    "SessionHandler",
+    "SessionActionHandler",
+    "SessionDataHandler",
+    "SessionBufferHandler",
+    "default_handlers",
+]
+
+ARROW_STREAM_TYPE = "application/vnd.apache.arrow.stream"
+
+
+class ReplayAPIHandler(CapabilityMixin, ExtensionHandlerMixin, APIHandler):
+    """Base of the replay REST handlers: JSON errors, ``ReplayError`` mapping, the session manager."""
+
+    auth_resource = AUTH_RESOURCE
+
+    @property
+    def replay_manager(self) -> SessionManager:
+        return self.settings["replay_manager"]
+
+    @property
+    def replay_app(self) -> Any:
+        return self.extensionapp
+
+    def session_url(self, session_id: str) -> str:
+        return url_path_join(self.base_url, "replay", "api", "sessions", url_escape(session_id))
+
+    def json_body(self) -> dict[str, Any]:
+        """The request body as a JSON object (400 if too large, malformed or not an object)."""
+        body = self.request.body or b""
+        if len(body) > self.replay_app.max_body_bytes:
+            raise web.HTTPError(400, "request body too large (max_body_bytes=%d)", self.replay_app.max_body_bytes)
+        if not body.strip():
+            return {}
+        try:
+            data = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise web.HTTPError(400, "malformed JSON body: %s", exc) from None
+        if not isinstance(data, dict):
+            raise web.HTTPError(400, "the JSON body must be an object")
+        return data
+
+    async def session_model(self, managed: ManagedSession, *, with_token: bool | None = None) -> dict[str, Any]:
+        """The session model; writers also get the capability token and the server URL for the kernel."""
+        model = managed.model()
+        if with_token is None:
+            with_token = await self.may("write")
+        if with_token:
+            model["client_token"] = managed.client_token
+            model["server_url"] = self.replay_app.kernel_server_url
+        return model
+
+    def write_json(self, data: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(wire.dumps(data))
+
+    # ------------------------------------------------------------ errors
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """``{"message": ...}`` with the status of a ``ReplayError`` or ``HTTPError``."""
+        exc = (kwargs.get("exc_info") or (None, None, None))[1]
+        reason = None
+        if isinstance(exc, ReplayError):
+            status_code = exc.http_status
+            self.set_status(status_code)
+            message = str(exc)
+            reason = type(exc).__name__
+        elif isinstance(exc, web.HTTPError):
+            message = exc.log_message % exc.args if exc.log_message and exc.args else exc.log_message
+            message = message or responses.get(status_code, "Unknown HTTP Error")
+            reason = exc.reason
+        else:
+            message = responses.get(status_code, "Unknown HTTP Error")
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"message": message, "reason": reason}))
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if isinstance(value, ReplayError):  # an expected client error, not a server fault
+            self.log.warning("%s %s: %s", self.request.method, self.request.path, value)
+            return
+        super().log_exception(typ, value, tb)
+
+
+class SessionsHandler(ReplayAPIHandler):
+    """``replay/api/sessions``: list and create."""
+
+    @web.authenticated
+    @replay_authorized("read")
+    async def get(self) -> None:
+        """List the sessions (kernel id, mode, state, speed, position, buffer size, clients...)."""
+        self.write_json([m.model() for m in self.replay_manager.list()])
+
+    @web.authenticated
+    @replay_authorized("write")
+    async def post(self) -> None:
+        """Create the session of a kernel: ``{"kernel_id", "source"?, "speed"?, "loop"?}`` -> 201 + Location."""
+        body = self.json_body()
+        unknown = set(body) - {"kernel_id", "source", "speed", "loop"}
+        if unknown:
+            raise InvalidValueError(f"unknown field(s) {sorted(unknown)} in the request body")
+        settings = {k: body[k] for k in ("speed", "loop") if k in body}
+        managed = self.replay_manager.create(body.get("kernel_id"), body.get("source"), **settings)
+        self.set_header("Location", self.session_url(managed.id))
+        self.write_json(await self.session_model(managed, with_token=True), status=201)
+
+
+class SessionHandler(ReplayAPIHandler):
+    """``replay/api/sessions/{id}``: get and delete."""
+
+    @web.authenticated
+    @replay_authorized("read")
+    async def get(self, session_id: str) -> None:
+        self.write_json(await self.session_model(self.replay_manager.get(session_id)))
+
+    @web.authenticated
+    @replay_authorized("write")
+    async def delete(self, session_id: str) -> None:
+        await self.replay_manager.remove(session_id, "deleted")
+        self.set_status(204)
+        self.finish()
+
+
+class SessionActionHandler(ReplayAPIHandler):
+    """``replay/api/sessions/{id}/actions/{action}``: play, pause, stop, step, seek, speed, mode, loop."""
+
+    @web.authenticated
+    @replay_authorized("write")
+    async def post(self, session_id: str, action: str) -> None:
+        managed = self.replay_manager.get(session_id)
+        args = self.json_body()
+        self.write_json(self.replay_manager.control(managed, action, args))
+
+
+@web.stream_request_body
+class SessionDataHandler(ReplayAPIHandler):
+    """``replay/api/sessions/{id}/data``: replace the replay data with an Arrow IPC stream body.
+
+    The body is streamed and refused past ``max_body_bytes`` without being buffered.
+    """
+
+    def initialize(self, *args: Any, **kwargs: Any) -> None:
+        super().initialize(*args, **kwargs)
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._too_large = False
+
+    async def prepare(self, *args: Any, **kwargs: Any) -> None:
+        await super().prepare(*args, **kwargs)
+        length = self.request.headers.get("Content-Length")
+        if length is not None and length.isdigit() and int(length) > self.replay_app.max_body_bytes:
+            raise web.HTTPError(400, "request body too large (max_body_bytes=%d)", self.replay_app.max_body_bytes)
+
+    def data_received(self, chunk: bytes) -> None:
+        if self._too_large:
+            return
+        self._size += len(chunk)
+        if self._size > self.replay_app.max_body_bytes:
+            self._too_large = True
+            self._chunks.clear()
+            return
+        self._chunks.append(chunk)
+
+    @web.authenticated
+    @replay_authorized("write")
+    async def put(self, session_id: str) -> None:
+        managed = self.replay_manager.get(session_id)
+        if self._too_large:
+            raise web.HTTPError(400, "request body too large (max_body_bytes=%d)", self.replay_app.max_body_bytes)
+        body, self._chunks = b"".join(self._chunks), []
+        time_column = self.get_query_argument("time", "timestamp")
+        self.replay_manager.load_arrow(managed, body, time_column)
+        self.write_json(await self.session_model(managed, with_token=False))
+
+
+class SessionBufferHandler(ReplayAPIHandler):
+    """``replay/api/sessions/{id}/buffer``: the session's buffered rows as an Arrow IPC stream."""
+
+    @web.authenticated
+    @replay_authorized("read")
+    async def get(self, session_id: str) -> None:
+        import pyarrow as pa
+
+        managed = self.replay_manager.get(session_id)
+        table = pa.Table.from_pandas(managed.session.frame(), preserve_index=False)
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        self.set_header("X-Replay-Seq", str(managed.session.seq))
+        self.finish(sink.getvalue().to_pybytes(), set_content_type=ARROW_STREAM_TYPE)
+
+
+_session = r"(?P<session_id>[\w-]+)"
+
+#: URL patterns relative to the server's ``base_url``.
+default_handlers = [
+    (r"/replay/api/sessions/?", SessionsHandler),
+    (rf"/replay/api/sessions/{_session}/?", SessionHandler),
+    (rf"/replay/api/sessions/{_session}/actions/(?P<action>[\w-]+)/?", SessionActionHandler),
+    (rf"/replay/api/sessions/{_session}/data/?", SessionDataHandler),
+    (rf"/replay/api/sessions/{_session}/buffer/?", SessionBufferHandler),
+    (rf"/replay/api/sessions/{_session}/ws/?", ReplayWebSocketHandler),
+]

@@ -1,0 +1,455 @@
+"""``SessionManager``: one engine ``Session`` per kernel, tied to the kernel's life cycle.
+
+Sessions live on the server's asyncio loop (tornado's). A session is created only for a kernel the
+server's kernel manager knows, and removed when that kernel shuts down, is culled or dies; a kernel
+restart clears its buffer. Idle sessions (no WebSocket client for ``idle_timeout``) are closed.
+Nothing here is global: the manager belongs to one extension app, each session to one kernel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import io
+import logging
+import os
+import secrets
+import time
+import uuid
+from collections import deque
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
+
+from tornado.ioloop import PeriodicCallback
+
+from ..batch import Batch, Event
+from ..controller import parse_speed
+from ..exceptions import (
+    DataError,
+    IllegalTransitionError,
+    InvalidValueError,
+    PathNotAllowedError,
+    ReplayError,
+    SessionLimitError,
+    SessionNotFoundError,
+)
+from ..session import Session
+from ..sources.base import ReplaySource
+
+if TYPE_CHECKING:
+    from .app import ReplayExtension
+
+__all__ = ["KERNEL_ACTIONS_SCHEMA", "ManagedSession", "SessionManager", "resolve_data_path", "EventSink"]
+
+log = logging.getLogger(__name__)
+
+#: jupyter_server's kernel life-cycle events (emitted by ``ServerKernelManager``).
+KERNEL_ACTIONS_SCHEMA = "https://events.jupyter.org/jupyter_server/kernel_actions/v1"
+
+_SOURCE_KEYS = {"sample": {"kind", "n", "seed"}, "parquet": {"kind", "path", "time"}, "csv": {"kind", "path", "time"}}
+_SAMPLE_MAX_ROWS = 5_000_000
+
+
+class EventSink(Protocol):
+    """What a managed session fans its events out to (a WebSocket connection)."""
+
+    def push(self, event: Event) -> None: ...
+
+    def close(self, code: int | None = None, reason: str | None = None) -> None: ...
+
+
+class ManagedSession:
+    """A ``Session`` plus what the server keeps for it: clients, capability token, resume log."""
+
+    def __init__(self, session: Session, *, kernel_id: str, resume_events: int) -> None:
+        self.session = session
+        self.kernel_id = kernel_id
+        self.client_token = secrets.token_urlsafe(32)
+        #: changes when a session is re-created for the same kernel, so old resume points are not reused
+        self.instance = uuid.uuid4().hex[:12]
+        self.created = time.time()
+        self.last_active = time.monotonic()
+        self.clients: set[EventSink] = set()
+        self.closed = False
+        self._resume_events = max(1, int(resume_events))
+        self._log: deque[Event] = deque()
+        self._log_rows = 0
+        self._unsubscribe = session.subscribe(self._on_event)
+
+    @property
+    def id(self) -> str:
+        return self.session.id
+
+    # ----------------------------------------------------------------- events
+    def _on_event(self, event: Event) -> None:
+        self._log.append(event)
+        if isinstance(event, Batch):
+            self._log_rows += len(event)
+        limit_rows = self.session.buffer_rows
+        while len(self._log) > self._resume_events or (self._log_rows > limit_rows and len(self._log) > 1):
+            old = self._log.popleft()
+            if isinstance(old, Batch):
+                self._log_rows -= len(old)
+        for client in list(self.clients):
+            try:
+                client.push(event)
+            except Exception:  # one broken client must not starve the others
+                log.exception("replay client of session %s failed", self.id)
+
+    def events_since(self, seq: int) -> list[Event] | None:
+        """Events with ``seq`` greater than ``seq`` if all are still retained (possibly none), else None."""
+        current = self.session.seq
+        if seq == current:
+            return []
+        if seq > current or seq < 0 or not self._log or self._log[0].seq > seq + 1:
+            return None
+        return [e for e in self._log if e.seq > seq]
+
+    def history(self) -> Batch:
+        """The session's buffer as one batch (``first_row``/``seq`` consistent with the event stream)."""
+        session = self.session
+        chunk = session.buffer.to_chunk()
+        first_row = max(0, session.rows - len(chunk))
+        return Batch(session.seq, session.id, session.mode, chunk.ts, dict(chunk.columns), first_row)
+
+    # ----------------------------------------------------------------- clients
+    def attach(self, client: EventSink) -> None:
+        self.clients.add(client)
+        self.last_active = time.monotonic()
+
+    def detach(self, client: EventSink) -> None:
+        self.clients.discard(client)
+        self.last_active = time.monotonic()
+
+    def count_dropped(self, n: int) -> None:
+        """Frames coalesced away for a slow client (reported in ``status()["dropped"]``)."""
+        self.session.dropped += int(n)
+
+    def check_token(self, token: str | None) -> bool:
+        return bool(token) and hmac.compare_digest(str(token), self.client_token)
+
+    # ----------------------------------------------------------------- model
+    def model(self) -> dict[str, Any]:
+        """The REST model: the session's status plus server-side facts."""
+        status = self.session.status()
+        status.update(
+            kernel_id=self.kernel_id,
+            clients=len(self.clients),
+            created=self.created,
+            instance=self.instance,
+        )
+        return status
+
+    async def aclose(self, reason: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for client in list(self.clients):
+            try:
+                client.close(1001, f"replay session closed: {reason}")
+            except Exception:
+                log.exception("closing a client of session %s failed", self.id)
+        self.clients.clear()
+        self._unsubscribe()
+        self._log.clear()
+        await self.session.aclose()
+
+
+def resolve_data_path(path: Any, data_dirs: Iterable[str], root_dir: str) -> str:
+    """The real path of a data file, which must lie inside one of ``data_dirs``.
+
+    Relative paths are relative to the server's ``root_dir``. Symbolic links are resolved before the
+    check, so neither ``..`` nor a link can escape the allowed directories (``PathNotAllowedError``).
+    """
+    if not isinstance(path, str) or not path.strip() or "\0" in path:
+        raise InvalidValueError("source 'path' must be a non-empty string")
+    candidate = path if os.path.isabs(path) else os.path.join(root_dir, path)
+    real = os.path.realpath(candidate)
+    if not any(_inside(real, os.path.realpath(directory)) for directory in data_dirs):
+        raise PathNotAllowedError(f"path {path!r} is outside the allowed data directories")
+    if not os.path.isfile(real):
+        raise DataError(f"no such data file: {path!r}")
+    return real
+
+
+def _inside(path: str, directory: str) -> bool:
+    try:
+        return os.path.commonpath([path, directory]) == directory
+    except ValueError:  # different drives on Windows
+        return False
+
+
+class SessionManager:
+    """Holds one session per kernel id for one Jupyter server."""
+
+    def __init__(self, app: "ReplayExtension") -> None:
+        self.app = app
+        self.serverapp = app.serverapp
+        self.log = app.log
+        self._sessions: dict[str, ManagedSession] = {}
+        self._dead_callbacks: dict[str, Callable[[], None]] = {}
+        self._idle_check: PeriodicCallback | None = None
+        self._listening = False
+        self._closed = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # ----------------------------------------------------------------- life cycle
+    @property
+    def kernel_manager(self) -> Any:
+        return self.serverapp.kernel_manager
+
+    def start(self) -> None:
+        """Listen to kernel life-cycle events (idempotent; safe before the loop runs)."""
+        if self._listening or self._closed:
+            return
+        self.serverapp.event_logger.add_listener(schema_id=KERNEL_ACTIONS_SCHEMA, listener=self._on_kernel_action)
+        self._listening = True
+
+    def _ensure_idle_check(self) -> None:
+        """Start the periodic idle check (needs the running loop; called lazily)."""
+        if self._idle_check is not None or self._closed:
+            return
+        interval_s = self.app.idle_check_interval
+        self._idle_check = PeriodicCallback(self._idle_tick, max(0.05, interval_s) * 1000)
+        self._idle_check.start()
+
+    async def aclose(self) -> None:
+        """Close every session and stop listening (server shutdown)."""
+        self._closed = True
+        if self._listening:
+            self.serverapp.event_logger.remove_listener(
+                schema_id=KERNEL_ACTIONS_SCHEMA, listener=self._on_kernel_action
+            )
+            self._listening = False
+        if self._idle_check is not None:
+            self._idle_check.stop()
+            self._idle_check = None
+        for session_id in list(self._sessions):
+            await self.remove(session_id, "server shutdown")
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    # ----------------------------------------------------------------- queries
+    def __contains__(self, session_id: object) -> bool:
+        return session_id in self._sessions
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def list(self) -> list[ManagedSession]:
+        return list(self._sessions.values())
+
+    def get(self, session_id: str) -> ManagedSession:
+        try:
+            return self._sessions[session_id]
+        except KeyError:
+            raise SessionNotFoundError(f"no replay session {session_id!r}") from None
+
+    # ----------------------------------------------------------------- create / remove
+    def create(self, kernel_id: Any, source: dict[str, Any] | None = None, **settings: Any) -> ManagedSession:
+        """A new session for a running kernel (``SessionNotFoundError`` if the kernel is unknown)."""
+        if self._closed:
+            raise SessionLimitError("the replay extension is shutting down")
+        if not isinstance(kernel_id, str) or not kernel_id:
+            raise InvalidValueError("'kernel_id' must be a non-empty string")
+        unknown = set(settings) - {"speed", "loop"}
+        if unknown:
+            raise InvalidValueError(f"unknown session setting(s) {sorted(unknown)}")
+        if "speed" in settings:
+            self._check_speed(settings["speed"])
+        if not isinstance(settings.get("loop", False), bool):
+            raise InvalidValueError(f"loop must be true or false, got {settings['loop']!r}")
+        replay_source = self.make_source(source) if source is not None else None
+        try:
+            if kernel_id not in self.kernel_manager:
+                raise SessionNotFoundError(f"no running kernel {kernel_id!r}")
+            if kernel_id in self._sessions:
+                raise IllegalTransitionError(f"a replay session for kernel {kernel_id!r} already exists")
+            if len(self._sessions) >= self.app.max_sessions:
+                raise SessionLimitError(f"too many replay sessions (max_sessions={self.app.max_sessions})")
+            session = Session(
+                replay_source,
+                session_id=kernel_id,
+                buffer_rows=self.app.buffer_rows,
+                max_speed=self.app.max_speed,
+                speed=settings.get("speed", 1.0),
+                loop=settings.get("loop", False),
+                live_factory=self.app.live_factory,
+            )
+        except BaseException:
+            if replay_source is not None:
+                replay_source.close()
+            raise
+        managed = ManagedSession(session, kernel_id=kernel_id, resume_events=self.app.resume_events)
+        self._sessions[kernel_id] = managed
+        self._watch_kernel(kernel_id)
+        self._ensure_idle_check()
+        self.log.info("replay session created for kernel %s", kernel_id)
+        return managed
+
+    async def remove(self, session_id: str, reason: str = "deleted") -> None:
+        """Close and forget a session (``SessionNotFoundError`` if unknown)."""
+        managed = self._sessions.pop(session_id, None)
+        if managed is None:
+            raise SessionNotFoundError(f"no replay session {session_id!r}")
+        self._unwatch_kernel(managed.kernel_id)
+        self.log.info("replay session %s closed (%s)", session_id, reason)
+        await managed.aclose(reason)
+
+    def _remove_soon(self, session_id: str, reason: str) -> None:
+        if session_id not in self._sessions:
+            return
+        task = asyncio.get_running_loop().create_task(self.remove(session_id, reason))
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() and not isinstance(task.exception(), SessionNotFoundError):
+            self.log.error("replay session cleanup failed", exc_info=task.exception())
+
+    # ----------------------------------------------------------------- control
+    def _check_speed(self, value: Any) -> None:
+        speed = parse_speed(value, self.app.max_speed)
+        if speed == float("inf") and not self.app.allow_max_speed:
+            raise InvalidValueError("speed 'max' is disabled on this server (ReplayExtension.allow_max_speed)")
+
+    def control(self, managed: ManagedSession, action: Any, args: dict[str, Any] | None) -> dict[str, Any]:
+        """Run a control action on a session (server policy first); returns the session model."""
+        if not isinstance(action, str):
+            raise InvalidValueError("'action' must be a string")
+        if args is not None and not isinstance(args, dict):
+            raise InvalidValueError("action arguments must be a JSON object")
+        args = dict(args or {})
+        if action == "speed" and "speed" in args:
+            self._check_speed(args["speed"])
+        managed.session.control(action, args)
+        return managed.model()
+
+    def make_source(self, spec: Any) -> ReplaySource:
+        """Build a replay source from ``{"kind": "parquet"|"csv", "path", "time"?}`` or ``{"kind": "sample"}``."""
+        if not isinstance(spec, dict):
+            raise InvalidValueError("'source' must be a JSON object with a 'kind'")
+        kind = spec.get("kind")
+        allowed = _SOURCE_KEYS.get(kind) if isinstance(kind, str) else None
+        if allowed is None:
+            raise InvalidValueError(f"source 'kind' must be 'parquet', 'csv' or 'sample', got {kind!r}")
+        unknown = set(spec) - allowed
+        if unknown:
+            raise InvalidValueError(f"unknown source field(s) {sorted(unknown)} for kind {kind!r}")
+        time_column = spec.get("time", "timestamp")
+        if not isinstance(time_column, str) or not time_column:
+            raise InvalidValueError("source 'time' must be a column name")
+        if kind == "sample":
+            from ..sources import DataFrameSource, sample_trades
+
+            kwargs = {}
+            for key in ("n", "seed"):
+                if key in spec:
+                    value = spec[key]
+                    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                        raise InvalidValueError(f"sample source {key!r} must be a non-negative integer")
+                    kwargs[key] = value
+            if not 1 <= kwargs.get("n", 1) <= _SAMPLE_MAX_ROWS:
+                raise InvalidValueError(f"sample source 'n' must be between 1 and {_SAMPLE_MAX_ROWS}")
+            return DataFrameSource(sample_trades(**kwargs), time="timestamp")
+        if kind in ("parquet", "csv"):
+            path = resolve_data_path(spec.get("path"), self.data_dirs, self.serverapp.root_dir)
+            try:
+                if kind == "parquet":
+                    from ..sources import ParquetSource
+
+                    return ParquetSource(path, time=time_column)
+                from ..sources import CSVSource
+
+                return CSVSource(path, time=time_column)
+            except ReplayError:
+                raise
+            except (OSError, ValueError) as exc:
+                raise DataError(f"cannot read {kind} file {spec.get('path')!r}: {exc}") from exc
+        raise AssertionError(kind)  # unreachable: kinds checked above
+
+    @property
+    def data_dirs(self) -> list[str]:
+        return list(self.app.data_dirs) or [self.serverapp.root_dir]
+
+    def load_arrow(self, managed: ManagedSession, body: bytes, time_column: str = "timestamp") -> None:
+        """Replace a session's data with an Arrow IPC stream (the kernel's upload)."""
+        import pyarrow as pa
+
+        from ..sources import DataFrameSource
+
+        if not body:
+            raise DataError("empty body: expected an Arrow IPC stream")
+        try:
+            table = pa.ipc.open_stream(io.BytesIO(body)).read_all()
+        except (pa.ArrowInvalid, pa.ArrowException, OSError) as exc:
+            raise DataError(f"body is not an Arrow IPC stream: {exc}") from None
+        if time_column not in table.column_names:
+            raise DataError(f"no time column {time_column!r} in the uploaded data (columns: {table.column_names})")
+        df = table.to_pandas()
+        managed.session.set_source(DataFrameSource(df, time=time_column))
+
+    # ----------------------------------------------------------------- kernel life cycle
+    def _watch_kernel(self, kernel_id: str) -> None:
+        def on_dead() -> None:
+            self.log.warning("kernel %s died; closing its replay session", kernel_id)
+            self._remove_soon(kernel_id, "kernel died")
+
+        try:
+            self.kernel_manager.add_restart_callback(kernel_id, on_dead, "dead")
+        except Exception:  # kernel vanished in between: the idle check removes the session
+            self.log.debug("cannot watch kernel %s", kernel_id, exc_info=True)
+            return
+        self._dead_callbacks[kernel_id] = on_dead
+
+    def _unwatch_kernel(self, kernel_id: str) -> None:
+        callback = self._dead_callbacks.pop(kernel_id, None)
+        if callback is None:
+            return
+        try:
+            self.kernel_manager.remove_restart_callback(kernel_id, callback, "dead")
+        except Exception:  # the kernel is already gone
+            pass
+
+    async def _on_kernel_action(self, logger: Any, schema_id: str, data: dict[str, Any]) -> None:
+        """``kernel_actions`` listener: shutdown/cull removes the session, restart clears its buffer."""
+        kernel_id = data.get("kernel_id")
+        managed = self._sessions.get(kernel_id) if kernel_id else None
+        if managed is None:
+            return
+        action = data.get("action")
+        if action == "shutdown":
+            if data.get("status") == "success" or kernel_id not in self.kernel_manager:
+                await self._remove_quietly(kernel_id, "kernel shutdown")
+        elif action == "restart" and data.get("status") == "success":
+            self.log.info("kernel %s restarted; clearing its replay buffer", kernel_id)
+            managed.session.reset("restart")
+
+    async def _remove_quietly(self, session_id: str, reason: str) -> None:
+        try:
+            await self.remove(session_id, reason)
+        except SessionNotFoundError:
+            pass
+
+    # ----------------------------------------------------------------- idle expiry
+    async def expire_idle(self, now: float | None = None) -> list[str]:
+        """Close sessions without clients for ``idle_timeout`` and sessions whose kernel is gone."""
+        now = time.monotonic() if now is None else now
+        timeout = self.app.idle_timeout
+        expired = []
+        for session_id, managed in list(self._sessions.items()):
+            if managed.kernel_id not in self.kernel_manager:
+                reason = "kernel gone"
+            elif timeout > 0 and not managed.clients and now - managed.last_active >= timeout:
+                reason = "idle"
+            else:
+                continue
+            expired.append(session_id)
+            await self._remove_quietly(session_id, reason)
+        return expired
+
+    async def _idle_tick(self) -> None:
+        try:
+            await self.expire_idle()
+        except Exception:
+            self.log.exception("replay idle check failed")

@@ -1,0 +1,94 @@
+"""``ReplayWebSocketHandler``: a thin WebSocket handler delegating to a ``ReplayConnection``.
+
+Modelled on jupyter_server's ``KernelWebsocketHandler``: authentication in ``prepare`` (identity provider
+or ``ReplayToken`` capability), explicit authorization in ``get`` (``read`` on ``replay`` to watch,
+``write`` to control; a watcher's control messages get an ``error`` reply), origin checked by
+jupyter_server's ``check_origin``, pings by ``WebSocketMixin``.
+
+Query arguments: ``since=<seq>`` resumes after that sequence number (with ``instance=<id>`` from the
+previous ``hello``), ``ms_only=1`` omits the int64 ``timestamp_ns`` column.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jupyter_server.base.handlers import JupyterHandler
+from jupyter_server.base.websocket import WebSocketMixin
+from jupyter_server.auth.decorator import ws_authenticated
+from jupyter_server.extension.handler import ExtensionHandlerMixin
+from tornado import web
+from tornado.websocket import WebSocketHandler
+
+from ..exceptions import ReplayError
+from .auth import AUTH_RESOURCE, CapabilityMixin
+from .connection import ReplayConnection
+
+__all__ = ["ReplayWebSocketHandler"]
+
+
+class ReplayWebSocketHandler(CapabilityMixin, ExtensionHandlerMixin, WebSocketMixin, WebSocketHandler, JupyterHandler):
+    """``replay/api/sessions/{id}/ws``: history, then the session's events; control messages in."""
+
+    auth_resource = AUTH_RESOURCE
+    connection: ReplayConnection | None = None
+
+    @property
+    def replay_manager(self) -> Any:
+        return self.settings["replay_manager"]
+
+    def set_default_headers(self) -> None:
+        """Undo ``JupyterHandler.set_default_headers`` (meaningless for WebSockets)."""
+
+    def get_compression_options(self) -> dict[str, Any] | None:
+        return self.settings.get("websocket_compression_options", None)
+
+    async def pre_get(self, session_id: str) -> None:
+        """Authorize, find the session and build the connection (errors answer the upgrade request)."""
+        if self.capability is not None:
+            self.check_capability(session_id)
+            can_write = True
+        else:
+            if not await self.may("read"):
+                raise web.HTTPError(403, "not authorized to watch replay sessions")
+            can_write = await self.may("write")
+        try:
+            managed = self.replay_manager.get(session_id)
+        except ReplayError as exc:
+            raise web.HTTPError(exc.http_status, "%s", exc) from None
+        since_arg = self.get_query_argument("since", None)
+        since = None
+        if since_arg not in (None, ""):
+            try:
+                since = int(since_arg)
+            except ValueError:
+                raise web.HTTPError(400, "'since' must be an integer sequence number") from None
+        ms_only = self.get_query_argument("ms_only", "0").lower() in ("1", "true", "yes")
+        self.connection = ReplayConnection(
+            managed,
+            self.replay_manager,
+            self,
+            can_write=can_write,
+            ms_only=ms_only,
+            since=since,
+            instance=self.get_query_argument("instance", None) or None,
+            max_queue=self.extensionapp.ws_queue_frames,
+        )
+
+    @ws_authenticated
+    async def get(self, session_id: str) -> None:  # type: ignore[override]
+        await self.pre_get(session_id)
+        await super().get(session_id=session_id)
+
+    def open(self, session_id: str) -> None:  # type: ignore[override]
+        super().open()  # starts the keep-alive pings
+        if self.connection is not None:
+            self.connection.open()
+
+    def on_message(self, message: str | bytes) -> None:
+        if self.connection is not None:
+            self.connection.handle_message(message)
+
+    def on_close(self) -> None:
+        if self.connection is not None:
+            self.connection.close()

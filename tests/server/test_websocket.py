@@ -1,0 +1,247 @@
+"""Replay WebSocket: history, streamed batches, control, resume, authorization, slow clients."""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.parse
+
+import numpy as np
+import pandas as pd
+import pytest
+from server_helpers import arrow_bytes, on_server_loop, ts_ns
+from tornado.httpclient import HTTPClientError
+
+from jupyter_replay.sources import sample_trades
+
+SESSIONS = ("replay", "api", "sessions")
+
+
+def is_state(state: str):
+    return lambda kind, msg: kind == "text" and msg["type"] == "state" and msg["status"]["state"] == state
+
+
+def frames(msgs):
+    return [m for kind, m in msgs if kind == "frame"]
+
+
+def check_contiguous(frame_list, start_row: int = 0) -> int:
+    """Frames' rows follow each other (first_row) and seq increases; returns the next row index."""
+    row, seq = start_row, -1
+    for header, cols in frame_list:
+        assert header["first_row"] == row, (header, row)
+        assert header.get("first_seq", header["seq"]) > seq
+        seq = header["seq"]
+        row += header["rows"]
+        assert len(cols["timestamp_ns"]) == header["rows"]
+    return row
+
+
+async def open_and_skip_history(api, sid, **params):
+    ws = await api.ws(sid, **params)
+    kind, hello = await ws.recv()
+    assert kind == "text" and hello["type"] == "hello"
+    kind, history = await ws.recv()
+    assert history["type"] == "history"
+    kind, frame = await ws.recv()
+    assert kind == "frame" and frame[0]["history"] is True
+    return ws, hello, history, frame
+
+
+@on_server_loop
+async def test_history_contains_only_own_session(api):
+    ka, kb = await api.start_kernel(), await api.start_kernel()
+    await api.create(ka, source={"kind": "sample", "n": 250, "seed": 11}, speed="max")
+    await api.create(kb, source={"kind": "sample", "n": 180, "seed": 12}, speed="max")
+    for kid in (ka, kb):
+        await api.ok(kid, "play")
+        await api.wait_for(kid, lambda m: m["state"] == "finished")
+    for kid, seed, n in ((ka, 11, 250), (kb, 12, 180)):
+        ws, hello, history, (header, cols) = await open_and_skip_history(api, kid)
+        assert hello["session"]["id"] == kid and hello["writable"] is True
+        assert history["rows"] == n and header["rows"] == n and header["first_row"] == 0
+        expected = sample_trades(n=n, seed=seed)
+        np.testing.assert_array_equal(cols["timestamp_ns"], ts_ns(expected))
+        np.testing.assert_allclose(cols["timestamp"], ts_ns(expected) / 1e6)
+        np.testing.assert_array_equal(cols["price"], expected["price"].to_numpy())
+        np.testing.assert_array_equal(cols["side"], expected["side"].to_numpy())
+        ws.close()
+
+
+@on_server_loop
+async def test_stream_and_control_over_websocket(api):
+    kid = await api.start_kernel()
+    await api.create(kid, source={"kind": "sample", "n": 3000, "seed": 5}, speed=1000)
+    ws, hello, history, _ = await open_and_skip_history(api, kid, ms_only=1)
+    assert history["rows"] == 0
+    ack = await ws.control("play", id="p1")
+    assert ack["type"] == "ack" and ack["id"] == "p1" and ack["status"]["state"] == "playing"
+    msgs = await ws.until(is_state("finished"))
+    got = frames(msgs)
+    assert len(got) > 1  # paced: many frames, not one
+    assert check_contiguous([(h, {"timestamp_ns": c["timestamp"]}) for h, c in got]) == 3000
+    assert all("timestamp_ns" not in c for _, c in got)  # ms_only
+    expected = sample_trades(n=3000, seed=5)
+    np.testing.assert_allclose(np.concatenate([c["timestamp"] for _, c in got]), ts_ns(expected) / 1e6)
+    seqs = [m["seq"] for k, m in msgs if k == "text" and "seq" in m] + [h["seq"] for h, _ in got]
+    assert len(seqs) == len(set(seqs))
+
+    # bad control messages get an error reply, the socket stays usable
+    err = await ws.control("speed", id=2, speed=-1)
+    assert err["type"] == "error" and err["status"] == 400
+    err = await ws.control("step", id=3, n=1)
+    assert err["type"] == "error" and err["status"] == 409  # finished: nothing left to step
+    await ws.send(type="bogus", id=4)
+    msgs = await ws.until(lambda k, m: k == "text" and m.get("id") == 4)
+    assert msgs[-1][1]["type"] == "error" and msgs[-1][1]["status"] == 400
+    await ws.conn.write_message("{not json")
+    msgs = await ws.until(lambda k, m: k == "text" and m.get("type") == "error")
+    assert msgs[-1][1]["status"] == 400
+    stop = await ws.control("stop", id=5)
+    assert stop["type"] == "ack" and stop["status"]["state"] == "stopped"
+    ws.close()
+
+
+@on_server_loop
+async def test_resume_without_gap_or_duplicate(api):
+    kid = await api.start_kernel()
+    await api.create(kid, source={"kind": "sample", "n": 4000, "seed": 8}, speed=400)
+    ws, hello, _, _ = await open_and_skip_history(api, kid)
+    await ws.control("play")
+    first = []
+    while sum(h["rows"] for h, _ in first) < 300:
+        kind, msg = await ws.recv()
+        if kind == "frame":
+            first.append(msg)
+    ws.close()
+    last_seq = first[-1][0]["seq"]
+    await asyncio.sleep(0.3)  # rows keep flowing while disconnected
+
+    ws2 = await api.ws(kid, since=last_seq, instance=hello["instance"])
+    kind, hello2 = await ws2.recv()
+    assert hello2["type"] == "hello" and hello2["instance"] == hello["instance"]
+    msgs = await ws2.until(is_state("finished"))
+    assert not any(k == "text" and m["type"] in ("history", "reset") for k, m in msgs)  # a true resume
+    resumed = frames(msgs)
+    assert resumed[0][0]["seq"] > last_seq
+    rows = check_contiguous(first + resumed)
+    assert rows == 4000
+    all_ts = np.concatenate([c["timestamp_ns"] for _, c in first + resumed])
+    np.testing.assert_array_equal(all_ts, ts_ns(sample_trades(n=4000, seed=8)))
+    ws2.close()
+
+    # a resume point the server cannot serve (unknown seq / other instance) restarts from the buffer
+    for params in ({"since": 10**9}, {"since": last_seq, "instance": "other"}):
+        ws3 = await api.ws(kid, **params)
+        kinds = [await ws3.recv() for _ in range(4)]
+        assert [m["type"] if k == "text" else "frame" for k, m in kinds] == ["hello", "reset", "history", "frame"]
+        assert kinds[1][1]["reason"] == "resync" and kinds[3][1][0]["rows"] == 4000
+        ws3.close()
+
+
+@on_server_loop
+async def test_websocket_authorization(api):
+    ka, kb = await api.start_kernel(), await api.start_kernel()
+    token_a = (await api.create(ka, source={"kind": "sample", "n": 100}))["client_token"]
+    await api.create(kb, source={"kind": "sample", "n": 100})
+
+    # a read-only user may watch; its control messages are refused with an error, not a close
+    ws, hello, _, _ = await open_and_skip_history(api, ka, headers={"X-Test-Role": "viewer"})
+    assert hello["writable"] is False
+    err = await ws.control("play", id=9)
+    assert err["type"] == "error" and err["status"] == 403
+    assert (await api.status(ka))["state"] == "stopped"
+    err = await ws.control("pause", id=10)
+    assert err["status"] == 403  # still connected
+    ws.close()
+
+    with pytest.raises(HTTPClientError) as info:
+        await api.ws(ka, headers={"X-Test-Role": "nobody"})
+    assert info.value.code == 403
+    with pytest.raises(HTTPClientError) as info:
+        await api.ws("nope")
+    assert info.value.code == 404
+    with pytest.raises(HTTPClientError) as info:
+        await api.ws(ka, since="abc")
+    assert info.value.code == 400
+
+    # the capability token opens its own session's socket (with control) and no other
+    cap = {"Authorization": f"ReplayToken {token_a}"}
+    ws, hello, _, _ = await open_and_skip_history(api, ka, headers=cap)
+    assert hello["writable"] is True
+    assert (await ws.control("speed", speed=3))["type"] == "ack"
+    ws.close()
+    with pytest.raises(HTTPClientError) as info:
+        await api.ws(kb, headers=cap)
+    assert info.value.code == 403
+
+    # a cookie-authenticated browser page from another origin is refused by jupyter_server's origin check
+    _, _, resp = await api.request("GET", "api", "status")  # token login: the server sets its login cookie
+    cookie = "; ".join(c.split(";", 1)[0] for c in resp.headers.get_list("Set-Cookie"))
+    assert cookie
+    host = urllib.parse.urlparse(resp.effective_url).netloc  # the cookie name is bound to the host
+    browser = {"Cookie": cookie, "Authorization": "", "Host": host}
+    with pytest.raises(HTTPClientError) as info:
+        await api.ws(ka, headers={**browser, "Origin": "http://evil.example"})
+    assert info.value.code == 403
+    ws, hello, _, _ = await open_and_skip_history(api, ka, headers=browser)  # same-origin/no Origin: fine
+    assert hello["session"]["id"] == ka
+    ws.close()
+
+
+def tally(msgs):
+    """(frames after the last resync, reported dropped count, whether a resync happened)."""
+    got, dropped, resynced = [], 0, False
+    for kind, msg in msgs:
+        if kind == "text" and msg["type"] == "dropped":
+            dropped += msg["count"]
+        elif kind == "text" and msg["type"] in ("reset", "history"):
+            resynced = resynced or msg.get("reason") == "resync"
+            got = []
+        elif kind == "frame":
+            got.append(msg)
+    return got, dropped, resynced
+
+
+@on_server_loop
+async def test_slow_client_is_coalesced_and_bounded(api, replay_ext, replay_manager):
+    replay_ext.ws_queue_frames = 4
+    kid = await api.start_kernel()
+    await api.create(kid)
+    n, width = 45_000, 40  # fewer rows than buffer_rows (50_000): coalescing alone keeps up
+    t0 = pd.Timestamp("2024-01-01T00:00:00Z")
+    df = pd.DataFrame({f"c{i}": np.arange(n, dtype=np.float64) + i for i in range(width)})
+    df.insert(0, "timestamp", t0 + pd.to_timedelta(np.arange(n) * 2, unit="ms"))
+    code, model, _ = await api.request("PUT", *SESSIONS, kid, "data", raw=arrow_bytes(df))
+    assert code == 200, model
+    ws, _, _, _ = await open_and_skip_history(api, kid)
+    ws.shrink_receive_buffer()
+    connection = next(iter(replay_manager.get(kid).clients))
+    await api.ok(kid, "speed", speed=100)  # ~0.9 s of replay, ~15 MB in ~55 frames
+    await api.ok(kid, "play")
+    await api.wait_for(kid, lambda m: m["state"] == "finished")  # the client reads nothing meanwhile
+    msgs = await ws.drain()
+    got, dropped, resynced = tally(msgs)
+    assert not resynced
+    assert dropped > 0 and dropped == connection.dropped
+    assert (await api.status(kid))["dropped"] == dropped
+    coalesced = [h for h, _ in got if "first_seq" in h]
+    assert coalesced and all(h["first_seq"] < h["seq"] for h in coalesced)
+    assert sum(h["seq"] - h["first_seq"] for h in coalesced) == dropped  # every merged frame accounted for
+    assert check_contiguous(got) == n  # nothing lost or duplicated
+    np.testing.assert_array_equal(np.concatenate([c["c0"] for _, c in got]), np.arange(n, dtype=np.float64))
+
+    # A reset while the client is stalled cannot be crossed by coalescing: the client is re-synchronised
+    # (reset "resync", state, history) and then follows again without gap.
+    await api.ok(kid, "play")  # from the start again
+    await api.wait_for(kid, lambda m: m["dropped"] > dropped)  # stalled again: frames are being merged
+    position = (await api.ok(kid, "seek", fraction=0.5))["position"]
+    await api.wait_for(kid, lambda m: m["state"] == "finished")
+    msgs = await ws.drain()
+    got, _, resynced = tally(msgs)
+    assert resynced
+    assert got[0][0]["history"] is True and got[0][0]["first_row"] == 0  # rows since the seek's reset
+    assert check_contiguous(got) == n - position
+    values = np.concatenate([c["c0"] for _, c in got])
+    np.testing.assert_array_equal(values, np.arange(position, n, dtype=np.float64))
+    assert connection.max_frames_queued <= 4  # bounded throughout, whatever the client did
+    ws.close()
