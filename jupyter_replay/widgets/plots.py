@@ -1,0 +1,209 @@
+"""Bokeh figures for the replay widget, exported as ``json_item`` specs that the widget JS embeds.
+
+Two kinds:
+
+- ``line``: one or more numeric columns against time.
+- ``ohlc``: candlesticks plus a volume panel. The bars are computed **in the browser** from the streamed
+  rows (bucketed by ``bar_ms`` of data time), because in the attached path the rows go from the server
+  straight to BokehJS and never pass through the kernel. The raw rows are also kept (and drawn as a thin
+  last-price line), so the raw source always holds exactly the rows received.
+
+Every spec has a ``ColumnDataSource`` named :data:`SOURCE_NAME` holding the raw rows; its time column
+``timestamp`` is float milliseconds since the epoch (what BokehJS wants; int64 ns would fall back to slow
+element-by-element encoding), shown on a datetime axis. OHLC specs add a source named :data:`BARS_NAME`
+with columns ``time open high low close volume dir`` (``dir`` is +1 up / -1 down, coloured by a mapper).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+__all__ = [
+    "SOURCE_NAME",
+    "BARS_NAME",
+    "TIME_MS",
+    "KINDS",
+    "plottable_columns",
+    "default_y",
+    "default_volume",
+    "auto_bar_ms",
+    "plot_spec",
+]
+
+SOURCE_NAME = "replay_source"
+BARS_NAME = "replay_bars"
+TIME_MS = "timestamp"
+KINDS = ("line", "ohlc")
+
+_PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
+_UP, _DOWN = "#26a69a", "#ef5350"
+_NICE_MS = [
+    1, 2, 5, 10, 20, 50, 100, 200, 500,
+    1_000, 2_000, 5_000, 10_000, 15_000, 30_000,
+    60_000, 120_000, 300_000, 600_000, 900_000, 1_800_000,
+    3_600_000, 7_200_000, 14_400_000, 21_600_000, 43_200_000, 86_400_000,
+]
+_TOOLS = "pan,xwheel_zoom,box_zoom,reset,save"
+
+
+def plottable_columns(dtypes: Mapping[str, Any]) -> list[str]:
+    """Numeric (non-bool) columns, in order: the ones the wire format sends and a plot can draw."""
+    out = []
+    for name, dt in dtypes.items():
+        kind = np.dtype(dt).kind
+        if kind in "iuf" and name not in (TIME_MS, f"{TIME_MS}_ns"):
+            out.append(str(name))
+    return out
+
+
+def default_y(dtypes: Mapping[str, Any]) -> list[str]:
+    """``price`` if there is one, else the first float column, else the first numeric column."""
+    cols = plottable_columns(dtypes)
+    if not cols:
+        return []
+    for name in ("price", "last", "close", "value", "mid"):
+        if name in cols:
+            return [name]
+    floats = [c for c in cols if np.dtype(dtypes[c]).kind == "f"]
+    return [(floats or cols)[0]]
+
+
+def default_volume(dtypes: Mapping[str, Any]) -> str | None:
+    """A volume-like column (``volume``, ``size``, ``qty``, ``quantity``, ``amount``) if present."""
+    cols = plottable_columns(dtypes)
+    for name in ("volume", "size", "qty", "quantity", "amount"):
+        if name in cols:
+            return name
+    return None
+
+
+def auto_bar_ms(span_ns: int | None, target_bars: int = 120) -> int:
+    """A round bar width giving about ``target_bars`` bars over ``span_ns`` (1 s when unknown)."""
+    if not span_ns or span_ns <= 0:
+        return 1_000
+    raw = span_ns / 1e6 / target_bars
+    for nice in _NICE_MS:
+        if nice >= raw:
+            return nice
+    return _NICE_MS[-1]
+
+
+def _as_list(y: str | Iterable[str] | None) -> list[str] | None:
+    if y is None:
+        return None
+    if isinstance(y, str):
+        return [y]
+    return [str(c) for c in y]
+
+
+def _figure(title: str, height: int, **kwargs: Any):
+    from bokeh.plotting import figure
+
+    fig = figure(
+        title=title or None,
+        x_axis_type="datetime",
+        height=height,
+        sizing_mode="stretch_width",
+        tools=_TOOLS,
+        toolbar_location="right",
+        **kwargs,
+    )
+    fig.toolbar.logo = None
+    return fig
+
+
+def _empty(names: Sequence[str]) -> dict[str, np.ndarray]:
+    return {name: np.empty(0, np.float64) for name in names}
+
+
+def _line(y: list[str], title: str, height: int):
+    from bokeh.models import ColumnDataSource
+
+    source = ColumnDataSource(data=_empty([TIME_MS, *y]), name=SOURCE_NAME)
+    fig = _figure(title, height)
+    for i, col in enumerate(y):
+        kwargs = {"legend_label": col} if len(y) > 1 else {}
+        fig.line(TIME_MS, col, source=source, line_width=1.5, color=_PALETTE[i % len(_PALETTE)], **kwargs)
+    if len(y) > 1:
+        fig.legend.location = "top_left"
+        fig.legend.click_policy = "hide"
+    elif y:
+        fig.yaxis.axis_label = y[0]
+    return fig
+
+
+def _ohlc(price: str, volume: str | None, bar_ms: float, title: str, height: int):
+    from bokeh.layouts import column
+    from bokeh.models import ColumnDataSource, LinearColorMapper
+    from bokeh.transform import transform
+
+    raw_cols = [TIME_MS, price] + ([volume] if volume else [])
+    source = ColumnDataSource(data=_empty(raw_cols), name=SOURCE_NAME)
+    bars = ColumnDataSource(data=_empty(["time", "open", "high", "low", "close", "volume", "dir"]), name=BARS_NAME)
+    colors = LinearColorMapper(palette=[_DOWN, _UP], low=-1, high=1)
+    fig = _figure(title, height)
+    fig.segment("time", "high", "time", "low", source=bars, color=transform("dir", colors))
+    fig.vbar(
+        "time", bar_ms * 0.7, "open", "close", source=bars,
+        fill_color=transform("dir", colors), line_color=transform("dir", colors),
+    )
+    fig.line(TIME_MS, price, source=source, line_width=1, color="#555555", alpha=0.35)
+    fig.yaxis.axis_label = price
+    fig.xaxis.visible = False
+    vol = _figure("", max(80, height // 3), x_range=fig.x_range)
+    vol.vbar("time", bar_ms * 0.7, "volume", 0, source=bars, fill_color=transform("dir", colors), line_color=None)
+    vol.yaxis.axis_label = volume or "rows"
+    return column(fig, vol, sizing_mode="stretch_width")
+
+
+def plot_spec(
+    kind: str,
+    dtypes: Mapping[str, Any],
+    *,
+    y: str | Sequence[str] | None = None,
+    volume: str | None = None,
+    bar_ms: float | None = None,
+    span_ns: int | None = None,
+    rollover: int = 100_000,
+    title: str = "",
+    height: int = 300,
+) -> dict[str, Any]:
+    """A JSON-safe plot spec for the widget JS.
+
+    ``{"kind", "item" (bokeh json_item), "source", "bars", "columns" (raw source columns), "price",
+    "volume", "bar_ms", "rollover", "bar_rollover"}``. ``y`` names the plotted columns (line) or the price
+    column (ohlc, first of ``y``); unknown names raise ``ValueError``.
+    """
+    from bokeh.embed import json_item
+
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    cols = plottable_columns(dtypes)
+    ys = _as_list(y) or default_y(dtypes)
+    missing = [c for c in ys if c not in cols]
+    if missing:
+        raise ValueError(f"cannot plot {missing}: numeric columns are {cols}")
+    if not ys:
+        raise ValueError("no numeric column to plot")
+    rollover = max(1, int(rollover))
+    spec: dict[str, Any] = {"kind": kind, "source": SOURCE_NAME, "rollover": rollover, "bars": None,
+                            "price": None, "volume": None, "bar_ms": None, "bar_rollover": None}
+    if kind == "line":
+        model = _line(ys, title, height)
+        spec["columns"] = [TIME_MS, *ys]
+    else:
+        vol = volume if volume is not None else default_volume(dtypes)
+        if vol is not None and vol not in cols:
+            raise ValueError(f"volume column {vol!r} is not a numeric column ({cols})")
+        width = float(bar_ms) if bar_ms else float(auto_bar_ms(span_ns))
+        if not width > 0:
+            raise ValueError("bar width must be > 0")
+        model = _ohlc(ys[0], vol, width, title, height)
+        spec.update(
+            columns=[TIME_MS, ys[0]] + ([vol] if vol else []),
+            bars=BARS_NAME, price=ys[0], volume=vol, bar_ms=width, bar_rollover=5_000,
+        )
+    spec["item"] = json_item(model)
+    return spec

@@ -1,0 +1,153 @@
+"""The attached path: a ``Replay`` becomes a client of its kernel's server session (real Jupyter server).
+
+The browser's part (POST the session, send ``attach``) is played by the test: it creates the session over
+REST like the widget JS does and delivers the ``attach`` message to the widget. The widget then talks to
+the real server over HTTP (REST + WebSocket) from its background thread, while the server runs on the
+test's event loop, so blocking widget calls are made with ``asyncio.to_thread``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import time
+from typing import Any, Awaitable, Callable
+
+import pytest
+from pytest_jupyter.jupyter_server import *  # noqa: F401,F403  (jp_serverapp, jp_fetch, ... for this module)
+from tornado.httpclient import HTTPClientError
+from traitlets.config import Config
+
+from jupyter_replay.widgets.remote import RemoteSession
+
+from widget_helpers import RecordingReplay, trades
+
+TIMEOUT = 60.0
+
+
+def on_server_loop(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
+    """Run the test on the Jupyter server's loop (``jp_asyncio_loop``)."""
+
+    @functools.wraps(fn)
+    def test(*args: Any, **kwargs: Any) -> Any:
+        loop = asyncio.get_event_loop_policy().get_event_loop()
+        return loop.run_until_complete(asyncio.wait_for(fn(*args, **kwargs), TIMEOUT))
+
+    return test
+
+
+@pytest.fixture
+def jp_server_config() -> Config:
+    return Config({"ServerApp": {"jpserver_extensions": {"jupyter_replay.server": True}}})
+
+
+async def request(fetch: Any, method: str, *parts: str, body: Any = None) -> tuple[int, Any]:
+    data = json.dumps(body) if body is not None else ("" if method in ("POST", "PUT") else None)
+    try:
+        resp = await fetch(*parts, method=method, body=data, allow_nonstandard_methods=True)
+    except HTTPClientError as err:
+        resp = err.response
+    return resp.code, (json.loads(resp.body) if resp.body else None)
+
+
+async def until(pred: Callable[[], Any], timeout: float = 20.0, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what or pred}"
+        await asyncio.sleep(0.02)
+
+
+async def attach(fetch: Any, widget: RecordingReplay, kernel_id: str) -> dict:
+    """What the widget JS does on render: create (or get) the kernel's session, send ``attach``."""
+    code, model = await request(fetch, "POST", "replay", "api", "sessions", body={"kernel_id": kernel_id})
+    if code == 409:
+        code, model = await request(fetch, "GET", "replay", "api", "sessions", kernel_id)
+    assert code in (200, 201), model
+    msg = {"type": "attach", "session": model["id"], "client_token": model["client_token"],
+           "server_url": model["server_url"]}
+    await asyncio.to_thread(widget.from_browser, msg)
+    return model
+
+
+@on_server_loop
+async def test_attached_widget_is_a_client_of_the_server_session(jp_fetch, jp_serverapp):
+    code, kernel = await request(jp_fetch, "POST", "api", "kernels", body={"name": "python3"})
+    assert code == 201
+    kid = kernel["id"]
+    df = trades(400)
+    r = await asyncio.to_thread(lambda: RecordingReplay(df, speed=50, loop=False).render())
+    other = None
+    try:
+        r.step(3)  # local progress before attaching
+        await until(lambda: r.messages("frame"), what="local rows over the comm")
+        seen: list[int] = []
+        r.on_batch(lambda batch, clock: seen.append(len(batch)))
+        await attach(jp_fetch, r, kid)
+        assert r.attached == kid
+        assert isinstance(r.session, RemoteSession)
+        assert r.messages("attach_result")[-1][0]["ok"] is True
+        # the data and the settings went to the server session
+        code, model = await request(jp_fetch, "GET", "replay", "api", "sessions", kid)
+        assert model["num_rows"] == 400 and model["speed"] == 50.0 and model["clients"] >= 1
+        assert model["position"] == 3  # the local position carried over
+        frames_before = len(r.messages("frame"))
+
+        # Python controls act on the server session; rows come back over the WebSocket
+        await asyncio.to_thread(setattr, r, "speed", "max")
+        code, model = await request(jp_fetch, "GET", "replay", "api", "sessions", kid)
+        assert model["speed"] == "max"
+        await asyncio.to_thread(r.play)
+        await until(lambda: r.status.get("state") == "finished", what="finished")
+        await until(lambda: len(r.buffer) == 397, what="buffer mirrored")
+        assert r.buffer["price"].tolist() == df["price"].iloc[3:].tolist()
+        assert sum(seen) == 397
+        # rows do not go through the kernel's comm any more
+        assert len(r.messages("frame")) == frames_before
+
+        # another client (the browser's socket, REST here) changes state: Python sees it
+        code, _ = await request(jp_fetch, "POST", "replay", "api", "sessions", kid, "actions", "loop", body={"loop": True})
+        assert code == 200
+        await until(lambda: r.loop is True and r.status.get("loop") is True, what="loop mirrored")
+        code, _ = await request(jp_fetch, "POST", "replay", "api", "sessions", kid, "actions", "seek",
+                                body={"fraction": 0.5})
+        assert code == 200
+        await until(lambda: r.status.get("position") == 200 and len(r.buffer) == 0, what="seek mirrored")
+
+        # while playing, the status (slider, time label) moves with the rows received between state messages
+        await asyncio.to_thread(setattr, r, "speed", 20)
+        await asyncio.to_thread(r.play)
+        await until(lambda: r.status.get("state") == "playing" and r.status.get("position", 0) >= 215,
+                    what="position advancing")
+        st, times = dict(r.status), r.buffer["timestamp"]
+        assert st["position_ns"] in {t.value for t in times}  # the last row received at that moment
+        assert st["position_iso"].startswith("2024-01-02T09:30:2")
+        await asyncio.to_thread(r.pause)
+        assert r.status["state"] == "paused"
+        # every released row arrives (the frames may trail the REST answer), none twice
+        await until(lambda: len(r.buffer) == r.status["position"] - 200, what="rows up to the pause")
+
+        # bad values are refused by the server with the same typed errors
+        with pytest.raises(Exception) as info:
+            await asyncio.to_thread(r.step, 0)
+        assert "n" in str(info.value) or "step" in str(info.value)
+
+        # mode switch through the server: buffer cleared, live rows arrive
+        await asyncio.to_thread(setattr, r, "mode", "live")
+        code, model = await request(jp_fetch, "GET", "replay", "api", "sessions", kid)
+        assert model["mode"] == "live"
+        await until(lambda: len(r.buffer) > 0 and "side" in r.buffer.columns, what="live rows")
+
+        # a second Replay of the same kernel cannot take the session over: it stays local
+        other = await asyncio.to_thread(RecordingReplay, trades(50, seed=5))
+        await attach(jp_fetch, other, kid)
+        assert other.attached == "" and other.messages("attach_result")[-1][0]["ok"] is False
+        assert other.session is not r.session and other.status["mode"] == "replay"
+    finally:
+        await asyncio.to_thread(r.close)
+        if other is not None:
+            await asyncio.to_thread(other.close)
+        await request(jp_fetch, "DELETE", "api", "kernels", kid)

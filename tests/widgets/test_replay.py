@@ -1,0 +1,355 @@
+"""``Replay`` on the local path (no server): traits, validation, the Python API and what reaches the browser."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from traitlets import TraitError
+
+from jupyter_replay import wire
+from jupyter_replay.batch import Batch, Mode
+from jupyter_replay.exceptions import IllegalTransitionError, InvalidValueError, ReplayError
+from jupyter_replay.widgets import Replay, replay
+from jupyter_replay.widgets.replay import FRAME_RATE, bokehjs_code, make_source
+
+from widget_helpers import trades, wait_until
+
+
+# ------------------------------------------------------------------------------ validation
+
+
+@pytest.mark.parametrize("bad", [0, -1, math.nan, math.inf, -math.inf, "fast", "", True, None, 1001, 0.05, [1]])
+def test_bad_speed_raises_traiterror_and_changes_nothing(make_replay, bad) -> None:
+    r = make_replay(trades(20), speed=2)
+    with pytest.raises(TraitError) as info:
+        r.speed = bad
+    assert isinstance(info.value, InvalidValueError)  # one exception for both worlds
+    assert r.speed == 2.0
+    assert r.session.status()["speed"] == 2.0
+    assert r.status["speed"] == 2.0
+
+
+def test_bad_constructor_values() -> None:
+    df = trades(10)
+    with pytest.raises(TraitError):
+        Replay(df, speed=0)
+    with pytest.raises(TraitError):
+        Replay(df, symbol="not a symbol!")
+    with pytest.raises(InvalidValueError):
+        Replay(df, kind="pie")
+    with pytest.raises(InvalidValueError):
+        Replay(df, buffer_rows=0)
+    with pytest.raises(ValueError, match="cannot plot"):
+        Replay(df, y="nope")
+
+
+@pytest.mark.parametrize("bad", ["sideways", "", 3, None])
+def test_bad_mode_raises(make_replay, bad) -> None:
+    r = make_replay(trades(10))
+    with pytest.raises(TraitError):
+        r.mode = bad
+    assert r.mode == "replay" and r.session.status()["mode"] == "replay"
+
+
+@pytest.mark.parametrize("bad", ["", "a b", "x" * 65, 5])
+def test_bad_symbol_raises(make_replay, bad) -> None:
+    r = make_replay(trades(10))
+    with pytest.raises(TraitError):
+        r.symbol = bad
+    assert r.symbol == "DEMO"
+
+
+def test_engine_refusals_propagate_typed(make_replay) -> None:
+    r = make_replay(trades(10))
+    with pytest.raises(IllegalTransitionError):
+        r.pause()  # nothing is playing
+    r.mode = "live"
+    with pytest.raises(IllegalTransitionError):
+        r.speed = 5  # LIVE runs on the wall clock
+    assert r.speed == 1.0
+    with pytest.raises(IllegalTransitionError):
+        r.seek(0.5)
+
+
+# ------------------------------------------------------------------------------ trait sync
+
+
+def test_python_trait_changes_reach_the_session(make_replay) -> None:
+    r = make_replay(trades(10))
+    r.speed = 10
+    assert r.session.status()["speed"] == 10.0 and r.status["speed"] == 10.0
+    r.speed = "MAX"
+    assert r.speed == "max" and r.session.status()["speed"] == "max"
+    r.speed = 0.1
+    assert r.session.status()["speed"] == 0.1
+    r.loop = True
+    assert r.session.status()["loop"] is True and r.status["loop"] is True
+
+
+def test_browser_controls_update_python_traits(make_replay) -> None:
+    """Local path: a control message from the JS acts on the session; traits mirror the session."""
+    r = make_replay(trades(50))
+    r.from_browser({"type": "control", "action": "speed", "speed": 25})
+    assert r.speed == 25.0 and r.session.status()["speed"] == 25.0
+    r.from_browser({"type": "control", "action": "speed", "speed": "max"})
+    assert r.speed == "max"
+    r.from_browser({"type": "control", "action": "loop", "loop": True})
+    assert r.loop is True
+    r.from_browser({"type": "control", "action": "step", "n": 3})
+    assert r.status["position"] == 3 and len(r.buffer) == 3
+    r.from_browser({"type": "control", "action": "seek", "fraction": 0.5})
+    assert r.status["position"] == 25 and len(r.buffer) == 0
+    # a bad value from the browser: an error message back, nothing changed
+    r.from_browser({"type": "control", "action": "speed", "speed": 0})
+    errors = r.messages("error")
+    assert errors and errors[-1][0]["status"] == 400 and "speed" in errors[-1][0]["message"]
+    assert r.speed == "max"
+    r.from_browser({"type": "control", "action": "explode"})
+    assert len(r.messages("error")) == 2
+
+
+def test_readonly_traits_ignore_browser_state(make_replay) -> None:
+    r = make_replay(trades(10))
+    before = dict(r.status)
+    r.set_state({"status": {"state": "hacked"}, "attached": "x", "kernel_id": "k", "plot": {}})
+    assert r.status == before and r.attached == "" and r.plot
+    with pytest.raises(TraitError):
+        r.status = {}
+    with pytest.raises(TraitError):
+        r.attached = "x"
+
+
+# ------------------------------------------------------------------------------ Python API -> local session
+
+
+def test_play_to_the_end_streams_every_row_to_the_browser(make_replay) -> None:
+    df = trades(3000)
+    r = make_replay(df, speed="max")
+    r.play()
+    assert r.wait(timeout=20) == "finished"
+    assert r.status["state"] == "finished" and r.status["buffer_rows"] == 3000
+    buf = r.buffer
+    assert len(buf) == 3000 and buf["price"].tolist() == df["price"].tolist()
+    frames = wait_until(lambda: (fr := r.frames()) and sum(h["rows"] for h, _ in fr) == 3000 and fr)
+    # rows are contiguous and in order, time as float ms only (what BokehJS wants)
+    expected = 0
+    for header, cols in frames:
+        assert header["first_row"] == expected and header["mode"] == "replay"
+        expected += header["rows"]
+        assert set(cols) == {"timestamp", "price", "size"}
+        assert cols["timestamp"].dtype == np.float64
+    ms = np.concatenate([c["timestamp"] for _, c in frames])
+    assert np.array_equal(ms, df["timestamp"].dt.as_unit("ns").astype("int64").to_numpy() / 1e6)
+    assert np.array_equal(np.concatenate([c["size"] for _, c in frames]), df["size"].to_numpy())
+
+
+def test_no_view_no_frames_then_history(make_replay) -> None:
+    """Without a rendered view (scripts, nbval) nothing is streamed; a view gets the buffer on render."""
+    r = make_replay(trades(300), speed="max", render=False)
+    r.play()
+    r.wait(timeout=20)
+    assert r.messages("frame") == [] and len(r.buffer) == 300
+    r.render()
+    (content, buffers), = wait_until(lambda: r.messages("history"))
+    assert content["rows"] == 300 and wire.decode_frame(buffers[0])[0]["rows"] == 300
+    r.stop()
+    r.step(2)
+    wait_until(lambda: r.messages("frame"))  # from now on rows are streamed
+
+
+def test_batches_are_coalesced_into_few_frames(make_replay) -> None:
+    """Batches queued between two sends go out as one frame (first_seq..seq)."""
+    r = make_replay(trades(10))
+    sender = r._sender
+    batches = [
+        Batch(seq=100 + i, session_id="x", mode=Mode.REPLAY, ts=np.array([i * 1_000_000], np.int64),
+              columns={"price": np.array([float(i)]), "size": np.array([i], np.int64)}, first_row=i)
+        for i in range(200)
+    ]
+    before = len(r.messages("frame"))
+    with sender._cond:  # the sender cannot drain while we queue
+        for b in batches:
+            sender._items.append(b)
+        sender._cond.notify()
+    wait_until(lambda: len(r.messages("frame")) > before)
+    frames = r.messages("frame")[before:]
+    assert len(frames) == 1
+    header, cols = wire.decode_frame(frames[0][1][0])
+    assert (header["first_seq"], header["seq"], header["rows"]) == (100, 299, 200)
+    assert cols["price"].tolist() == [float(i) for i in range(200)]
+    assert FRAME_RATE <= 60
+
+
+def test_step_seek_stop(make_replay) -> None:
+    df = trades(100)
+    r = make_replay(df)
+    assert r.step(5) == 5
+    assert r.buffer["price"].tolist() == df["price"].iloc[:5].tolist()
+    assert r.step(duration="1s") == 10  # 100 ms apart
+    assert r.status["position"] == 15
+    r.seek(df["timestamp"].iloc[50])
+    assert r.status["position"] == 50 and len(r.buffer) == 0
+    wait_until(lambda: any(m[0].get("reason") == "seek" for m in r.messages("reset")))
+    r.seek(0.25)
+    assert r.status["position"] == 25
+    r.step(1)
+    assert r.buffer["price"].tolist() == [df["price"].iloc[25]]
+    r.stop()
+    assert r.status["state"] == "stopped" and r.status["position"] == 0 and len(r.buffer) == 0
+
+
+def test_pause_stops_rows(make_replay) -> None:
+    r = make_replay(trades(100_000, freq="1ms"), speed=1)
+    r.play()
+    wait_until(lambda: len(r.buffer) > 0)
+    r.pause()
+    assert r.status["state"] == "paused"
+    n = len(r.buffer)
+    pos = r.status["position"]
+    assert r.session.status()["position"] == pos == n
+    import time as _t
+
+    _t.sleep(0.2)
+    assert len(r.buffer) == n  # nothing released while paused
+
+
+def test_on_batch_runs_for_every_batch_and_survives_errors(make_replay) -> None:
+    r = make_replay(trades(400), speed="max")
+    seen: list[int] = []
+    clocks = []
+
+    @r.on_batch
+    def collect(batch, clock):
+        seen.append(len(batch))
+        clocks.append(clock.now())
+
+    @r.on_batch
+    def broken(batch, clock):
+        raise RuntimeError("user bug")
+
+    r.play()
+    r.wait(timeout=20)
+    assert sum(seen) == 400
+    assert all(isinstance(c, pd.Timestamp) for c in clocks)
+    assert r.status["callback_errors"] == len(seen)
+    assert r.status["state"] == "finished"
+
+
+# ------------------------------------------------------------------------------ modes
+
+
+def test_mode_switch_clears_buffer_and_resets_the_plot(make_replay) -> None:
+    r = make_replay(trades(200), speed="max", symbol="ABC")
+    r.play()
+    r.wait(timeout=20)
+    assert len(r.buffer) == 200
+    r.mode = "live"
+    assert r.status["mode"] == "live" and r.status["symbol"] == "ABC"
+    assert all(c in ("timestamp", "price", "size", "side") for c in r.buffer.columns)
+    reset = wait_until(lambda: [m for m in r.messages("reset") if m[0]["mode"] == "live"])
+    assert reset[0][0]["reason"] == "mode"
+    # live rows flow, and reach the browser as live frames after the reset
+    wait_until(lambda: len(r.buffer) > 0, timeout=10)
+    wait_until(lambda: any(h["mode"] == "live" for h, _ in r.frames()))
+    reset_at = r.messages().index(reset[0])
+    after = [wire.decode_frame(b[0])[0] for c, b in r.messages()[reset_at:] if c["type"] == "frame"]
+    assert after and all(h["mode"] == "live" for h in after)
+    # changing the symbol in LIVE restarts the feed for the new symbol
+    r.symbol = "XYZ"
+    assert r.status["symbol"] == "XYZ"
+    r.mode = "replay"
+    assert r.status["mode"] == "replay" and len(r.buffer) == 0
+    wait_until(lambda: [m for m in r.messages("reset") if m[0]["mode"] == "replay"])
+
+
+def test_two_replays_are_independent(make_replay) -> None:
+    a = make_replay(trades(100_000, freq="1ms"), speed=1, symbol="AAA")
+    b = make_replay(trades(300, seed=2), speed="max", symbol="BBB")
+    a.play()
+    b.play()
+    b.wait(timeout=20)
+    a.pause()
+    assert a.status["state"] == "paused" and b.status["state"] == "finished"
+    assert len(b.buffer) == 300 and len(a.buffer) < 100_000
+    b.mode = "live"
+    assert a.mode == "replay" and a.status["mode"] == "replay"
+    a.speed = 7
+    assert b.status["speed"] == "max" and b.speed == "max"
+    n_a = len(a.buffer)
+    wait_until(lambda: len(b.buffer) > 0)
+    assert len(a.buffer) == n_a  # b's live rows never reach a
+    assert all(h["mode"] == "replay" for h, _ in a.frames())
+    assert a.session is not b.session and a.session.id != b.session.id
+
+
+def test_history_for_a_late_view(make_replay) -> None:
+    """A view rendered later asks for the buffer; it comes as one frame behind the queued rows."""
+    df = trades(50)
+    r = make_replay(df)
+    r.step(20)
+    r.from_browser({"type": "history"})
+    hist = wait_until(lambda: [m for m in r.messages("history") if m[0]["rows"]])
+    content, buffers = hist[-1]
+    assert content["rows"] == 20 and content["mode"] == "replay"
+    header, cols = wire.decode_frame(buffers[0])
+    assert header["history"] is True and header["rows"] == 20
+    assert cols["price"].tolist() == df["price"].iloc[:20].tolist()
+
+
+def test_bokehjs_is_sent_inline_on_request(make_replay) -> None:
+    r = make_replay(trades(10))
+    r.from_browser({"type": "need_bokeh"})
+    (content, buffers), = r.messages("bokehjs")
+    assert buffers[0] == bokehjs_code() and b"Bokeh" in buffers[0][:100_000]
+    assert b"cdn.bokeh.org" not in buffers[0][:2000]
+
+
+# ------------------------------------------------------------------------------ plots and sources
+
+
+def test_plot_specs(make_replay) -> None:
+    r = make_replay(trades(100), y=["price", "size"])
+    spec = r.plot["replay"]
+    assert spec["kind"] == "line" and spec["columns"] == ["timestamp", "price", "size"]
+    text = json.dumps(spec["item"])
+    assert '"replay_source"' in text and "DatetimeAxis" in text
+    assert r.plot["live"]["columns"] == ["timestamp", "price", "size"]
+    o = make_replay(trades(100), kind="ohlc", bar="5s")
+    ospec = o.plot["replay"]
+    assert ospec["bars"] == "replay_bars" and ospec["bar_ms"] == 5000 and ospec["volume"] == "size"
+    assert '"replay_bars"' in json.dumps(ospec["item"])
+
+
+def test_make_source_inputs(tmp_path) -> None:
+    df = trades(30)
+    assert make_source(df).num_rows == 30
+    assert make_source(df.set_index("timestamp")).num_rows == 30
+    renamed = df.rename(columns={"timestamp": "ts"})
+    assert make_source(renamed).num_rows == 30  # the only datetime column
+    path = tmp_path / "t.parquet"
+    df.to_parquet(path)
+    assert make_source(str(path)).num_rows == 30
+    merged = make_source({"a": df, "b": trades(10, seed=3)})
+    assert merged.num_rows == 40
+    with pytest.raises(ReplayError):
+        make_source(42)
+    two_dt = df.assign(other=df["timestamp"])
+    with pytest.raises(ReplayError, match="time="):
+        make_source(two_dt.drop(columns="timestamp").assign(t2=df["timestamp"]))
+
+
+def test_replay_function_and_close() -> None:
+    r = replay(trades(10), speed=3, loop=True, buffer_rows=5)
+    try:
+        assert isinstance(r, Replay) and r.speed == 3.0 and r.loop is True
+        assert r.status["buffer_capacity"] == 5
+        r.step(8)
+        assert len(r.buffer) == 5  # rolling
+    finally:
+        r.close()
+    with pytest.raises(ReplayError):
+        r.play()
