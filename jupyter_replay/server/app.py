@@ -7,7 +7,7 @@ import urllib.parse
 from typing import Any, Callable
 
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Bool, Float, Integer, List, Unicode, default, validate
+from traitlets import Bool, Enum, Float, Integer, List, Unicode, default, validate
 
 from ..controller import MAX_SPEED, MIN_SPEED
 from .manager import SessionManager
@@ -86,6 +86,27 @@ class ReplayExtension(ExtensionApp):
         ),
     ).tag(config=True)
 
+    private_sessions = Enum(
+        ["auto", True, False],
+        default_value="auto",
+        help=(
+            "Whether a session is private to the user who created it (others see it only when the owner "
+            "shares it as a room, see docs/deployment.md). 'auto': when the identity provider tells users "
+            "apart (JupyterHub's, or any provider other than jupyter_server's single token/password one, "
+            "where everyone holding the token is the same person). Admins (the Authorizer allows 'admin' "
+            "on 'replay') see every session."
+        ),
+    ).tag(config=True)
+
+    @property
+    def sessions_private(self) -> bool:
+        """Whether sessions are private to their owner on this server (``private_sessions`` resolved)."""
+        if self.private_sessions == "auto":
+            from .rooms import identities_distinct
+
+            return identities_distinct(self.serverapp)
+        return bool(self.private_sessions)
+
     @validate("max_speed")
     def _check_max_speed(self, proposal: dict[str, Any]) -> float:
         value = float(proposal["value"])
@@ -142,8 +163,10 @@ class ReplayExtension(ExtensionApp):
     def initialize_handlers(self) -> None:
         from .feedhub import feeds_handlers
         from .handlers import default_handlers
+        from .room_handlers import room_handlers
 
         self.handlers.extend(default_handlers)
+        self.handlers.extend(room_handlers)
         self.handlers.extend(feeds_handlers)
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:

@@ -20,6 +20,7 @@ from .. import wire
 from ..exceptions import InvalidValueError, ReplayError
 from .auth import AUTH_RESOURCE, CapabilityMixin, replay_authorized
 from .manager import ManagedSession, SessionManager
+from .rooms import Access, require_access, requester_name, session_access
 from .websocket import ReplayWebSocketHandler
 
 __all__ = [
@@ -67,11 +68,17 @@ class ReplayAPIHandler(CapabilityMixin, ExtensionHandlerMixin, APIHandler):
             raise web.HTTPError(400, "the JSON body must be an object")
         return data
 
-    async def session_model(self, managed: ManagedSession, *, with_token: bool | None = None) -> dict[str, Any]:
-        """The session model; writers also get the capability token and the server URL for the kernel."""
+    async def session_model(
+        self, managed: ManagedSession, *, with_token: bool | None = None, access: Access | None = None
+    ) -> dict[str, Any]:
+        """The session model with the requester's ``role``; an owner allowed to write also gets the
+        capability token and the server URL for the kernel (room members never do: revocable access)."""
         model = managed.model()
+        if access is None:
+            access = await session_access(self, managed)
+        model["role"] = access.value
         if with_token is None:
-            with_token = await self.may("write")
+            with_token = access is Access.OWNER and await self.may("write")
         if with_token:
             model["client_token"] = managed.client_token
             model["server_url"] = self.replay_app.kernel_server_url
@@ -114,8 +121,17 @@ class SessionsHandler(ReplayAPIHandler):
     @web.authenticated
     @replay_authorized("read")
     async def get(self) -> None:
-        """List the sessions (kernel id, mode, state, speed, position, buffer size, clients...)."""
-        self.write_json([m.model() for m in self.replay_manager.list()])
+        """List the sessions the requester may see (owned, shared with them, or all for admins)."""
+        sessions = self.replay_manager.list()
+        admin = await self.may("admin") if sessions and self.replay_app.sessions_private else False
+        models = []
+        for managed in sessions:
+            access = await session_access(self, managed, admin=admin)
+            if access.can_read:
+                model = managed.model()
+                model["role"] = access.value
+                models.append(model)
+        self.write_json(models)
 
     @web.authenticated
     @replay_authorized("write")
@@ -126,9 +142,11 @@ class SessionsHandler(ReplayAPIHandler):
         if unknown:
             raise InvalidValueError(f"unknown field(s) {sorted(unknown)} in the request body")
         settings = {k: body[k] for k in ("speed", "loop") if k in body}
-        managed = self.replay_manager.create(body.get("kernel_id"), body.get("source"), **settings)
+        managed = self.replay_manager.create(
+            body.get("kernel_id"), body.get("source"), owner=requester_name(self), **settings
+        )
         self.set_header("Location", self.session_url(managed.id))
-        self.write_json(await self.session_model(managed, with_token=True), status=201)
+        self.write_json(await self.session_model(managed, with_token=True, access=Access.OWNER), status=201)
 
 
 class SessionHandler(ReplayAPIHandler):
@@ -137,11 +155,14 @@ class SessionHandler(ReplayAPIHandler):
     @web.authenticated
     @replay_authorized("read")
     async def get(self, session_id: str) -> None:
-        self.write_json(await self.session_model(self.replay_manager.get(session_id)))
+        managed = self.replay_manager.get(session_id)
+        access = await require_access(self, managed, "read")
+        self.write_json(await self.session_model(managed, access=access))
 
     @web.authenticated
     @replay_authorized("write")
     async def delete(self, session_id: str) -> None:
+        await require_access(self, self.replay_manager.get(session_id), "manage")
         await self.replay_manager.remove(session_id, "deleted")
         self.set_status(204)
         self.finish()
@@ -154,6 +175,7 @@ class SessionActionHandler(ReplayAPIHandler):
     @replay_authorized("write")
     async def post(self, session_id: str, action: str) -> None:
         managed = self.replay_manager.get(session_id)
+        await require_access(self, managed, "control")
         args = self.json_body()
         self.write_json(self.replay_manager.control(managed, action, args))
 
@@ -191,6 +213,7 @@ class SessionDataHandler(ReplayAPIHandler):
     @replay_authorized("write")
     async def put(self, session_id: str) -> None:
         managed = self.replay_manager.get(session_id)
+        await require_access(self, managed, "manage")
         if self._too_large:
             raise web.HTTPError(400, "request body too large (max_body_bytes=%d)", self.replay_app.max_body_bytes)
         body, self._chunks = b"".join(self._chunks), []
@@ -208,6 +231,7 @@ class SessionBufferHandler(ReplayAPIHandler):
         import pyarrow as pa
 
         managed = self.replay_manager.get(session_id)
+        await require_access(self, managed, "read")
         table = pa.Table.from_pandas(managed.session.frame(), preserve_index=False)
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, table.schema) as writer:

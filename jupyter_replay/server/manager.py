@@ -34,6 +34,7 @@ from ..exceptions import (
 )
 from ..session import Session
 from ..sources.base import ReplaySource
+from .rooms import Room
 
 if TYPE_CHECKING:
     from .app import ReplayExtension
@@ -60,9 +61,15 @@ class EventSink(Protocol):
 class ManagedSession:
     """A ``Session`` plus what the server keeps for it: clients, capability token, resume log."""
 
-    def __init__(self, session: Session, *, kernel_id: str, resume_events: int) -> None:
+    def __init__(
+        self, session: Session, *, kernel_id: str, resume_events: int, owner: str | None = None
+    ) -> None:
         self.session = session
         self.kernel_id = kernel_id
+        #: user name of the creator (None: unowned, open to everyone the Authorizer lets in)
+        self.owner = owner
+        #: the room when the owner shared the session (see ``rooms.py``)
+        self.room: Room | None = None
         self.client_token = secrets.token_urlsafe(32)
         #: changes when a session is re-created for the same kernel, so old resume points are not reused
         self.instance = uuid.uuid4().hex[:12]
@@ -136,6 +143,8 @@ class ManagedSession:
             clients=len(self.clients),
             created=self.created,
             instance=self.instance,
+            owner=self.owner,
+            shared=self.room is not None,
         )
         return status
 
@@ -245,8 +254,13 @@ class SessionManager:
             raise SessionNotFoundError(f"no replay session {session_id!r}") from None
 
     # ----------------------------------------------------------------- create / remove
-    def create(self, kernel_id: Any, source: dict[str, Any] | None = None, **settings: Any) -> ManagedSession:
-        """A new session for a running kernel (``SessionNotFoundError`` if the kernel is unknown)."""
+    def create(
+        self, kernel_id: Any, source: dict[str, Any] | None = None, *, owner: str | None = None, **settings: Any
+    ) -> ManagedSession:
+        """A new session for a running kernel (``SessionNotFoundError`` if the kernel is unknown).
+
+        ``owner``: the creating user's name (sessions are private to it when users are told apart).
+        """
         if self._closed:
             raise SessionLimitError("the replay extension is shutting down")
         if not isinstance(kernel_id, str) or not kernel_id:
@@ -279,7 +293,7 @@ class SessionManager:
             if replay_source is not None:
                 replay_source.close()
             raise
-        managed = ManagedSession(session, kernel_id=kernel_id, resume_events=self.app.resume_events)
+        managed = ManagedSession(session, kernel_id=kernel_id, resume_events=self.app.resume_events, owner=owner)
         self._sessions[kernel_id] = managed
         self._watch_kernel(kernel_id)
         self._ensure_idle_check()

@@ -17,14 +17,19 @@ from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.base.websocket import WebSocketMixin
 from jupyter_server.auth.decorator import ws_authenticated
 from jupyter_server.extension.handler import ExtensionHandlerMixin
+from jupyter_server._tz import utcnow
 from tornado import web
 from tornado.websocket import WebSocketHandler
 
 from ..exceptions import ReplayError
 from .auth import AUTH_RESOURCE, CapabilityMixin
 from .connection import ReplayConnection
+from .rooms import Access, ClientGrant, apply_room, requester_name, session_access
 
-__all__ = ["ReplayWebSocketHandler"]
+__all__ = ["ACTIVITY_SETTING", "ReplayWebSocketHandler"]
+
+#: jupyter_server counts every ``*_last_activity`` setting in ``ServerApp.last_activity()``
+ACTIVITY_SETTING = "replay_last_activity"
 
 
 class ReplayWebSocketHandler(CapabilityMixin, ExtensionHandlerMixin, WebSocketMixin, WebSocketHandler, JupyterHandler):
@@ -56,6 +61,13 @@ class ReplayWebSocketHandler(CapabilityMixin, ExtensionHandlerMixin, WebSocketMi
             managed = self.replay_manager.get(session_id)
         except ReplayError as exc:
             raise web.HTTPError(exc.http_status, "%s", exc) from None
+        access = await session_access(self, managed)  # private sessions: owner, admins, room members
+        if not access.can_read:
+            raise web.HTTPError(403, "replay session %s is private and not shared with you", session_id)
+        grant = ClientGrant(
+            requester_name(self), privileged=access in (Access.OWNER, Access.ADMIN), may_write=can_write
+        )
+        can_write = can_write and access.can_control
         since_arg = self.get_query_argument("since", None)
         since = None
         if since_arg not in (None, ""):
@@ -74,6 +86,7 @@ class ReplayWebSocketHandler(CapabilityMixin, ExtensionHandlerMixin, WebSocketMi
             instance=self.get_query_argument("instance", None) or None,
             max_queue=self.extensionapp.ws_queue_frames,
         )
+        self.connection.grant = grant  # type: ignore[attr-defined]  # room changes re-check it
 
     @ws_authenticated
     async def get(self, session_id: str) -> None:  # type: ignore[override]
@@ -84,8 +97,14 @@ class ReplayWebSocketHandler(CapabilityMixin, ExtensionHandlerMixin, WebSocketMi
         super().open()  # starts the keep-alive pings
         if self.connection is not None:
             self.connection.open()
+            grant = self.connection.grant  # type: ignore[attr-defined]
+            if not grant.privileged:  # the room may have changed during the upgrade
+                apply_room(self.connection.managed, only=[grant.username])
 
     def on_message(self, message: str | bytes) -> None:
+        # a client message (control) is user activity for jupyter_server's last_activity (idle culling);
+        # passively watching a stream is not
+        self.settings[ACTIVITY_SETTING] = utcnow()
         if self.connection is not None:
             self.connection.handle_message(message)
 
