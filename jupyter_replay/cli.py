@@ -2,6 +2,7 @@
 
 Commands:
     demo      write sample data and the example notebooks into a folder, start JupyterLab on the quickstart
+    bench     run the benchmarks (source checkout: ``bench/``) and print the results table
     version   print the version
 
 Adding a command (e.g. ``bench``): write ``_add_<name>(sub)`` that registers a subparser with
@@ -176,6 +177,40 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_demo)
 
 
+# -- bench -----------------------------------------------------------------------------------------
+
+
+def _bench_root() -> Path | None:
+    """The source checkout holding ``bench/`` (benchmarks are not part of the wheel), or None."""
+    root = Path(__file__).resolve().parent.parent
+    return root if (root / "bench" / "options.py").is_file() else None
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    root = _bench_root()
+    if root is None:
+        print("error: the benchmarks live in the source checkout (bench/); run from a clone", file=sys.stderr)
+        return 2
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    from bench.__main__ import run_from_args
+
+    return run_from_args(args, sys.argv[2:] if len(sys.argv) > 2 else [])
+
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    root = _bench_root()
+    p = sub.add_parser("bench", help="run the benchmarks and print the results table (source checkout)",
+                       description="Run the benchmarks in bench/ (same as `python -m bench`).")
+    if root is not None:
+        if str(root) not in sys.path:
+            sys.path.insert(0, str(root))
+        from bench.options import build_parser as bench_options
+
+        bench_options(p)
+    p.set_defaults(func=cmd_bench)
+
+
 # -- version ---------------------------------------------------------------------------------------
 
 
@@ -191,7 +226,7 @@ def _add_version(sub: argparse._SubParsersAction) -> None:
 # -- entry point -----------------------------------------------------------------------------------
 
 # Subcommand registrars, in --help order. `bench` plugs in here.
-SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_demo, _add_version]
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_demo, _add_bench, _add_version]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,10 +1,15 @@
 """Fixtures of the real-browser e2e tests; the machinery and helpers live in ``lab_harness.py``.
 
     lab        (session)  LabServer: JupyterLab on 127.0.0.1, known token, tmp root dir; torn down with its kernels
-    browser    (package)  Playwright Chromium from /usr/bin/chromium (never a Playwright browser download)
+    browser    (module)   Playwright Chromium from /usr/bin/chromium (never a Playwright browser download)
     new_page   (function) factory of fresh pages, each in its own browser context with base_url = the lab;
-                          afterwards the contexts are closed and every kernel of the lab is shut down
+                          afterwards the contexts are closed, every kernel of the lab is shut down and the
+                          test fails if a kernel or a replay session is left over
     page       (function) one such page
+
+Module scope for ``browser``: Playwright's sync API keeps its event loop registered as the thread's running
+loop while it is open, so it must be closed before the asyncio tests of other directories run (``tests/e2e``
+is not a package, so "package" scope would mean the whole session).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from lab_harness import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, LabServer, start_lab, stop_lab
+from lab_harness import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, LabServer, start_lab, stop_lab, wait_for
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -50,9 +55,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
 # -- browser ----------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Headless Debian Chromium through Playwright's sync API (package scope: gone before other packages run)."""
+    """Headless Debian Chromium through Playwright's sync API (closed at the end of each test module)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
@@ -80,6 +85,10 @@ def new_page(browser: Any, lab: LabServer) -> Iterator[Callable[[], Any]]:
     for ctx in contexts:
         ctx.close()
     lab.shutdown_kernels()
+    # isolation for the next test: no kernel keeps running, and the extension dropped their sessions
+    assert lab.api("GET", "api/kernels") == [], "kernels left running after shutdown"
+    wait_for(lambda: lab.api("GET", "replay/api/sessions") == [], timeout=15,
+             message="replay sessions outlived their kernels")
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ Use from tests in ``tests/e2e`` (the fixtures ``lab``, ``browser``, ``page``, ``
 Helpers
     open_notebook(page, path)         open ``path`` (relative to the lab root) in a fresh workspace,
                                       wait until its kernel is idle; returns the kernel id
+    wait_notebook_ready(page, path)   the waiting part of open_notebook (after any page.goto)
     run_all_cells(page[, path])       run every cell, wait until all code cells have an execution count and
                                       the kernel is idle; AssertionError listing cell errors
     kernel_eval(page, code)           run code in the notebook's kernel (outside the cells); returns the
@@ -26,6 +27,13 @@ Helpers
                                       ``bokeh_source_lengths`` gives one number per document
     wait_for(fn, timeout=..)          poll a Python predicate until truthy
     save_screenshot(page, name)       ``artifacts/e2e/<name>.png``
+    write_notebook(path, *cells)      a small Python 3 notebook, one code cell per string
+    replay_widget(page[, i])          the i-th jupyter_replay widget as its JS registry sees it (transport,
+                                      rowsReceived, sourceLength = rows in its BokehJS source, state, mode...)
+    wait_replay_attached(page)        wait until the widget streams from its server session (transport "ws")
+    replay_button(page, label)        a control button by aria-label ("Play", "Pause", "Stop", "Switch to live mode")
+    page_api(page, method, path)      REST call from the page with its token and _xsrf (e.g. replay/api/sessions/<k>)
+    animation_frames(page, n)         let n animation frames pass in the page
     LabServer.api(method, path)       the Jupyter REST API with the token (e.g. ``lab.api("GET", "api/kernels")``)
 
 A server with other options (e.g. extension traitlets): ``server = start_lab(tmp, extra_args=[...])`` and
@@ -231,6 +239,12 @@ def open_notebook(page: Any, path: str, *, workspace: str | None = None, token: 
     """
     workspace = workspace or f"e2e-{uuid.uuid4().hex[:12]}"
     page.goto(f"lab/workspaces/{workspace}/tree/{path}?reset&token={token}")
+    return wait_notebook_ready(page, path, timeout_ms=timeout_ms)
+
+
+def wait_notebook_ready(page: Any, path: str, *, timeout_ms: int = NOTEBOOK_TIMEOUT_MS) -> str:
+    """Wait until notebook ``path`` is open on ``page`` (however it was opened), rendered, with an idle
+    kernel; activates it and returns the kernel id. Needs ``--LabApp.expose_app_in_browser``."""
     page.wait_for_function(
         _js("path", """
           const p = findPanel(path);
@@ -353,9 +367,101 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: floa
         time.sleep(interval)
 
 
-def save_screenshot(page: Any, name: str) -> Path:
-    """Screenshot ``page`` into ``artifacts/e2e/<name>.png``; returns the path."""
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    path = ARTIFACTS / f"{name}.png"
+def save_screenshot(page: Any, name: str, directory: Path | None = None) -> Path:
+    """Screenshot ``page`` into ``<directory or artifacts/e2e>/<name>.png``; returns the path."""
+    folder = directory if directory is not None else ARTIFACTS
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
     page.screenshot(path=str(path), full_page=False)
     return path
+
+
+def write_notebook(path: Path, *cells: str) -> Path:
+    """Write a small Python 3 notebook with one code cell per string."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                           "language": "python"}})
+    nb.cells = [nbformat.v4.new_code_cell(code) for code in cells]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    return path
+
+
+# -- the jupyter_replay widget in the page -------------------------------------------------------
+
+# window.__jupyter_replay__.widgets[i] (kept by widgets/static/replay.js), as plain JSON.
+_JS_REPLAY_WIDGET = """(i) => {
+  const reg = window.__jupyter_replay__;
+  const w = reg && reg.widgets[i];
+  if (!w) return null;
+  const st = w.status || {};
+  return {
+    sessionId: w.sessionId, transport: w.transport, rowsReceived: w.rowsReceived, resets: w.resets,
+    streamCalls: w.streamCalls, sourceLength: w.source ? (w.source.get_length() ?? 0) : null,
+    sourceName: w.source ? w.source.name : null, bars: w.bars ? (w.bars.get_length() ?? 0) : null,
+    state: st.state ?? null, mode: st.mode ?? null, speed: st.speed ?? null, errors: [...(w.errors || [])],
+    count: reg.widgets.length, bokeh: !!(window.Bokeh && window.Bokeh.embed), bokehRequested: !!reg.bokehRequested,
+    plotText: w.el && w.el.querySelector('.jr-plot') ? w.el.querySelector('.jr-plot').textContent.slice(0, 80) : null,
+  };
+}"""
+
+
+def replay_widget(page: Any, index: int = 0) -> dict[str, Any] | None:
+    """The ``index``-th jupyter_replay widget view on ``page`` as the JS registry sees it, or None.
+
+    Keys: sessionId, transport ("local"|"ws"), rowsReceived (rows since the last reset), resets,
+    streamCalls, sourceLength (rows in its BokehJS ColumnDataSource), sourceName, bars, state, mode,
+    speed, errors, count (views on the page), bokeh (BokehJS loaded), bokehRequested, plotText.
+    """
+    return page.evaluate(_JS_REPLAY_WIDGET, index)
+
+
+def wait_replay_attached(page: Any, index: int = 0, timeout: float = 60.0) -> dict[str, Any]:
+    """Wait until widget ``index`` streams from its server session (transport "ws", plot embedded)."""
+    def attached() -> dict[str, Any] | None:
+        w = replay_widget(page, index)
+        return w if w and w["transport"] == "ws" and w["sourceLength"] is not None and w["state"] else None
+    return wait_for(attached, timeout=timeout,
+                    message=f"the replay widget did not attach to its server session: {replay_widget(page, index)}")
+
+
+def replay_button(page: Any, label: str, index: int = 0) -> Any:
+    """Locator of the control button with aria-label ``label`` in widget view ``index``."""
+    return page.locator(".jr-root").nth(index).locator(f"button[aria-label='{label}']")
+
+
+def page_api(page: Any, method: str, path: str, body: Any = None) -> dict[str, Any]:
+    """Call the Jupyter REST API (``path`` like ``replay/api/sessions``) from ``page`` with the page's token.
+
+    Uses the page config (``baseUrl``, ``token``) and the ``_xsrf`` cookie like the widget does; returns
+    ``{"status": int, "data": decoded JSON or None}``.
+    """
+    return page.evaluate(
+        """async ([method, path, body]) => {
+          const cfg = JSON.parse(document.getElementById('jupyter-config-data').textContent);
+          const headers = {'Content-Type': 'application/json'};
+          if (cfg.token) headers.Authorization = 'token ' + cfg.token;
+          const m = document.cookie.match('\\b_xsrf=([^;]*)\\b');
+          if (m) headers['X-XSRFToken'] = decodeURIComponent(m[1]);
+          const url = new URL(path, new URL(cfg.baseUrl || '/', window.location.href));
+          const resp = await fetch(url, {method, headers, credentials: 'same-origin',
+                                         body: body === null ? undefined : JSON.stringify(body)});
+          let data = null;
+          try { data = await resp.json(); } catch (e) { data = null; }
+          return {status: resp.status, data};
+        }""",
+        [method, path, body],
+    )
+
+
+def animation_frames(page: Any, n: int) -> None:
+    """Let ``n`` animation frames pass in ``page``."""
+    page.evaluate(
+        """(n) => new Promise((resolve) => {
+          let left = n;
+          const tick = () => (--left <= 0 ? resolve(true) : requestAnimationFrame(tick));
+          requestAnimationFrame(tick);
+        })""",
+        n,
+    )

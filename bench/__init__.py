@@ -1,0 +1,1 @@
+"""Benchmarks of jupyter_replay: run with ``python -m bench`` (see ``bench/README.md``)."""
