@@ -193,15 +193,20 @@ class ReplayController:
         self._on_state()
         return released
 
-    def seek(self, target: TimeLike = None, *, fraction: float | None = None) -> int:
-        """Move to a timestamp (or a fraction 0..1 of the time range); keeps playing if playing.
+    def seek(self, target: TimeLike = None, *, fraction: float | None = None, row: int | None = None) -> int:
+        """Move to a timestamp, a fraction 0..1 of the time range, or a row index; keeps playing if playing.
 
         Returns the new position (row index). Raises ``InvalidValueError`` outside the data.
         """
-        if (target is None) == (fraction is None):
-            raise InvalidValueError("seek takes a timestamp or fraction=, exactly one")
+        if sum(x is not None for x in (target, fraction, row)) != 1:
+            raise InvalidValueError("seek takes exactly one of a timestamp, fraction= or row=")
         src = self.source
-        if fraction is not None:
+        skip = 0
+        if row is not None:
+            if isinstance(row, bool) or not isinstance(row, (int, np.integer)) or not 0 <= row < src.num_rows:
+                raise InvalidValueError(f"seek row must be an integer in [0, {src.num_rows}), got {row!r}")
+            at, skip = None, int(row)
+        elif fraction is not None:
             if isinstance(fraction, bool) or not isinstance(fraction, Real) or not math.isfinite(fraction):
                 raise InvalidValueError(f"seek fraction must be a finite number in [0, 1], got {fraction!r}")
             if not 0.0 <= float(fraction) <= 1.0:
@@ -218,6 +223,10 @@ class ReplayController:
         self._cancel_task()
         self._cursor.close()
         self._cursor = src.open(at)
+        while skip > 0:  # row index: walk forward in columnar reads (views for in-memory sources)
+            skip -= len(self._cursor.read(min(skip, 1 << 20)))
+        if at is None:
+            at = self._cursor.peek_ns()
         self._on_rewind("seek")
         self.clock.set_time(at)
         if playing:
@@ -315,7 +324,8 @@ class ReplayController:
                 if self.loop and self.source.num_rows:
                     self._rewind("loop")
                     await asyncio.sleep(0)
-                    next_wake = timer.now()
+                    # next_wake is kept: at most one release per frame across the wrap as well, so data
+                    # spanning less than a frame (e.g. one row) cannot loop in a busy spin at finite speed
                     continue
                 clock.pause()
                 clock.set_time(self.source.end_ns)

@@ -121,8 +121,8 @@ class ThreadedSession:
     def step(self, n: int | None = None, *, duration: Any = None) -> int:
         return self._call(lambda: self.session.step(n, duration=duration))
 
-    def seek(self, target: Any = None, *, fraction: float | None = None) -> int:
-        return self._call(lambda: self.session.seek(target, fraction=fraction))
+    def seek(self, target: Any = None, *, fraction: float | None = None, row: int | None = None) -> int:
+        return self._call(lambda: self.session.seek(target, fraction=fraction, row=row))
 
     def set_speed(self, value: Any) -> float:
         return self._call(lambda: self.session.set_speed(value))

@@ -36,7 +36,7 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "pause": (),
     "stop": (),
     "step": ("n", "duration"),
-    "seek": ("timestamp", "fraction"),
+    "seek": ("timestamp", "fraction", "row"),
     "speed": ("speed",),
     "mode": ("mode", "symbol"),
     "loop": ("loop",),
@@ -242,9 +242,9 @@ class Session:
         self._replay_only("step")
         return self._ctl().step(n, duration=duration)
 
-    def seek(self, target: Any = None, *, fraction: float | None = None) -> int:
+    def seek(self, target: Any = None, *, fraction: float | None = None, row: int | None = None) -> int:
         self._replay_only("seek")
-        return self._ctl().seek(target, fraction=fraction)
+        return self._ctl().seek(target, fraction=fraction, row=row)
 
     def set_speed(self, value: Any) -> float:
         self._replay_only("change speed")
@@ -322,12 +322,13 @@ class Session:
         if action == "step":
             self.step(args.get("n"), duration=args.get("duration"))
         elif action == "seek":
-            if ("timestamp" in args) == ("fraction" in args):
-                raise InvalidValueError("seek needs exactly one of 'timestamp' or 'fraction'")
-            if "fraction" in args:
-                self.seek(fraction=args["fraction"])
-            else:
+            given = [k for k in ("timestamp", "fraction", "row") if k in args]
+            if len(given) != 1:
+                raise InvalidValueError("seek needs exactly one of 'timestamp', 'fraction' or 'row'")
+            if given[0] == "timestamp":
                 self.seek(args["timestamp"])
+            else:
+                self.seek(**{given[0]: args[given[0]]})
         elif action == "speed":
             if "speed" not in args:
                 raise InvalidValueError("speed needs a 'speed' argument")

@@ -17,12 +17,20 @@ TimeLike = Any  # pd.Timestamp | datetime | np.datetime64 | str | int (ns)
 DurationLike = Any  # pd.Timedelta | timedelta | np.timedelta64 | str | int (ns)
 
 
+def _int64(value: Any, what: str) -> int:
+    """``int(value)`` if it fits int64 nanoseconds, else ``InvalidValueError``."""
+    n = int(value)
+    if not -(2**63) <= n < 2**63:
+        raise InvalidValueError(f"{what} {n} is outside the int64 nanosecond range")
+    return n
+
+
 def to_ns(value: TimeLike) -> int:
     """Return ``value`` as int nanoseconds since the epoch (UTC); naive values are taken as UTC."""
     if isinstance(value, bool) or value is None:
         raise InvalidValueError(f"not a timestamp: {value!r}")
     if isinstance(value, (int, np.integer)):
-        return int(value)
+        return _int64(value, "timestamp")
     if isinstance(value, (float, np.floating)):
         raise InvalidValueError(
             f"a float is not a timestamp ({value!r}); pass int nanoseconds or use seek(fraction=...)"
@@ -43,7 +51,7 @@ def to_duration_ns(value: DurationLike) -> int:
     if isinstance(value, bool) or value is None:
         raise InvalidValueError(f"not a duration: {value!r}")
     if isinstance(value, (int, np.integer)):
-        return int(value)
+        return _int64(value, "duration")
     if isinstance(value, (float, np.floating)) and not math.isfinite(value):
         raise InvalidValueError(f"not a finite duration: {value!r}")
     try:

@@ -381,3 +381,15 @@ def test_deterministic_at_any_speed() -> None:
     assert len(baseline[0]) > 100
     for speed, frame_ns in [(7.5, 0), (100, 16_666_667), (1000, 16_666_667), (0.1, 5_000_000)]:
         assert _run_script(speed, frame_ns) == baseline
+
+
+async def test_seek_row(timer: TestTimer) -> None:
+    s, rec = make(timer)
+    assert s.seek(row=42) == 42
+    assert s.step(2) == 2 and rec.prices() == [42.0, 43.0]
+    assert s.control("seek", {"row": 0})["position"] == 0
+    for bad in (-1, 100, 1.0, True, "3"):
+        with pytest.raises(InvalidValueError):
+            s.seek(row=bad)
+    with pytest.raises(InvalidValueError):
+        s.control("seek", {"row": 1, "fraction": 0.5})
