@@ -28,13 +28,15 @@ class SystemTimer(Timer):
 
     ``asyncio.sleep`` wakes up to ~1 ms late because epoll rounds timeouts up to whole milliseconds.
     We sleep with asyncio until ``spin_ns`` before the deadline, then yield to the event loop in a
-    tight loop (other tasks keep running) until the deadline has passed.
+    tight loop (other tasks keep running) until ``block_ns`` before it, and finish with a short
+    blocking spin, so one slow loop iteration of another task cannot make us late.
     """
 
-    def __init__(self, spin_ns: int = 1_200_000) -> None:
-        if spin_ns < 0:
-            raise ValueError("spin_ns must be >= 0")
+    def __init__(self, spin_ns: int = 1_200_000, block_ns: int = 60_000) -> None:
+        if spin_ns < 0 or block_ns < 0:
+            raise ValueError("spin_ns and block_ns must be >= 0")
         self.spin_ns = int(spin_ns)
+        self.block_ns = min(int(block_ns), self.spin_ns)
 
     def now(self) -> int:
         return time.monotonic_ns()
@@ -43,8 +45,11 @@ class SystemTimer(Timer):
         remaining = deadline_ns - time.monotonic_ns()
         if remaining > self.spin_ns:
             await asyncio.sleep((remaining - self.spin_ns) / 1e9)
-        while time.monotonic_ns() < deadline_ns:
+        block_from = deadline_ns - self.block_ns
+        while time.monotonic_ns() < block_from:
             await asyncio.sleep(0)
+        while time.monotonic_ns() < deadline_ns:  # at most block_ns of busy-waiting
+            pass
 
 
 class TestTimer(Timer):
