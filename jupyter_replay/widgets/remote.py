@@ -203,6 +203,7 @@ class RemoteSession:
         self._ws: Any = None
         self._closed = False
         self._hello = threading.Event()
+        self._synced = threading.Event()  # the first history (buffer snapshot) has been applied
 
     # ------------------------------------------------------------------ HTTP
     def _url(self, path: str) -> str:
@@ -245,14 +246,43 @@ class RemoteSession:
         )
 
     def apply_settings(self, status: dict[str, Any], symbol: str | None = None) -> None:
-        """Carry a local session's settings over: speed, loop, then mode or position."""
+        """Carry a local session over exactly (its ``status()``, taken while not playing).
+
+        Speed first; then, in REPLAY, the released rows: a local buffer of ``k`` rows ending at position
+        ``p`` (rows ``p-k .. p-1`` since the last reset) is reproduced with ``seek(row=p-k)`` + ``step(n=k)``,
+        so the server's buffer (and every plot fed from it) holds the same rows and the position is ``p``;
+        the state follows (``finished`` when the step reaches the end with loop off, else ``paused``;
+        ``stopped`` at row 0). Loop is set last when the local replay had finished (a step to the end with
+        loop on would pause instead). In LIVE the server switches to the live feed of ``symbol`` (the live
+        rows themselves cannot be carried) and a paused/stopped feed is paused/stopped there too.
+        The caller resumes playing afterwards if the local session was playing.
+        """
+        if self._status.get("mode") == "live":  # a server session left in LIVE by an earlier client
+            self.control("mode", {"mode": "replay"})
         if status.get("speed") is not None:
             self.control("speed", {"speed": status["speed"]})
-        self.control("loop", {"loop": bool(status.get("loop"))})
+        loop = bool(status.get("loop"))
+        state = status.get("state")
         if status.get("mode") == "live":
+            self.control("loop", {"loop": loop})
             self.control("mode", {"mode": "live", "symbol": symbol or status.get("symbol") or "DEMO"})
-        elif status.get("state") in ("paused", "playing") and status.get("position_ns") is not None:
-            self.control("seek", {"timestamp": int(status["position_ns"])})
+            if state == "paused":
+                self.control("pause")
+            elif state == "stopped":
+                self.control("stop")
+            return
+        finished = state == "finished"
+        self.control("loop", {"loop": loop and not finished})
+        num_rows = int(status.get("num_rows") or 0)
+        position = min(int(status.get("position") or 0), num_rows)
+        rows = min(int(status.get("buffer_rows") or 0), position)
+        if rows > 0:
+            self.control("seek", {"row": position - rows})
+            self.control("step", {"n": rows})
+        elif 0 < position < num_rows:
+            self.control("seek", {"row": position})
+        if loop and finished:
+            self.control("loop", {"loop": True})
 
     # ------------------------------------------------------------------ status and data
     def _set_status(self, status: dict[str, Any]) -> None:
@@ -391,10 +421,13 @@ class RemoteSession:
 
     # ------------------------------------------------------------------ WebSocket client
     def start(self, wait: float = 10.0) -> None:
-        """Connect the WebSocket (in the background) and wait for its ``hello`` (up to ``wait`` s)."""
+        """Connect the WebSocket (in the background) and wait for its ``hello`` and the buffer snapshot
+        (``history``) that follows it (up to ``wait`` s each): afterwards ``frame()`` mirrors the server."""
         self._task = self.runner.call(lambda: self.runner.loop.create_task(self._run()))
         if not self._hello.wait(wait):
             raise ReplayError(f"no hello from the replay server within {wait}s ({self.last_error or 'no answer'})")
+        if not self._synced.wait(wait):
+            raise ReplayError(f"no history from the replay server within {wait}s ({self.last_error or 'no answer'})")
 
     def _ws_url(self) -> str:
         url = self._url("/ws")
@@ -470,6 +503,8 @@ class RemoteSession:
                     self._buffer.clear()
                 history_next = int(m.get("rows") or 0) > 0
                 self._seq = max(self._seq, int(m.get("seq") or 0))
+                if not history_next:
+                    self._synced.set()
             elif kind == "state":
                 self._seq = max(self._seq, int(m.get("seq") or 0))
                 if isinstance(m.get("status"), dict):
@@ -524,6 +559,7 @@ class RemoteSession:
                 self._recent.append((seq, len(ts)))
         self._seq = max(self._seq, seq)
         if history:
+            self._synced.set()
             return
         try:
             mode = Mode(header.get("mode") or "replay")

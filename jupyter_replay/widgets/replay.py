@@ -362,8 +362,11 @@ class Replay(anywidget.AnyWidget):
             bar_ms = to_duration_ns(bar) / 1e6
         specs = {}
         if source is not None:
+            values = getattr(source, "data", None)  # in-memory sources: the empty plot spans their values
             specs["replay"] = plots.plot_spec(
-                kind, source.dtypes, bar_ms=bar_ms, span_ns=int(source.end_ns - source.start_ns), **spec_kwargs
+                kind, source.dtypes, bar_ms=bar_ms, span_ns=int(source.end_ns - source.start_ns),
+                time_ns=(int(source.start_ns), int(source.end_ns)),
+                values=values if isinstance(values, Mapping) else None, **spec_kwargs,
             )
         live_dtypes = _live_dtypes(live_factory, sym)
         live_y = y if (y is not None and all(c in live_dtypes for c in ([y] if isinstance(y, str) else y))) else None

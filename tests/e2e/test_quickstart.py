@@ -9,8 +9,8 @@ from typing import Any, Callable
 import pytest
 
 from lab_harness import (
-    REPO_ROOT, LabServer, animation_frames, open_notebook, page_api, replay_button, replay_widget, run_all_cells,
-    save_screenshot, wait_for, wait_replay_attached,
+    REPO_ROOT, LabServer, animation_frames, kernel_eval, open_notebook, page_api, replay_button, replay_widget,
+    run_all_cells, save_screenshot, wait_for, wait_replay_attached,
 )
 
 pytestmark = pytest.mark.e2e
@@ -36,6 +36,31 @@ def _checked_outputs(nb: dict[str, Any]) -> list[str]:
     return out
 
 
+# The x/y ranges of every Bokeh plot of widget 0 (finite start/end <=> the axes and grid are drawn) and
+# whether its empty-plot anchor is shown.
+_JS_PLOT_RANGES = """() => {
+  const w = window.__jupyter_replay__.widgets[0];
+  const doc = w && w.document;
+  if (!doc) return null;
+  const ranges = [];
+  for (const m of doc.all_models) {
+    if (m.x_range && m.y_range) ranges.push([m.x_range.start, m.x_range.end, m.y_range.start, m.y_range.end]);
+  }
+  const anchor = doc.get_model_by_name('replay_anchor');
+  return {ranges, anchorVisible: anchor ? anchor.visible : null};
+}"""
+
+
+def _plot_ranges(page: Any) -> dict[str, Any] | None:
+    return page.evaluate(_JS_PLOT_RANGES)
+
+
+def _axes_drawn(info: dict[str, Any] | None) -> bool:
+    return bool(info and info["ranges"]) and all(
+        all(v is not None and v == v for v in r) and r[0] < r[1] and r[2] < r[3] for r in info["ranges"]
+    )
+
+
 def test_quickstart_runs_and_plays_in_the_browser(
     lab: LabServer, new_page: Callable[[], Any], artifacts_dir: Path, tmp_path: Path
 ) -> None:
@@ -58,6 +83,25 @@ def test_quickstart_runs_and_plays_in_the_browser(
     session = page_api(page, "GET", f"replay/api/sessions/{kernel_id}")["data"]
     assert session["has_data"] and session["num_rows"] == 5_000 and session["speed"] == "max"
     assert session["mode"] == "replay" and session["clients"] >= 1
+    # ... and exactly the state the cells left: played to the end, the rows since the seek still buffered.
+    assert (session["state"], session["position"], session["buffer_rows"]) == ("finished", 5_000, 4_401)
+    kernel_rows = int(kernel_eval(page, "len(r.buffer)"))
+    assert kernel_rows == 4_401
+    wait_for(lambda: replay_widget(page)["sourceLength"] == kernel_rows, timeout=15,
+             message=f"the plot does not hold the kernel's {kernel_rows} rows: {replay_widget(page)}")
+    assert replay_widget(page)["state"] == "finished"
+    assert _axes_drawn(_plot_ranges(page)) and _plot_ranges(page)["anchorVisible"] is False
+    animation_frames(page, 3)
+    save_screenshot(page, "quickstart_attached", artifacts_dir / "e2e")
+
+    # Stop rewinds: the empty plot keeps its axes and grid (the anchor spans the data until rows arrive).
+    replay_button(page, "Stop").click()
+    wait_for(lambda: replay_widget(page)["state"] == "stopped" and replay_widget(page)["sourceLength"] == 0,
+             timeout=10, message="stop did not rewind and clear the plot")
+    wait_for(lambda: _axes_drawn(_plot_ranges(page)) and _plot_ranges(page)["anchorVisible"], timeout=5,
+             message=f"an empty plot without axes: {_plot_ranges(page)}")
+    animation_frames(page, 3)
+    save_screenshot(page, "quickstart_empty", artifacts_dir / "e2e")
 
     # At 10x, Play streams rows into BokehJS; Pause stops them; Stop rewinds and clears the plot.
     page.locator(".jr-root select[aria-label='Speed']").select_option("10")

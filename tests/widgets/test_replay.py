@@ -324,6 +324,36 @@ def test_plot_specs(make_replay) -> None:
     assert '"replay_bars"' in json.dumps(ospec["item"])
 
 
+def test_plots_have_axes_without_data_and_clock_time_ticks(make_replay) -> None:
+    """Empty plots keep axes and grid (a visible anchor spans the data until rows arrive; the ranges count
+    visible renderers only, so they follow the rows afterwards); time ticks are clock times at every scale."""
+    from bokeh.document import Document
+    from bokeh.models import DataRange1d, DatetimeTickFormatter, Plot
+
+    df = trades(100)
+    for kind, anchors in (("line", ["replay_anchor"]), ("ohlc", ["replay_anchor", "replay_anchor_volume"])):
+        r = make_replay(df, kind=kind)
+        spec = r.plot["replay"]
+        assert spec["anchors"] == anchors and spec["anchor_now_ms"] is None
+        doc = Document.from_json(spec["item"]["doc"])
+        main = doc.select_one({"name": "replay_anchor"})
+        assert main.visible  # the source is empty: the anchor gives the ranges their extent
+        data = main.data_source.data
+        assert list(data["x"]) == [df["timestamp"].iloc[0].value / 1e6, df["timestamp"].iloc[-1].value / 1e6]
+        assert list(data["y"]) == [df["price"].min(), df["price"].max()]
+        for plot in doc.select({"type": Plot}):
+            for rng in (plot.x_range, plot.y_range):
+                assert isinstance(rng, DataRange1d) and rng.only_visible and math.isnan(rng.start)  # computed
+        formatters = [a.formatter for p in doc.select({"type": Plot}) for a in p.xaxis]
+        assert formatters and all(isinstance(f, DatetimeTickFormatter) for f in formatters)
+        f = formatters[0]
+        assert (f.milliseconds, f.seconds, f.minsec, f.minutes, f.hourmin, f.hours, f.days) == (
+            "%H:%M:%S.%3N", "%H:%M:%S", "%H:%M:%S", "%H:%M", "%H:%M", "%H:%M", "%m/%d")
+        assert "ms" not in f.milliseconds and f.context.milliseconds == "%Y-%m-%d"
+        live = r.plot["live"]
+        assert live["anchor_now_ms"] == 60_000 and live["anchors"] == anchors  # the JS keeps it at "now"
+
+
 def test_make_source_inputs(tmp_path) -> None:
     df = trades(30)
     assert make_source(df).num_rows == 30

@@ -164,6 +164,7 @@ class StreamPlot {
     this.lastBar = null;
     this.scheduled = false;
     this.generation = 0;
+    this.anchorsShown = null;  // whether the empty-plot anchors are shown (null: not applied yet)
   }
 
   async embed(spec) {
@@ -188,7 +189,32 @@ class StreamPlot {
     this.entry.source = this.source;
     this.entry.bars = this.bars;
     this.entry.document = this.doc;
+    this.anchorsShown = null;
+    this.syncAnchors();
     this.schedule();
+  }
+
+  /** Empty plots keep axes and grid: the spec's invisible anchor renderers give the ranges an extent
+   * while the raw source is empty (live: the last minute); once rows arrive they are hidden and the
+   * ranges (only_visible) follow the data. */
+  syncAnchors() {
+    if (!this.doc || !this.spec || !this.source) return;
+    const empty = !((this.source.get_length() ?? 0) > 0);
+    if (this.anchorsShown === empty) return;
+    this.anchorsShown = empty;
+    const span = Number(this.spec.anchor_now_ms);
+    for (const name of this.spec.anchors || []) {
+      let r = null;
+      try { r = this.doc.get_model_by_name(name); } catch { r = null; }
+      if (!r) continue;
+      if (empty && span > 0 && r.data_source) {  // live: the last minute, as of now
+        const data = r.data_source.data;
+        const y = data instanceof Map ? data.get("y") : data.y;
+        const now = Date.now();
+        r.data_source.data = { x: [now - span, now], y };
+      }
+      r.visible = empty;
+    }
   }
 
   destroyViews() {
@@ -222,6 +248,7 @@ class StreamPlot {
     this.queue = []; this.queued = 0; this.lastBar = null;
     if (this.source) this.source.data = emptyData(this.source);
     if (this.bars) this.bars.data = emptyData(this.bars);
+    this.syncAnchors();
   }
 
   schedule() {
@@ -241,6 +268,7 @@ class StreamPlot {
     for (const name of this.spec.columns) data[name] = concatF64(parts.map((p) => p.cols[name]), total);
     this.source.stream(data, this.spec.rollover);
     if (this.bars) this.updateBars(data, total);
+    this.syncAnchors();
     this.entry.streamCalls += 1;
   }
 
@@ -310,7 +338,11 @@ function button(cls, text, label, title) {
 }
 
 function fmtTime(status) {
-  const iso = status && status.position_iso;
+  let iso = status && status.position_iso;
+  // at the end there is no next row: show the replay clock's data time (the last row released)
+  if (!iso && status && Number.isFinite(Number(status.time_ns)) && status.time_ns !== null) {
+    iso = new Date(Number(status.time_ns) / 1e6).toISOString();
+  }
   if (!iso) return "--";
   return String(iso).replace("T", " ").replace(/\+00:00$|Z$/, "").slice(0, 23);
 }
@@ -686,8 +718,8 @@ function render({ model, el }) {
   function switchToServer() {
     if (entry.transport === "ws" || !entry.sessionId) return;
     entry.transport = "ws";
-    plot.clear();
-    entry.rowsReceived = 0;
+    // The plot keeps the kernel's rows until the server's history (the same rows: the kernel carried its
+    // buffer over on attach) replaces them, so attaching never blanks the plot. Sequence numbers restart.
     entry.lastSeq = 0;
     entry.instance = null;
     wsWanted = true;
