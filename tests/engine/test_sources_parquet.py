@@ -1,6 +1,10 @@
-"""ParquetSource: out-of-core reads, seeks through row-group statistics, validation of files."""
+"""ParquetSource: out-of-core reads, seeks through row-group statistics, the shared row-group cache,
+validation of files."""
 
 from __future__ import annotations
+
+import os
+import threading
 
 import numpy as np
 import pandas as pd
@@ -10,6 +14,14 @@ import pytest
 
 from jupyter_replay.exceptions import DataError, InvalidValueError
 from jupyter_replay.sources import DataFrameSource, MergedSource, ParquetSource
+from jupyter_replay.sources import parquet as parquet_mod
+from jupyter_replay.sources.parquet import (
+    CACHE_BYTES_ENV,
+    DEFAULT_CACHE_BYTES,
+    clear_row_group_cache,
+    row_group_cache_info,
+    set_row_group_cache_bytes,
+)
 from jupyter_replay.timeconv import to_ns
 
 T0 = to_ns("2024-01-02 09:30")
@@ -54,6 +66,22 @@ def ref(df) -> DataFrameSource:
     return DataFrameSource(df)
 
 
+@pytest.fixture
+def budget():
+    """Set the shared cache's budget for one test (restored after it)."""
+    before = row_group_cache_info()["max_bytes"]
+    yield set_row_group_cache_bytes
+    set_row_group_cache_bytes(before)
+
+
+@pytest.fixture(params=["cached", "streamed"])
+def mode(request, budget) -> str:
+    """Row groups through the shared cache, or streamed per cursor (a budget of 0 caches nothing)."""
+    if request.param == "streamed":
+        budget(0)
+    return request.param
+
+
 def ts_of(df, i: int) -> int:
     return int(df["timestamp"].iloc[i].value)
 
@@ -80,8 +108,8 @@ def test_metadata_only_at_construction(path, df, ref):
     assert d["path"] == str(path) and d["row_groups"] == GROUPS and d["kind"] == "ParquetSource"
 
 
-def test_full_read_equals_dataframe(path, ref):
-    src = ParquetSource(path)
+def test_full_read_equals_dataframe(path, ref, mode):
+    src = ParquetSource(path, batch_rows=32)
     cur = src.open()
     got = []
     while len(c := cur.read(37)):
@@ -96,7 +124,7 @@ def test_full_read_equals_dataframe(path, ref):
     "row, label",
     [(0, "start"), (GROUP * 5 + 37, "middle"), (GROUP * 7, "group start"), (GROUP * GROUPS - 1, "last row")],
 )
-def test_open_reads_only_the_needed_row_group(path, df, ref, row, label):
+def test_open_reads_only_the_needed_row_group(path, df, ref, row, label, mode):
     src = ParquetSource(path)
     at = ts_of(df, row)
     cur = src.open(at)
@@ -109,7 +137,7 @@ def test_open_reads_only_the_needed_row_group(path, df, ref, row, label):
     assert cur.loaded_groups == ({row // GROUP} if row + 3 < len(df) else set())
 
 
-def test_open_on_duplicates_across_groups(path, df, ref):
+def test_open_on_duplicates_across_groups(path, df, ref, mode):
     src = ParquetSource(path)
     at = ts_of(df, GROUP)  # rows 98..102 share this timestamp
     cur = src.open(at)
@@ -132,8 +160,8 @@ def test_open_before_start_and_past_end(path, df):
     assert src.open(between).position == 251 and src.open("2024-01-02 09:30:00.250").position == 250
 
 
-def test_read_until_limits_and_lazy_group_loading(path, df, ref):
-    src = ParquetSource(path)
+def test_read_until_limits_and_lazy_group_loading(path, df, ref, mode):
+    src = ParquetSource(path, batch_rows=16)
     cur, want = src.open(), ref.open()
     end = ts_of(df, 150)
     for limit in (10, 1000):
@@ -149,7 +177,8 @@ def test_read_until_limits_and_lazy_group_loading(path, df, ref):
         cur.read(-1)
 
 
-def test_batch_rows_bounds_memory(path, df, ref):
+def test_batch_rows_bounds_memory_of_streamed_groups(path, df, ref, budget):
+    budget(0)  # nothing fits the cache: each cursor streams batches of batch_rows rows
     src = ParquetSource(path, batch_rows=16)
     cur = src.open(ts_of(df, 333))
     assert cur.position == 333 and cur.loaded_rows <= 16
@@ -158,8 +187,19 @@ def test_batch_rows_bounds_memory(path, df, ref):
         got.append(c)
         assert cur.loaded_rows <= 16 and len(cur.loaded_groups) <= 1
     assert_same(type(got[0]).concat(got), ref.open(ts_of(df, 333)).read(10_000))
+    assert src.cache_hits == 0 and src.row_groups_decoded == src.row_groups_read == GROUPS - 3
     with pytest.raises(InvalidValueError):
         ParquetSource(path, batch_rows=0)
+
+
+def test_cached_groups_are_held_whole_and_released_when_passed(path, df):
+    src = ParquetSource(path, batch_rows=16)  # batch_rows only matters for streamed groups
+    cur = src.open(ts_of(df, 333))
+    assert cur.loaded_rows == GROUP and cur.loaded_groups == {3}
+    cur.read(GROUP)
+    assert cur.loaded_groups == {4} and cur.position == 433
+    cur.close()
+    assert cur.loaded_rows == 0 and cur.loaded_groups == set()
 
 
 def test_columns_selection(path, ref):
@@ -213,6 +253,125 @@ def test_files_without_statistics_are_scanned_once(tmp_path, df, ref):
     at = ts_of(df, 555)
     assert src.open(at).position == 555 and src.row_groups_read == 1  # the group holding row 555
     assert np.array_equal(src.open(at).read(100).ts, ref.open(at).read(100).ts)
+
+
+# -- the shared row-group cache -----------------------------------------------------------------------
+
+
+def test_seek_reads_only_the_time_column(path, df, ref):
+    clear_row_group_cache()
+    src = ParquetSource(path)
+    before = row_group_cache_info()
+    cur = src.open(ts_of(df, 537))
+    after = row_group_cache_info()
+    assert cur.position == 537 and src.row_groups_decoded == 1
+    assert after["misses"] - before["misses"] == 1 and after["entries"] == 1  # the time column of group 5
+    assert after["bytes"] == GROUP * 8
+    assert_same(cur.read(10), ref.open(ts_of(df, 537)).read(10))  # values decoded on the first read
+    assert src.row_groups_decoded == 2 and row_group_cache_info()["entries"] == 2
+
+
+def test_sources_on_one_file_share_decoded_arrays(tmp_path, path, df):
+    clear_row_group_cache()
+    link = tmp_path / "link.parquet"
+    link.symlink_to(path)
+    a, b = ParquetSource(path), ParquetSource(link)  # same file through a symlink
+    at = ts_of(df, 420)
+    ca, cb = a.open(at), b.open(at)
+    x, y = ca.read(50), cb.read(50)
+    assert np.array_equal(x.ts, y.ts) and np.shares_memory(x.ts, y.ts)
+    for k in a.columns:
+        assert np.shares_memory(x.columns[k], y.columns[k]), k
+    assert (a.row_groups_decoded, a.cache_hits) == (2, 0)  # time column, then value columns
+    assert (b.row_groups_decoded, b.cache_hits) == (0, 2)  # both served by the cache
+    with pytest.raises(ValueError):  # consumers must copy, never write into the shared arrays
+        x.columns["price"][0] = 0.0
+    assert not x.ts.flags.writeable
+    # another column selection shares the time column, not the values
+    c = ParquetSource(path, columns=["size"])
+    z = c.open(at).read(50)
+    assert np.shares_memory(z.ts, x.ts) and not np.shares_memory(z.columns["size"], x.columns["size"])
+    assert list(z.columns["size"]) == list(range(420, 470)) and (c.row_groups_decoded, c.cache_hits) == (1, 1)
+
+
+def test_cache_budget_is_respected(path, df, ref, budget):
+    budget(20_000)  # about four row groups of this file (time + values entries)
+    clear_row_group_cache()
+    src = ParquetSource(path)
+    ev0 = row_group_cache_info()["evictions"]
+    got = []
+    cur = src.open()
+    while len(c := cur.read(64)):
+        got.append(c)
+        assert row_group_cache_info()["bytes"] <= 20_000
+    assert_same(type(got[0]).concat(got), ref.open().read(ref.num_rows))
+    info = row_group_cache_info()
+    assert info["evictions"] - ev0 >= GROUPS and info["entries"] < 2 * GROUPS and info["max_bytes"] == 20_000
+    decoded = src.row_groups_decoded
+    src.open().read(5)  # group 0 was evicted: decoded again
+    assert src.row_groups_decoded == decoded + 2
+    budget(1_000)  # shrinking evicts at once
+    assert row_group_cache_info()["bytes"] <= 1_000
+    with pytest.raises(InvalidValueError):
+        set_row_group_cache_bytes(-1)
+
+
+def test_budget_from_environment(monkeypatch, caplog):
+    monkeypatch.setenv(CACHE_BYTES_ENV, "64_000_000")
+    assert parquet_mod._budget_from_env() == 64_000_000
+    monkeypatch.setenv(CACHE_BYTES_ENV, "lots")
+    assert parquet_mod._budget_from_env() == DEFAULT_CACHE_BYTES
+    assert CACHE_BYTES_ENV in caplog.text
+    monkeypatch.delenv(CACHE_BYTES_ENV)
+    assert parquet_mod._budget_from_env() == DEFAULT_CACHE_BYTES
+
+
+def test_rewritten_file_is_not_served_stale(tmp_path):
+    p = tmp_path / "live.parquet"
+
+    def write(offset: float, n: int) -> None:
+        ts = pd.date_range("2024-01-02", periods=n, freq="s", tz="UTC")
+        x = offset + np.arange(n, dtype=float)
+        pd.DataFrame({"timestamp": ts, "x": x, "y": -x}).to_parquet(p, row_group_size=50)
+
+    write(0.0, 200)
+    old = ParquetSource(p)
+    assert old.open().read(200).columns["x"][0] == 0.0  # every group cached
+    untouched = ParquetSource(p, columns=["y"])  # built before the rewrite, its values not read yet
+    mtime = p.stat().st_mtime_ns
+    write(1000.0, 200)  # same shape: the size may be equal, so also move the mtime
+    os.utime(p, ns=(mtime + 10**9, mtime + 10**9))
+    new = ParquetSource(p)
+    got = new.open().read(200)
+    assert got.columns["x"][0] == 1000.0 and new.cache_hits == 0  # not the old file's arrays
+    with pytest.raises(DataError, match="changed on disk"):
+        untouched.open().read(10)  # its snapshot is gone and its values were never cached
+    assert old.open().read(200).columns["x"][-1] == 199.0  # what it already shared stays consistent
+    write(0.0, 300)  # bigger file: a new identity too
+    assert ParquetSource(p).open(None).read(300).columns["x"][-1] == 299.0
+
+
+def test_concurrent_sources_decode_each_group_once(path, ref):
+    clear_row_group_cache()
+    sources = [ParquetSource(path) for _ in range(4)]
+    results: list = [None] * 4
+    barrier = threading.Barrier(4)
+
+    def run(i: int) -> None:
+        barrier.wait()
+        cur = sources[i].open()
+        results[i] = type(ref.open().read(1)).concat([cur.read(7) for _ in range(200)])
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    want = ref.open().read(ref.num_rows)
+    for r in results:
+        assert_same(r, want)
+    assert sum(s.row_groups_decoded for s in sources) == 2 * GROUPS  # time + values, once per group
+    assert sum(s.cache_hits for s in sources) == 3 * 2 * GROUPS
 
 
 # -- bad files ----------------------------------------------------------------------------------------
