@@ -180,20 +180,26 @@ def decode_frame(data: bytes | bytearray | memoryview) -> tuple[dict[str, Any], 
         raise WireError("header length beyond the frame")
     try:
         header = json.loads(bytes(buf[_LEN.size : prefix]).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # RecursionError: nested too deep
         raise WireError(f"bad frame header: {exc}") from None
     if not isinstance(header, dict) or not isinstance(header.get("columns"), list):
         raise WireError("frame header lacks columns")
     base = prefix + _pad(prefix)
-    rows = int(header.get("rows", 0))
+    rows = header.get("rows", 0)
+    if isinstance(rows, bool) or not isinstance(rows, int) or rows < 0:
+        raise WireError(f"bad row count {rows!r}")
     out: dict[str, np.ndarray] = {}
     for spec in header["columns"]:
         try:
             dtype = np.dtype(spec["dtype"]).newbyteorder("<")
-            start, nbytes = base + int(spec["offset"]), int(spec["nbytes"])
-        except (KeyError, TypeError, ValueError) as exc:
+            offset, nbytes = int(spec["offset"]), int(spec["nbytes"])
+            start = base + offset
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise WireError(f"bad column spec {spec!r}: {exc}") from None
-        if start + nbytes > len(buf) or nbytes != rows * dtype.itemsize:
+        # raw little-endian numbers only: never objects, strings or records (nothing to unpickle or eval)
+        if dtype.name not in WIRE_DTYPES or not isinstance(spec.get("name"), str):
+            raise WireError(f"column spec {spec!r} is not a numeric wire column")
+        if offset < 0 or start + nbytes > len(buf) or nbytes != rows * dtype.itemsize:
             raise WireError(f"column {spec.get('name')!r} does not fit the frame")
         arr = np.frombuffer(buf, dtype=dtype, count=rows, offset=start)
         if spec.get("bool"):
@@ -228,7 +234,7 @@ def loads(text: str | bytes) -> dict[str, Any]:
     """Parse a text frame into a dict (``WireError`` if it is not a JSON object with a ``type``)."""
     try:
         msg = json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # RecursionError: nested too deep
         raise WireError(f"malformed JSON message: {exc}") from None
     if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
         raise WireError("a message must be a JSON object with a string 'type'")

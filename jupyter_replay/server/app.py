@@ -86,6 +86,15 @@ class ReplayExtension(ExtensionApp):
         ),
     ).tag(config=True)
 
+    allow_kernelless_sessions = Bool(
+        False,
+        help=(
+            "For benchmarks and the soak test only: let POST sessions create a session whose 'kernel_id' is not "
+            "a running kernel (any id of letters, digits, '_' and '-'), so hundreds of sessions need no kernels. "
+            "Such sessions follow no kernel life cycle (only DELETE and idle_timeout remove them). Keep off."
+        ),
+    ).tag(config=True)
+
     private_sessions = Enum(
         ["auto", True, False],
         default_value="auto",

@@ -62,7 +62,7 @@ class ReplayAPIHandler(CapabilityMixin, ExtensionHandlerMixin, APIHandler):
             return {}
         try:
             data = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # RecursionError: nested too deep
             raise web.HTTPError(400, "malformed JSON body: %s", exc) from None
         if not isinstance(data, dict):
             raise web.HTTPError(400, "the JSON body must be an object")

@@ -13,6 +13,7 @@ import hmac
 import io
 import logging
 import os
+import re
 import secrets
 import time
 import uuid
@@ -60,6 +61,9 @@ class EventSink(Protocol):
 
 class ManagedSession:
     """A ``Session`` plus what the server keeps for it: clients, capability token, resume log."""
+
+    #: created without a kernel (``ReplayExtension.allow_kernelless_sessions``): no kernel life cycle
+    kernelless = False
 
     def __init__(
         self, session: Session, *, kernel_id: str, resume_events: int, owner: str | None = None
@@ -274,8 +278,11 @@ class SessionManager:
             raise InvalidValueError(f"loop must be true or false, got {settings['loop']!r}")
         replay_source = self.make_source(source) if source is not None else None
         try:
-            if kernel_id not in self.kernel_manager:
+            kernelless = kernel_id not in self.kernel_manager
+            if kernelless and not self.app.allow_kernelless_sessions:
                 raise SessionNotFoundError(f"no running kernel {kernel_id!r}")
+            if kernelless and not re.fullmatch(r"[\w-]{1,128}", kernel_id):
+                raise InvalidValueError("a session id must be 1-128 letters, digits, '_' or '-'")
             if kernel_id in self._sessions:
                 raise IllegalTransitionError(f"a replay session for kernel {kernel_id!r} already exists")
             if len(self._sessions) >= self.app.max_sessions:
@@ -295,7 +302,9 @@ class SessionManager:
             raise
         managed = ManagedSession(session, kernel_id=kernel_id, resume_events=self.app.resume_events, owner=owner)
         self._sessions[kernel_id] = managed
-        self._watch_kernel(kernel_id)
+        managed.kernelless = kernelless
+        if not kernelless:
+            self._watch_kernel(kernel_id)
         self._ensure_idle_check()
         self.log.info("replay session created for kernel %s", kernel_id)
         return managed
@@ -452,7 +461,7 @@ class SessionManager:
         timeout = self.app.idle_timeout
         expired = []
         for session_id, managed in list(self._sessions.items()):
-            if managed.kernel_id not in self.kernel_manager:
+            if not managed.kernelless and managed.kernel_id not in self.kernel_manager:
                 reason = "kernel gone"
             elif timeout > 0 and not managed.clients and now - managed.last_active >= timeout:
                 reason = "idle"
