@@ -367,6 +367,8 @@ class Session:
             raise InvalidValueError(f"symbol must be a non-empty string of at most {_SYMBOL_MAX} characters")
         if not all(c.isalnum() or c in "._-:/" for c in symbol):
             raise InvalidValueError(f"symbol may contain letters, digits and . _ - : / only, got {symbol!r}")
+        if ".." in symbol or symbol.startswith(("/", ".")):
+            raise InvalidValueError(f"symbol must not start with '/' or '.' or contain '..', got {symbol!r}")
         return symbol.strip()
 
     def _ctl(self) -> ReplayController:

@@ -264,6 +264,8 @@ async def test_mode_switch_clears_only_this_session(timer: TestTimer) -> None:
         a.set_mode("sideways")
     with pytest.raises(InvalidValueError):
         a.set_mode("live", symbol="bad symbol!")
+    with pytest.raises(InvalidValueError):
+        a.set_mode("live", symbol="../../x")
     a.set_mode("replay")
     assert a.mode is Mode.REPLAY and len(a.frame()) == 0 and a.status()["position"] == 10
     await a.aclose()
