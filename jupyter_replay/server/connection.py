@@ -9,6 +9,17 @@ exceed the session's ``buffer_rows``, or ``max_queue`` state/reset messages are 
 waiting is discarded and the client is re-synchronised: ``reset`` (reason ``resync``), ``state``,
 ``history``. Control replies (``ack``/``error``) are never discarded. Memory per client is therefore
 bounded by ``max_queue`` frames of at most ``buffer_rows`` rows.
+
+Flow control (``ack=True``, the browser widget's ``?ack=1``): the client acknowledges the binary frames it
+has processed with ``{"type": "ack_frames", "seq": n}`` (``seq`` of the last binary frame it handled). At
+most ``ack_window`` binary frames are then unacknowledged in flight (a history counts as ``ack_window``: it
+replaces what the client shows); meanwhile new batches are merged into the waiting frame (same accounting
+as above), at most ``ack_window`` frames wait (one per stream, e.g. across a loop reset), and beyond that
+the client is re-synchronised. Data in flight to such a client is thus a few frames, so a pause or any
+state change reaches it within about one of its frames.
+
+``tail=n`` (a display that keeps only its last ``n`` rows, e.g. the widget's plot rollover): a history (on
+connect or in a resync) carries only the newest ``n`` buffered rows (``first_row`` says where they start).
 """
 
 from __future__ import annotations
@@ -28,9 +39,12 @@ from ..exceptions import ReplayError
 if TYPE_CHECKING:
     from .manager import ManagedSession, SessionManager
 
-__all__ = ["ReplayConnection", "Writer"]
+__all__ = ["ACK_WINDOW", "ReplayConnection", "Writer"]
 
 log = logging.getLogger(__name__)
+
+#: binary frames a flow-controlled (``ack``) client may have unacknowledged; also its waiting-frame bound
+ACK_WINDOW = 2
 
 
 class Writer(Protocol):
@@ -107,6 +121,9 @@ class ReplayConnection:
         since: int | None = None,
         instance: str | None = None,
         max_queue: int = 64,
+        ack: bool = False,
+        ack_window: int = ACK_WINDOW,
+        tail: int | None = None,
     ) -> None:
         self.managed = managed
         self.manager = manager
@@ -116,6 +133,14 @@ class ReplayConnection:
         self.since = since
         self.instance = instance
         self.max_queue = max(2, int(max_queue))
+        #: flow control: the client acknowledges frames (``ack_frames``); at most ``ack_window`` in flight
+        self.ack = bool(ack)
+        self.ack_window = max(1, int(ack_window))
+        #: batch frames that may wait in the queue before a resync (flow-controlled: merged, few)
+        self._max_frames = min(self.max_queue, self.ack_window) if self.ack else self.max_queue
+        self._in_flight: deque[int] = deque()  # seqs of binary frames sent and not yet acknowledged
+        #: a history carries at most this many (the newest) buffered rows (None: all)
+        self.tail = None if tail is None else max(1, int(tail))
         self.dropped = 0  # frames coalesced or discarded for this client, in total
         self.max_frames_queued = 0  # high-water mark of queued batch frames (diagnostics, tests)
         self._queue: deque[_Item] = deque()
@@ -126,6 +151,7 @@ class ReplayConnection:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self._sent_seq = 0
 
     # ----------------------------------------------------------------- life cycle
     def open(self) -> None:
@@ -147,7 +173,7 @@ class ReplayConnection:
         if missed is None:
             if self.since is not None:  # cannot resume: start over from the current buffer
                 self._put(_Text(wire.reset_message(ResetEvent(session.seq, session.id, session.mode, "resync"))))
-            self._put(_History(managed.history()))
+            self._put(_History(self._history()))
         else:
             for event in missed:
                 self._enqueue(event)
@@ -208,6 +234,17 @@ class ReplayConnection:
                 self._count_dropped(1)
             return
         if isinstance(event, Batch):
+            if self.ack:  # flow-controlled: rows wait in one frame until the client has room for it
+                target = self._coalesce_target(event) if self._frames else None
+                if target is not None:
+                    target.add(event)
+                    self._count_dropped(1)
+                elif self._frames < self._max_frames:
+                    self._put(_Frames(event))
+                else:
+                    self._resync()
+                    self._count_dropped(1)
+                return
             if self._frames < self.max_queue:
                 self._put(_Frames(event))
                 return
@@ -252,24 +289,28 @@ class ReplayConnection:
             self.managed.count_dropped(n)
 
     # ----------------------------------------------------------------- control messages
-    def handle_message(self, message: str | bytes) -> None:
-        """A client message: a ``control`` request answered with ``ack`` or ``error``."""
+    def handle_message(self, message: str | bytes) -> bool:
+        """A client message: a ``control`` request answered with ``ack`` or ``error``, ``ping``, or
+        ``ack_frames`` (flow control, no reply). Returns whether it was a user action (not ``ack_frames``)."""
         if self._closed:
-            return
+            return False
         msg_id = None
         try:
             if isinstance(message, bytes):
                 raise wire.WireError("binary messages are not accepted")
             msg = wire.loads(message)
             msg_id = msg.get("id")
+            if msg["type"] == "ack_frames":
+                self._acknowledge(msg.get("seq"))
+                return False
             if msg["type"] == "ping":
                 self._reply({"type": "pong", "id": msg_id})
-                return
+                return True
             if msg["type"] != "control":
                 raise wire.WireError(f"unknown message type {msg['type']!r}; expected 'control'")
             if not self.can_write:
                 self._reply(wire.error_message(403, "not authorized to control this replay session", msg_id))
-                return
+                return True
             args = {k: v for k, v in msg.items() if k not in ("type", "id", "action")}
             status = self.manager.control(self.managed, msg.get("action"), args)
         except wire.WireError as exc:
@@ -281,6 +322,22 @@ class ReplayConnection:
             self._reply(wire.error_message(500, f"internal error: {exc!r}", msg_id))
         else:
             self._reply(wire.ack_message(msg_id, status))
+        return True
+
+    def _acknowledge(self, seq: Any) -> None:
+        """``ack_frames``: the client has processed every binary frame up to ``seq``."""
+        if isinstance(seq, bool) or not isinstance(seq, int):
+            raise wire.WireError(f"'ack_frames' needs an integer 'seq', got {seq!r}")
+        self._in_flight = deque(s for s in self._in_flight if s > seq)
+        self._wake.set()
+
+    def _blocked(self) -> bool:
+        """Flow control: the next item is a binary frame and ``ack_window`` frames are unacknowledged."""
+        return (
+            self.ack
+            and len(self._in_flight) >= self.ack_window
+            and isinstance(self._queue[0], (_Frames, _History, _Resync))
+        )
 
     def _reply(self, message: dict[str, Any]) -> None:
         replies = sum(1 for item in self._queue if isinstance(item, _Text) and item.reply)
@@ -299,12 +356,17 @@ class ReplayConnection:
     async def _run(self) -> None:
         try:
             while not self._closed:
-                if not self._queue:
+                if not self._queue or self._blocked():
                     self._wake.clear()
                     await self._wake.wait()
                     continue
                 item = self._pop()
                 for payload, binary in self._encode(item):
+                    if binary and self.ack:
+                        # a history replaces what the client shows: it fills the window by itself (at speed
+                        # "max" every frame is a resync; rows sent behind it would only be redrawn over)
+                        weight = self.ack_window if isinstance(item, (_History, _Resync)) else 1
+                        self._in_flight.extend([self._sent_seq] * weight)
                     await self._write(payload, binary)
                     if self._closed:
                         return
@@ -320,12 +382,15 @@ class ReplayConnection:
             self.close(1011, "internal error")
 
     def _encode(self, item: _Item) -> list[tuple[str | bytes, bool]]:
+        """The messages for ``item``; ``_sent_seq`` is the ``seq`` of its binary frame (there is one at most)."""
         if isinstance(item, _Text):
             return [(wire.dumps(item.message), False)]
         if isinstance(item, _Frames):
+            self._sent_seq = item.batches[-1].seq
             return [(wire.encode_batches(item.batches, ms_only=self.ms_only), True)]
         if isinstance(item, _History):
             batch = item.batch
+            self._sent_seq = batch.seq
             head = wire.history_message(len(batch), batch.seq, first_row=batch.first_row, mode=batch.mode.value)
             return [(wire.dumps(head), False), (wire.encode_batch(batch, ms_only=self.ms_only, history=True), True)]
         if isinstance(item, _Resync):
@@ -335,8 +400,17 @@ class ReplayConnection:
             session = managed.session
             reset = wire.reset_message(ResetEvent(session.seq, session.id, session.mode, "resync"))
             state = {"type": "state", "seq": session.seq, "status": managed.model()}
-            return [(wire.dumps(reset), False), (wire.dumps(state), False), *self._encode(_History(managed.history()))]
+            return [(wire.dumps(reset), False), (wire.dumps(state), False), *self._encode(_History(self._history()))]
         raise TypeError(f"unknown queue item {item!r}")
+
+    def _history(self) -> Batch:
+        """The session's buffer as one batch; with ``tail`` only its newest ``tail`` rows."""
+        batch = self.managed.history()
+        cut = len(batch) - self.tail if self.tail is not None else 0
+        if cut <= 0:
+            return batch
+        columns = {name: col[cut:] for name, col in batch.columns.items()}
+        return Batch(batch.seq, batch.session_id, batch.mode, batch.ts[cut:], columns, batch.first_row + cut)
 
     async def _write(self, payload: str | bytes, binary: bool) -> None:
         result = self.writer.write_message(payload, binary=binary)

@@ -6,7 +6,9 @@ or ``ReplayToken`` capability), explicit authorization in ``get`` (``read`` on `
 jupyter_server's ``check_origin``, pings by ``WebSocketMixin``.
 
 Query arguments: ``since=<seq>`` resumes after that sequence number (with ``instance=<id>`` from the
-previous ``hello``), ``ms_only=1`` omits the int64 ``timestamp_ns`` column.
+previous ``hello``), ``ms_only=1`` omits the int64 ``timestamp_ns`` column, ``ack=1`` turns on flow control
+(the client acknowledges binary frames with ``ack_frames``; see ``connection.py``), ``tail=<n>`` limits a
+history to the newest ``n`` buffered rows.
 """
 
 from __future__ import annotations
@@ -76,6 +78,16 @@ class ReplayWebSocketHandler(CapabilityMixin, ExtensionHandlerMixin, WebSocketMi
             except ValueError:
                 raise web.HTTPError(400, "'since' must be an integer sequence number") from None
         ms_only = self.get_query_argument("ms_only", "0").lower() in ("1", "true", "yes")
+        ack = self.get_query_argument("ack", "0").lower() in ("1", "true", "yes")
+        tail_arg = self.get_query_argument("tail", None)
+        tail = None
+        if tail_arg not in (None, ""):
+            try:
+                tail = int(tail_arg)
+            except ValueError:
+                tail = 0
+            if tail < 1:
+                raise web.HTTPError(400, "'tail' must be a positive number of rows")
         self.connection = ReplayConnection(
             managed,
             self.replay_manager,
@@ -85,6 +97,8 @@ class ReplayWebSocketHandler(CapabilityMixin, ExtensionHandlerMixin, WebSocketMi
             since=since,
             instance=self.get_query_argument("instance", None) or None,
             max_queue=self.extensionapp.ws_queue_frames,
+            ack=ack,
+            tail=tail,
         )
         self.connection.grant = grant  # type: ignore[attr-defined]  # room changes re-check it
 
@@ -103,11 +117,13 @@ class ReplayWebSocketHandler(CapabilityMixin, ExtensionHandlerMixin, WebSocketMi
 
     def on_message(self, message: str | bytes) -> None:
         # a client message (control) is user activity for jupyter_server's last_activity (idle culling);
-        # passively watching a stream is not
-        self.settings[ACTIVITY_SETTING] = utcnow()
-        if self.connection is not None:
-            self.connection.handle_message(message)
+        # passively watching a stream is not (nor are its flow-control ``ack_frames``)
+        if self.connection is None or self.connection.handle_message(message):
+            self.settings[ACTIVITY_SETTING] = utcnow()
 
     def on_close(self) -> None:
+        if self.ping_callback is not None:  # else the keep-alive timer holds this handler (and its session)
+            self.ping_callback.stop()  # until its next tick, up to ws_ping_interval after the close
+            self.ping_callback = None
         if self.connection is not None:
             self.connection.close()

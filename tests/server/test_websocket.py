@@ -245,3 +245,110 @@ async def test_slow_client_is_coalesced_and_bounded(api, replay_ext, replay_mana
     np.testing.assert_array_equal(values, np.arange(position, n, dtype=np.float64))
     assert connection.max_frames_queued <= 4  # bounded throughout, whatever the client did
     ws.close()
+
+
+@on_server_loop
+async def test_flow_controlled_client_keeps_few_frames_in_flight(api, replay_manager, jp_serverapp):
+    """``?ack=1``: nothing beyond the unacknowledged window is sent (a history fills it by itself); the rest
+    waits merged into one frame, nothing is lost, and rows still precede the state that follows them."""
+    from jupyter_replay.server.connection import ACK_WINDOW
+
+    n = 3000
+    kid = await api.start_kernel()
+    await api.create(kid, source={"kind": "sample", "n": n, "seed": 5}, speed=1000)
+    plain, _, _, _ = await open_and_skip_history(api, kid)  # a client without flow control, for comparison
+    ws, _, _, (hist_header, _) = await open_and_skip_history(api, kid, ack=1)
+    connection = next(c for c in replay_manager.get(kid).clients if c.ack)
+    assert connection.ack_window == ACK_WINDOW == 2
+
+    await ws.send(type="control", id="p", action="play")
+    await api.wait_for(kid, lambda m: m["state"] == "finished")  # ~60 batches released meanwhile
+    first = await ws.drain(quiet=0.4)
+    texts = [m for k, m in first if k == "text"]
+    assert not frames(first)  # the unacknowledged history fills the window
+    assert [m["type"] for m in texts[:2]] == ["state", "ack"] and texts[0]["status"]["state"] == "playing"
+    assert not any(m["type"] == "state" and m["status"]["state"] == "finished" for m in texts)  # behind the rows
+    assert connection.max_frames_queued <= ACK_WINDOW
+    plain_msgs = await plain.until(is_state("finished"))  # the plain client got everything, frame by frame
+    assert check_contiguous(frames(plain_msgs)) == n
+
+    # acknowledgements are flow control, not user activity (idle culling), and get no reply
+    settings = jp_serverapp.web_app.settings
+    settings.pop("replay_last_activity", None)
+    msgs, seq = list(first), hist_header["seq"]
+    while True:
+        await ws.send(type="ack_frames", seq=seq)
+        more = await ws.drain(quiet=0.4)
+        msgs += more
+        if not frames(more):
+            break
+        seq = frames(more)[-1][0]["seq"]
+    assert "replay_last_activity" not in settings
+    rows_got, dropped, resynced = tally(msgs)
+    assert not resynced and check_contiguous(rows_got) == n  # merged, not lost
+    np.testing.assert_array_equal(np.concatenate([c["timestamp_ns"] for _, c in rows_got]),
+                                  ts_ns(sample_trades(n=n, seed=5)))
+    merged = [h for h, _ in rows_got if "first_seq" in h]
+    assert merged and sum(h["seq"] - h["first_seq"] for h in merged) == dropped == connection.dropped
+    assert len(rows_got) < len(frames(plain_msgs))
+    last_frame = max(i for i, (k, _) in enumerate(msgs) if k == "frame")
+    finished = [i for i, (k, m) in enumerate(msgs) if k == "text" and m["type"] == "state"
+                and m["status"]["state"] == "finished"]
+    assert finished and finished[0] > last_frame  # the state follows the rows released before it
+    assert connection.max_frames_queued <= ACK_WINDOW
+
+    # a malformed acknowledgement is answered with an error; the connection stays usable
+    await ws.send(type="ack_frames", seq="x", id=7)
+    err = (await ws.until(lambda k, m: k == "text" and m.get("id") == 7))[-1][1]
+    assert err["type"] == "error" and err["status"] == 400
+    assert (await ws.control("stop", id=8))["status"]["state"] == "stopped"
+    ws.close()
+    plain.close()
+
+
+@on_server_loop
+async def test_flow_controlled_pause_arrives_after_a_few_frames(api, replay_manager):
+    """While a flow-controlled client acknowledges nothing, at most ACK_WINDOW batch frames reach it, and a
+    pause still arrives right after them and the one frame the rows released before it were merged into."""
+    from jupyter_replay.server.connection import ACK_WINDOW
+
+    kid = await api.start_kernel()
+    await api.create(kid, source={"kind": "sample", "n": 20_000, "seed": 3}, speed=200)
+    ws, _, _, (hist_header, _) = await open_and_skip_history(api, kid, ack=1)
+    await ws.send(type="ack_frames", seq=hist_header["seq"])
+    await ws.send(type="control", id="p", action="play")
+    await api.wait_for(kid, lambda m: m["rows"] > 500)
+    await ws.send(type="control", id="q", action="pause")
+    msgs = await ws.drain(quiet=0.4)
+    assert not any(k == "text" and m.get("id") == "q" for k, m in msgs)  # blocked behind the window
+    connection = next(iter(replay_manager.get(kid).clients))
+    assert len(frames(msgs)) == ACK_WINDOW and connection.max_frames_queued <= ACK_WINDOW
+    await ws.send(type="ack_frames", seq=frames(msgs)[-1][0]["seq"])
+    after = await ws.until(lambda k, m: k == "text" and m.get("id") == "q")
+    assert len(frames(after)) == 1  # every row released before the pause, merged into one frame
+    states = [m["status"]["state"] for k, m in after if k == "text" and m["type"] == "state"]
+    assert states[-1] == "paused" and after[-1][1]["type"] == "ack"
+    rows = check_contiguous(frames(msgs) + frames(after))
+    assert rows == (await api.status(kid))["rows"]  # nothing released after the pause, nothing missing
+    assert not frames(await ws.drain(quiet=0.4))
+    ws.close()
+
+
+@on_server_loop
+async def test_tail_limits_the_history(api):
+    """``?tail=n``: a history carries only the newest ``n`` buffered rows (``first_row`` where they start)."""
+    kid = await api.start_kernel()
+    await api.create(kid, source={"kind": "sample", "n": 3000, "seed": 5}, speed="max")
+    await api.ok(kid, "play")
+    await api.wait_for(kid, lambda m: m["state"] == "finished")
+    ws, _, history, (header, cols) = await open_and_skip_history(api, kid, tail=100)
+    assert history["rows"] == header["rows"] == 100 and header["first_row"] == 2900
+    np.testing.assert_array_equal(cols["timestamp_ns"], ts_ns(sample_trades(n=3000, seed=5))[-100:])
+    ws.close()
+    ws, _, history, (header, _) = await open_and_skip_history(api, kid, tail=10_000)  # more than buffered
+    assert history["rows"] == header["rows"] == 3000 and header["first_row"] == 0
+    ws.close()
+    for bad in ("0", "x"):
+        with pytest.raises(HTTPClientError) as info:
+            await api.ws(kid, tail=bad)
+        assert info.value.code == 400

@@ -95,3 +95,94 @@ console.log(JSON.stringify(out));
                 assert np.allclose(np.array(got, dtype=float), expected), key
     assert "name" not in result["full"]["cols"] and "timestamp_ns" not in result["ms_only"]["cols"]
     assert result["full"]["cols"]["timestamp_ns"][0] == str(batch.ts[0])
+
+
+@needs_node
+def test_js_streams_only_the_last_rollover_rows_per_frame(tmp_path: Path) -> None:
+    """Frames queued between two animation frames go to BokehJS as one stream() of their last `rollover`
+    rows (converted to float64); every row still counts, candles are built from every row, and a clear is
+    applied together with the rows that follow it (no blank frame)."""
+    rollover, sizes = 5, [4, 3, 6]
+    t0 = 1_704_187_800_000_000_000
+    batches, first = [], 0
+    for i, n in enumerate(sizes):
+        batches.append(Batch(
+            seq=i + 1, session_id="s", mode=Mode.REPLAY,
+            ts=(np.arange(first, first + n, dtype=np.int64) * 400_000_000) + t0,
+            columns={"price": 100.0 + np.arange(first, first + n),
+                     "size": np.arange(first, first + n, dtype=np.int64) + 1,
+                     "side": np.array([1, -1] * n, np.int8)[:n]},
+            first_row=first,
+        ))
+        first += n
+    for i, b in enumerate(batches):
+        (tmp_path / f"f{i}.bin").write_bytes(wire.encode_batch(b, ms_only=True))
+    (tmp_path / "replay.mjs").write_text(JS.read_text())
+    script = tmp_path / "run.mjs"
+    script.write_text(
+        """
+import { readFileSync } from "node:fs";
+const rafs = [];
+globalThis.requestAnimationFrame = (f) => rafs.push(f);
+const { decodeFrame, StreamPlot } = await import("./replay.mjs");
+const frame = (i) => decodeFrame(readFileSync(new URL("./f" + i + ".bin", import.meta.url)));
+const events = [];
+const fakeSource = (name) => ({
+  data: {},
+  len: 0,
+  get_length() { return this.len; },
+  set data(v) { events.push([name, "set", Object.keys(v).length]); this.len = 0; },
+  get data() { return {}; },
+  stream(d, r) {
+    const cols = Object.fromEntries(Object.entries(d).map(([k, v]) => [k, Array.from(v)]));
+    events.push([name, "stream", cols, r, Object.values(d).map((v) => v.constructor.name)]);
+    this.len = Math.min(r, this.len + Object.values(d)[0].length);
+  },
+  patch(p) { events.push([name, "patch", p]); },
+});
+const entry = { streamCalls: 0, rowsStreamed: 0 };
+const plot = new StreamPlot(null, entry);
+plot.spec = { columns: ["timestamp", "price", "size", "missing"], rollover: %d, price: "price", volume: "size",
+              bar_ms: 1000, bar_rollover: 100 };
+plot.source = fakeSource("raw");
+plot.bars = fakeSource("bars");
+let flushes = 0;
+plot.onFlush = () => { flushes += 1; };
+const run = () => { const fs = rafs.splice(0); for (const f of fs) f(); };
+for (let i = 0; i < 3; i++) { const { header, columns } = frame(i); plot.push(columns, header.rows); }
+const scheduled = plot.scheduled;
+run();
+const afterFirst = events.splice(0);
+plot.clear();
+const { header, columns } = frame(0);
+plot.push(columns, 2);  // a clear and the first 2 rows of frame 0, in the same animation frame
+run();
+console.log(JSON.stringify({ scheduled, afterFirst, afterClear: events, entry, flushes, pending: rafs.length }));
+process.exit(0);
+""" % rollover
+    )
+    proc = subprocess.run([NODE, str(script)], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["scheduled"] is True and out["flushes"] == 2
+    raw = [e for e in out["afterFirst"] if e[0] == "raw"]
+    assert len(raw) == 1 and raw[0][1] == "stream"  # one stream() for three frames
+    _, _, cols, roll, ctors = raw[0]
+    total = sum(sizes)
+    last = np.arange(total - rollover, total)
+    assert roll == rollover and set(ctors) == {"Float64Array"}
+    np.testing.assert_allclose(cols["timestamp"], (last * 400_000_000 + t0) / 1e6)
+    np.testing.assert_array_equal(cols["price"], 100.0 + last)
+    np.testing.assert_array_equal(cols["size"], last + 1)  # int64 -> float64
+    assert all(v is None for v in cols["missing"])  # NaN (JSON null): a column the frames do not carry
+    assert out["entry"]["streamCalls"] == 2 and out["entry"]["rowsStreamed"] == rollover + 2
+    # candles from all 13 rows (0.4 s apart, 1 s buckets), not only the 5 streamed ones
+    bars = [e for e in out["afterFirst"] if e[0] == "bars" and e[1] == "stream"]
+    assert len(bars) == 1
+    candles = bars[0][2]
+    assert sum(candles["volume"]) == sum(range(1, total + 1))
+    assert candles["open"][0] == 100.0 and candles["close"][-1] == 100.0 + total - 1
+    # the clear is applied right before the rows that follow it, in the same flush
+    after = out["afterClear"]
+    assert [e[:2] for e in after if e[0] == "raw"] == [["raw", "set"], ["raw", "stream"]]
+    assert [e for e in after if e[0] == "raw"][1][2]["price"] == [100.0, 101.0]

@@ -8,12 +8,16 @@
 //    ({type: "attach"}); once the kernel confirms (trait `attached` == session id) we open the session's
 //    WebSocket (?ms_only=1&token=...), stream its frames into BokehJS and send controls on the socket
 //    (REST actions as a fallback while it reconnects). Data is never sent back to the kernel.
-// Rows reach the ColumnDataSource through at most one stream() per source per animation frame.
+//    The socket is flow-controlled (?ack=1): once a frame's rows went into the plot we send
+//    {type: "ack_frames", seq}, and the server keeps at most a couple of frames unacknowledged in flight
+//    (merging the rest), so the data in flight is bounded and a pause stops the rows within about a frame.
+// Rows reach the ColumnDataSource through at most one stream() per source per animation frame, and only
+// the last `rollover` rows of what arrived since the previous frame (the source keeps no more): frames are
+// decoded as views and only those rows are copied. Counters count every row received.
 // Tests read window.__jupyter_replay__.widgets: [{sessionId, rowsReceived, source, ...}].
 
 const SPEEDS = ["0.1", "0.25", "0.5", "1", "2", "5", "10", "25", "50", "100", "250", "500", "1000", "max"];
 const REGISTRY = (globalThis.__jupyter_replay__ ??= { widgets: [] });
-const BIGINT_TYPES = new Set(["int64", "uint64"]);
 const TYPED = {
   float64: Float64Array, float32: Float32Array,
   int64: globalThis.BigInt64Array, uint64: globalThis.BigUint64Array,
@@ -44,21 +48,38 @@ export function decodeFrame(data) {
   return { header, columns };
 }
 
-function toFloat64(arr, dtype) {
-  if (arr instanceof Float64Array) return arr;
-  const out = new Float64Array(arr.length);
-  if (BIGINT_TYPES.has(dtype)) { for (let i = 0; i < arr.length; i++) out[i] = Number(arr[i]); }
-  else out.set(arr);
+/** Copy `len` values of `arr` from `from` into the Float64Array `out` at `at` (NaN if `arr` is missing). */
+function copyF64(out, at, arr, from, len) {
+  if (!arr) { out.fill(NaN, at, at + len); return; }
+  const src = from === 0 && arr.length === len ? arr : arr.subarray(from, from + len);
+  if (src instanceof globalThis.BigInt64Array || src instanceof globalThis.BigUint64Array) {
+    for (let i = 0; i < len; i++) out[at + i] = Number(src[i]);
+  } else out.set(src, at);
+}
+
+/** The last `n` rows of queued parts ([{columns: {name: TypedArray view}, rows}]) as Float64Array columns;
+ * earlier rows are never copied. */
+export function tailColumns(parts, names, n) {
+  let first = parts.length;
+  let need = n;
+  while (need > 0 && first > 0) need -= parts[--first].rows;
+  const skip = need < 0 ? -need : 0;  // rows of parts[first] before the tail
+  const out = {};
+  for (const name of names) {
+    const col = new Float64Array(n);
+    let at = 0;
+    for (let i = first; i < parts.length; i++) {
+      const from = i === first ? skip : 0;
+      const len = parts[i].rows - from;
+      copyF64(col, at, parts[i].columns[name], from, len);
+      at += len;
+    }
+    out[name] = col;
+  }
   return out;
 }
 
-function concatF64(parts, total) {
-  if (parts.length === 1) return parts[0];
-  const out = new Float64Array(total);
-  let at = 0;
-  for (const p of parts) { out.set(p, at); at += p.length; }
-  return out;
-}
+const num = (x) => (typeof x === "bigint" ? Number(x) : x);
 
 // -------------------------------------------------------------------------------------- page/REST
 
@@ -150,7 +171,7 @@ function removeDocument(doc) {
 // --------------------------------------------------------------------------------------------- plot
 
 /** One embedded Bokeh plot; rows are queued and streamed once per animation frame. */
-class StreamPlot {
+export class StreamPlot {
   constructor(container, entry) {
     this.container = container;
     this.entry = entry;
@@ -159,8 +180,11 @@ class StreamPlot {
     this.doc = null;
     this.source = null;
     this.bars = null;
-    this.queue = [];  // [{cols: {name: Float64Array}, rows}]
+    this.queue = [];  // [{columns: {name: TypedArray view of the received frame}, rows}]
     this.queued = 0;
+    this.pendingClear = false;  // cleared at the next flush, together with the rows that follow
+    this.held = false;  // no flush until release(): a history frame is announced (reset + history = one update)
+    this.onFlush = null;  // called after each flush (the socket acknowledges its frames then)
     this.lastBar = null;
     this.scheduled = false;
     this.generation = 0;
@@ -171,7 +195,7 @@ class StreamPlot {
     const gen = ++this.generation;
     this.destroyViews();
     this.spec = spec;
-    this.queue = []; this.queued = 0; this.lastBar = null;
+    this.queue = []; this.queued = 0; this.lastBar = null; this.pendingClear = false; this.held = false;
     if (!spec || !spec.item) return;
     const target = document.createElement("div");
     target.className = "jr-plot-target";
@@ -226,33 +250,44 @@ class StreamPlot {
     this.entry.source = null; this.entry.bars = null; this.entry.document = null;
   }
 
-  /** Queue decoded wire columns (rows already accounted by the caller). */
-  push(columns, rows, header) {
+  /** Rows the source keeps (its stream rollover). */
+  get rollover() {
+    const r = Number(this.spec && this.spec.rollover);
+    return r > 0 ? r : Infinity;
+  }
+
+  /** Queue decoded wire columns (zero-copy views; rows already accounted by the caller). Nothing is copied
+   * here: the next flush copies only the rows the plot keeps. */
+  push(columns, rows) {
     if (!this.spec || rows <= 0) return;
-    const cols = {};
-    const specs = new Map((header.columns || []).map((c) => [c.name, c]));
-    for (const name of this.spec.columns) {
-      const arr = columns[name];
-      if (arr) cols[name] = toFloat64(arr, specs.get(name).dtype);
-      else cols[name] = new Float64Array(rows).fill(NaN);
-    }
-    this.queue.push({ cols, rows });
+    this.queue.push({ columns, rows });
     this.queued += rows;
-    // a hidden tab runs no animation frames: keep only what the rollover would keep anyway
-    const cap = this.spec.rollover * 2;
-    while (this.queued > cap && this.queue.length > 1) this.queued -= this.queue.shift().rows;
+    // Parts entirely before the last `rollover` rows can never reach the source: let them go (candles
+    // are built from every row, so with bars keep more; a hidden tab runs no animation frames).
+    const keep = this.bars ? Math.max(this.rollover * 2, 1 << 20) : this.rollover;
+    while (this.queue.length > 1 && this.queued - this.queue[0].rows >= keep) this.queued -= this.queue.shift().rows;
     this.schedule();
   }
 
+  /** Empty the plot; applied at the next flush with the rows that arrive meanwhile (no blank frame between
+   * a reset and its history). */
   clear() {
     this.queue = []; this.queued = 0; this.lastBar = null;
-    if (this.source) this.source.data = emptyData(this.source);
-    if (this.bars) this.bars.data = emptyData(this.bars);
-    this.syncAnchors();
+    this.pendingClear = true;
+    this.schedule();
+  }
+
+  /** Defer flushes until release() (a history frame follows: the clear waits for its rows). */
+  hold() { this.held = true; }
+
+  release() {
+    if (!this.held) return;
+    this.held = false;
+    this.schedule();
   }
 
   schedule() {
-    if (this.scheduled || !this.queue.length || !this.source) return;
+    if (this.scheduled || this.held || !(this.queue.length || this.pendingClear) || !this.source) return;
     this.scheduled = true;
     let done = false;
     const run = () => { if (done) return; done = true; this.scheduled = false; this.flush(); };
@@ -260,36 +295,51 @@ class StreamPlot {
     setTimeout(run, 250);  // background tabs get no animation frames
   }
 
+  /** One stream() of the last `rollover` rows queued since the previous flush (after a pending clear). */
   flush() {
-    if (!this.source || !this.queue.length) return;
+    if (!this.source || this.held) return;
+    const clear = this.pendingClear;
+    if (!this.queue.length && !clear) return;
     const parts = this.queue; const total = this.queued;
-    this.queue = []; this.queued = 0;
-    const data = {};
-    for (const name of this.spec.columns) data[name] = concatF64(parts.map((p) => p.cols[name]), total);
-    this.source.stream(data, this.spec.rollover);
-    if (this.bars) this.updateBars(data, total);
+    this.queue = []; this.queued = 0; this.pendingClear = false;
+    const n = Math.min(total, this.rollover);
+    if (clear) {  // (streaming `rollover` rows replaces all rows anyway)
+      if (n < this.rollover) this.source.data = emptyData(this.source);
+      if (this.bars) this.bars.data = emptyData(this.bars);
+    }
+    if (total > 0) {
+      this.source.stream(tailColumns(parts, this.spec.columns, n), this.spec.rollover);
+      if (this.bars) this.updateBars(parts);
+      this.entry.streamCalls += 1;
+      this.entry.rowsStreamed += n;
+    }
     this.syncAnchors();
-    this.entry.streamCalls += 1;
+    if (this.onFlush) this.onFlush();
   }
 
-  updateBars(data, n) {
+  /** Candles from every queued row (read from the frames' views, no copies). */
+  updateBars(parts) {
     const w = this.spec.bar_ms;
-    const t = data.timestamp; const p = data[this.spec.price];
-    const v = this.spec.volume ? data[this.spec.volume] : null;
     let cur = this.lastBar ? { ...this.lastBar } : null;
     const wasOpen = this.lastBar ? this.lastBar.time : null;
     const done = [];
-    for (let i = 0; i < n; i++) {
-      const price = p[i];
-      if (!Number.isFinite(price)) continue;
-      const bt = Math.floor(t[i] / w) * w + w / 2;  // candles are centred on their interval
-      const vol = v ? (Number.isFinite(v[i]) ? v[i] : 0) : 1;
-      if (cur && cur.time === bt) {
-        cur.high = Math.max(cur.high, price); cur.low = Math.min(cur.low, price);
-        cur.close = price; cur.volume += vol;
-      } else {
-        if (cur) done.push(cur);
-        cur = { time: bt, open: price, high: price, low: price, close: price, volume: vol };
+    for (const part of parts) {
+      const t = part.columns.timestamp; const p = part.columns[this.spec.price];
+      const v = this.spec.volume ? part.columns[this.spec.volume] : null;
+      if (!t || !p) continue;
+      for (let i = 0; i < part.rows; i++) {
+        const price = num(p[i]);
+        if (!Number.isFinite(price)) continue;
+        const bt = Math.floor(num(t[i]) / w) * w + w / 2;  // candles are centred on their interval
+        const vi = v ? num(v[i]) : 1;
+        const vol = Number.isFinite(vi) ? vi : 0;
+        if (cur && cur.time === bt) {
+          cur.high = Math.max(cur.high, price); cur.low = Math.min(cur.low, price);
+          cur.close = price; cur.volume += vol;
+        } else {
+          if (cur) done.push(cur);
+          cur = { time: bt, open: price, high: price, low: price, close: price, volume: vol };
+        }
       }
     }
     if (!cur) return;
@@ -347,17 +397,28 @@ function fmtTime(status) {
   return String(iso).replace("T", " ").replace(/\+00:00$|Z$/, "").slice(0, 23);
 }
 
+const PROGRESS_MS = 200;  // the progress display (slider, time, status line) redraws at most this often
+const INT_FORMAT = new Intl.NumberFormat("en-US", { maximumFractionDigits: 0 });
+
 function fmtInt(n) {
-  return Number.isFinite(n) ? Math.round(n).toLocaleString("en-US") : "0";
+  return Number.isFinite(n) ? INT_FORMAT.format(Math.round(n)) : "0";
 }
+
+// DOM writes only when the value changes: each write invalidates the page's style/layout, which BokehJS
+// then recomputes on its next render.
+function setText(el, text) { if (el.textContent !== text) el.textContent = text; }
+function setProp(el, key, value) { if (el[key] !== value) el[key] = value; }
+function setAttr(el, name, value) { if (el.getAttribute(name) !== value) el.setAttribute(name, value); }
 
 // ------------------------------------------------------------------------------------------- render
 
 function render({ model, el }) {
   const entry = {
-    model, el, sessionId: null, transport: "local", rowsReceived: 0, framesReceived: 0, streamCalls: 0,
-    resets: 0, dropped: 0, lastSeq: 0, mode: null, source: null, bars: null, document: null,
-    status: {}, errors: [], closed: false,
+    // rowsReceived: rows since the last reset/history; rowsTotal: every row received (never reset);
+    // rowsStreamed: rows handed to BokehJS (at most `rollover` per stream call, the rest would roll over)
+    model, el, sessionId: null, transport: "local", rowsReceived: 0, rowsTotal: 0, rowsStreamed: 0,
+    framesReceived: 0, streamCalls: 0, acksSent: 0, resets: 0, dropped: 0, lastSeq: 0, mode: null,
+    source: null, bars: null, document: null, status: {}, errors: [], closed: false,
   };
   REGISTRY.widgets.push(entry);
 
@@ -414,6 +475,9 @@ function render({ model, el }) {
 
   const plot = new StreamPlot(plotDiv, entry);
   let seeking = false;
+  let progressKey = null;  // the progress display's last state/mode/error, when it was drawn, its timer
+  let progressAt = 0;
+  let progressTimer = null;
   let lastError = "";
   let ws = null;
   let wsWanted = false;
@@ -423,6 +487,8 @@ function render({ model, el }) {
   let controlId = 0;
   let pendingHistory = false;
   let specMode = null;
+  let unacked = 0;  // binary frames received on the current socket and not yet acknowledged
+  let unackedSeq = 0;  // seq of the last of them
 
   // ---- status
   // Attached: the server sends a state message on transitions only; between them the position moves with
@@ -444,7 +510,20 @@ function render({ model, el }) {
     if (!st) return;
     entry.wsStatus = st;
     entry.rowsAfterStatus = 0;
-    updateUi();
+    requestUi();
+  }
+
+  // State changes from the socket: entry.status at once, the DOM in the next animation frame (at most one
+  // redraw per frame however many messages arrive).
+  let uiFrame = false;
+  function requestUi() {
+    entry.status = currentStatus();
+    if (uiFrame) return;
+    uiFrame = true;
+    let done = false;
+    const run = () => { if (done) return; done = true; uiFrame = false; if (!entry.closed) updateUi(); };
+    requestAnimationFrame(run);
+    setTimeout(run, 250);  // background tabs get no animation frames
   }
 
   function updateUi() {
@@ -453,14 +532,14 @@ function render({ model, el }) {
     const state = st.state || "stopped";
     const mode = st.mode || model.get("mode") || "replay";
     const playing = state === "playing";
-    playBtn.textContent = playing ? "❚❚ Pause" : "▶ Play";
-    playBtn.setAttribute("aria-label", playing ? "Pause" : "Play");
-    playBtn.title = playing ? "Pause (space)" : "Play (space)";
-    playBtn.setAttribute("aria-pressed", playing ? "true" : "false");
+    setText(playBtn, playing ? "❚❚ Pause" : "▶ Play");
+    setAttr(playBtn, "aria-label", playing ? "Pause" : "Play");
+    setProp(playBtn, "title", playing ? "Pause (space)" : "Play (space)");
+    setAttr(playBtn, "aria-pressed", playing ? "true" : "false");
     const live = mode === "live";
-    stepBtn.disabled = playing || live;
-    seek.disabled = live;
-    speedSel.disabled = live;
+    setProp(stepBtn, "disabled", playing || live);
+    setProp(seek, "disabled", live);
+    setProp(speedSel, "disabled", live);
     const sp = st.speed !== undefined ? st.speed : model.get("speed");
     const spText = sp === "max" || sp === null ? "max" : String(Number(sp));
     if (![...speedSel.options].some((o) => o.value === spText)) {
@@ -468,15 +547,31 @@ function render({ model, el }) {
       o.value = spText; o.textContent = spText + "×";
       speedSel.appendChild(o);
     }
-    if (document.activeElement !== speedSel) speedSel.value = spText;
-    loopBox.checked = !!(st.loop !== undefined ? st.loop : model.get("loop"));
-    modeBtn.textContent = live ? "LIVE" : "REPLAY";
-    modeBtn.setAttribute("aria-label", live ? "Switch to replay mode" : "Switch to live mode");
-    modeBtn.classList.toggle("jr-live", live);
+    if (document.activeElement !== speedSel) setProp(speedSel, "value", spText);
+    setProp(loopBox, "checked", !!(st.loop !== undefined ? st.loop : model.get("loop")));
+    setText(modeBtn, live ? "LIVE" : "REPLAY");
+    setAttr(modeBtn, "aria-label", live ? "Switch to replay mode" : "Switch to live mode");
+    if (modeBtn.classList.contains("jr-live") !== live) modeBtn.classList.toggle("jr-live", live);
     const sym = st.symbol || model.get("symbol") || "";
-    if (document.activeElement !== symbolIn) symbolIn.value = sym;
-    if (!seeking) seek.value = String(Math.round((Number(st.progress) || 0) * 1000));
-    timeLabel.textContent = live ? "live" : fmtTime(st);
+    if (document.activeElement !== symbolIn) setProp(symbolIn, "value", sym);
+    const data = root.dataset;
+    if (data.state !== state) data.state = state;
+    if (data.mode !== mode) data.mode = mode;
+    if (data.transport !== entry.transport) data.transport = entry.transport;
+    // Progress (slider, time, status line) moves with every frame: redrawn at most every PROGRESS_MS unless
+    // the state, mode or error changed.
+    const key = [state, mode, sym, lastError, entry.transport].join("|");
+    const now = performance.now();
+    if (key === progressKey && now - progressAt < PROGRESS_MS) {
+      if (!progressTimer) {
+        progressTimer = setTimeout(() => { progressTimer = null; if (!entry.closed) updateUi(); },
+          PROGRESS_MS - (now - progressAt));
+      }
+      return;
+    }
+    progressKey = key; progressAt = now;
+    if (!seeking) setProp(seek, "value", String(Math.round((Number(st.progress) || 0) * 1000)));
+    setText(timeLabel, live ? "live" : fmtTime(st));
     const dropped = (Number(st.dropped) || 0) + entry.dropped;
     const parts = [
       state, mode + (live && sym ? " " + sym : ""),
@@ -485,11 +580,9 @@ function render({ model, el }) {
       fmtInt(dropped) + " dropped",
       entry.transport === "ws" ? "server" : "kernel",
     ];
-    statusLine.textContent = parts.join(" · ") + (lastError ? " · error: " + lastError : "");
-    root.dataset.state = state;
-    root.dataset.mode = mode;
-    root.dataset.transport = entry.transport;
-    root.dataset.rows = String(entry.rowsReceived);
+    setText(statusLine, parts.join(" · ") + (lastError ? " · error: " + lastError : ""));
+    const rows = String(entry.rowsReceived);
+    if (data.rows !== rows) data.rows = rows;
   }
 
   let uiTimer = null;
@@ -514,27 +607,29 @@ function render({ model, el }) {
   }
 
   // ---- frames (both paths)
+  /** Decode (views, no copies) and queue one wire frame; returns its header (null if undecodable). */
   function onFrame(buf, fromHistory) {
     let frame;
-    try { frame = decodeFrame(buf); } catch (e) { setError("bad frame: " + e); return; }
+    try { frame = decodeFrame(buf); } catch (e) { setError("bad frame: " + e); return null; }
     const h = frame.header;
     const seq = h.seq | 0;
-    if (!fromHistory && !h.history && seq <= entry.lastSeq) return;  // duplicate after a reconnect
+    if (!fromHistory && !h.history && seq <= entry.lastSeq) return h;  // duplicate after a reconnect
     if (h.mode && entry.mode && h.mode !== entry.mode && !(fromHistory || h.history)) {
       // rows of the other mode that raced a reset: ignore
-      return;
+      return h;
     }
     entry.lastSeq = Math.max(entry.lastSeq, seq);
     entry.framesReceived += 1;
     entry.rowsReceived += h.rows | 0;
-    root.dataset.rows = String(entry.rowsReceived);
+    entry.rowsTotal += h.rows | 0;
     if (!(fromHistory || h.history)) {
       entry.rowsAfterStatus = (entry.rowsAfterStatus || 0) + (h.rows | 0);
       const ts = frame.columns.timestamp;
       if (ts && ts.length) entry.lastTsMs = ts[ts.length - 1];
     }
-    plot.push(frame.columns, h.rows | 0, h);
+    plot.push(frame.columns, h.rows | 0);
     if (entry.transport === "ws") scheduleUi();
+    return h;
   }
 
   function onReset(msg) {
@@ -546,7 +641,7 @@ function render({ model, el }) {
     const mode = msg.mode || entry.mode;
     if (mode && mode !== specMode) { entry.mode = mode; void embedForMode(mode); }
     else plot.clear();
-    updateUi();
+    requestUi();
   }
 
   function onHistoryStart(msg) {
@@ -645,6 +740,10 @@ function render({ model, el }) {
     const u = new URL(apiUrl(cfg, "sessions/" + encodeURIComponent(entry.sessionId) + "/ws"));
     u.protocol = u.protocol === "https:" ? "wss:" : "ws:";
     u.searchParams.set("ms_only", "1");
+    u.searchParams.set("ack", "1");  // flow control: we acknowledge frames (ack_frames) once plotted
+    // the plot keeps its last `rollover` rows: a history needs no more (candles are built from every row)
+    const spec = plot.spec;
+    if (spec && !spec.bars && Number(spec.rollover) > 0) u.searchParams.set("tail", String(spec.rollover));
     if (cfg.token) u.searchParams.set("token", cfg.token);
     const xsrf = cookie("_xsrf");
     if (xsrf) u.searchParams.set("_xsrf", xsrf);
@@ -661,12 +760,19 @@ function render({ model, el }) {
     try { sock = new WebSocket(wsUrl()); } catch (e) { setError(String(e)); scheduleReconnect(); return; }
     sock.binaryType = "arraybuffer";
     ws = sock;
+    unacked = 0;
     sock.onopen = () => { reconnectDelay = 500; entry.wsOpen = true; };
     sock.onmessage = (ev) => {
       if (ws !== sock) return;
       if (typeof ev.data !== "string") {
-        onFrame(ev.data, pendingHistory);
+        const h = onFrame(ev.data, pendingHistory);
         pendingHistory = false;
+        plot.release();
+        unacked += 1;
+        if (h) unackedSeq = h.seq | 0;
+        // acknowledged once its rows went into the plot (the next flush); at once if nothing will be
+        // flushed (ignored frame, plot not ready) or the tab is hidden (no animation frames)
+        if (!plot.scheduled || document.hidden) sendAck();
         return;
       }
       let msg;
@@ -681,6 +787,7 @@ function render({ model, el }) {
         case "history":
           onHistoryStart(msg);
           pendingHistory = (msg.rows | 0) > 0;
+          plot.hold();  // its frame comes next: clear and rows in one update, no blank frame
           break;
         case "state":
           entry.lastSeq = Math.max(entry.lastSeq, msg.seq | 0);
@@ -688,10 +795,11 @@ function render({ model, el }) {
           break;
         case "reset":
           onReset(msg);
+          if (msg.reason === "resync") plot.hold();  // state + history follow
           break;
         case "dropped":
           entry.dropped += msg.count | 0;
-          updateUi();
+          requestUi();
           break;
         case "error":
           setError(msg.message || "error " + msg.status);
@@ -704,10 +812,19 @@ function render({ model, el }) {
     };
     sock.onclose = () => {
       entry.wsOpen = false;
-      if (ws === sock) { ws = null; scheduleReconnect(); }
+      if (ws === sock) { ws = null; plot.release(); scheduleReconnect(); }
     };
     sock.onerror = () => {};
   }
+
+  /** Flow control: tell the server every frame received so far on this socket has been processed. */
+  function sendAck() {
+    if (!unacked || !ws || ws.readyState !== WebSocket.OPEN) return;
+    ws.send(JSON.stringify({ type: "ack_frames", seq: unackedSeq }));
+    unacked = 0;
+    entry.acksSent += 1;
+  }
+  plot.onFlush = sendAck;
 
   function scheduleReconnect() {
     if (!wsWanted || entry.closed || reconnectTimer) return;
@@ -784,6 +901,7 @@ function render({ model, el }) {
     wsWanted = false;
     if (reconnectTimer) clearTimeout(reconnectTimer);
     if (uiTimer) clearTimeout(uiTimer);
+    if (progressTimer) clearTimeout(progressTimer);
     if (ws) { const s = ws; ws = null; try { s.close(); } catch {} }
     model.off("msg:custom", onCustom);
     model.off("change:attached", onAttachedChange);
