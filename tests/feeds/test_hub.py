@@ -13,6 +13,7 @@ from jupyter_replay.exceptions import FeedError, InvalidValueError
 from jupyter_replay.feeds.hub import FeedHub, HubSubscription, redis_factory
 from jupyter_replay.feeds.redis_streams import apublish_chunk
 from jupyter_replay.sources import LiveSource, SyntheticFeed
+from feed_helpers import take_rows
 
 
 class Counting:
@@ -39,19 +40,6 @@ async def take(sub: LiveSource, n: int, timeout: float = 10.0) -> list[Chunk]:
 
     await asyncio.wait_for(run(), timeout)
     return out
-
-
-async def take_rows(sub: LiveSource, rows: int, timeout: float = 10.0) -> Chunk:
-    out: list[Chunk] = []
-
-    async def run() -> None:
-        async for c in sub.batches():
-            out.append(c)
-            if sum(map(len, out)) >= rows:
-                return
-
-    await asyncio.wait_for(run(), timeout)
-    return Chunk.concat(out)
 
 
 async def until(cond, timeout: float = 10.0) -> None:

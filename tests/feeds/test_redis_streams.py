@@ -21,6 +21,7 @@ from jupyter_replay.feeds.redis_streams import (
     time_to_id,
 )
 from jupyter_replay.timer import TestTimer
+from feed_helpers import collect
 
 pytestmark = pytest.mark.redis
 
@@ -37,22 +38,6 @@ def trades(n: int, start_ns: int = T0, step_ns: int = 250_000, seed: int = 0) ->
         "side": rng.choice(np.array([-1, 1], dtype=np.int8), n),
         "flag": rng.random(n) > 0.5,
     })
-
-
-async def collect(source, rows: int, timeout: float = 10.0) -> list[Chunk]:
-    """Chunks from ``source.batches()`` until ``rows`` rows arrived."""
-    out: list[Chunk] = []
-
-    async def run() -> None:
-        got = 0
-        async for chunk in source.batches():
-            out.append(chunk)
-            got += len(chunk)
-            if got >= rows:
-                return
-
-    await asyncio.wait_for(run(), timeout)
-    return out
 
 
 def ids_of(chunk: Chunk) -> list[tuple[int, int]]:

@@ -16,19 +16,7 @@ from jupyter_replay.exceptions import InvalidValueError
 from jupyter_replay.feeds.redis_streams import apublish_chunk
 from jupyter_replay.server.feedhub import ReplayFeeds, json_parser
 from jupyter_replay.sources import SyntheticFeed
-
-
-async def first_rows(sub, rows: int, timeout: float = 10.0) -> Chunk:
-    out: list[Chunk] = []
-
-    async def run() -> None:
-        async for c in sub.batches():
-            out.append(c)
-            if sum(map(len, out)) >= rows:
-                return
-
-    await asyncio.wait_for(run(), timeout)
-    return Chunk.concat(out)
+from feed_helpers import take_rows
 
 
 async def test_default_hub_routes_plain_symbols_to_synthetic() -> None:
@@ -40,7 +28,7 @@ async def test_default_hub_routes_plain_symbols_to_synthetic() -> None:
     assert a.upstream is b.upstream and isinstance(a.upstream, SyntheticFeed) and a.symbol == "DEMO"
     c = factory("unknown:XYZ")  # not a feed prefix: the whole text is the symbol
     assert c.feed == "synthetic" and c.symbol == "unknown:XYZ"
-    assert len(await first_rows(a, 1)) >= 1
+    assert len(await take_rows(a, 1)) >= 1
     await hub.aclose()
 
 
@@ -71,7 +59,7 @@ async def test_redis_feed_from_config(redis_server, aredis, stream_name) -> None
     assert hub.feeds == ["redis", "synthetic"]
     sub = hub.live_factory()("redis:ES")
     assert sub.feed == "redis" and sub.symbol == "ES" and sub.columns == ["price", "entry_ms", "entry_seq"]
-    reader = asyncio.ensure_future(first_rows(sub, 3))
+    reader = asyncio.ensure_future(take_rows(sub, 3))
     await asyncio.sleep(0.3)
     await apublish_chunk(aredis, stream_name + ":ES", Chunk(time.time_ns() + np.arange(3), {"price": np.array([1.0, 2.0, 3.0])}))
     assert (await reader).columns["price"].tolist() == [1.0, 2.0, 3.0]
@@ -98,7 +86,7 @@ async def test_websocket_feed_from_config() -> None:
             "subscribe_message": {"method": "SUBSCRIBE", "params": ["{symbol_lower}@trade"]},
         }}).build_hub()
         sub = hub.subscribe("ex", "BTCUSDT")
-        got = await first_rows(sub, 5)
+        got = await take_rows(sub, 5)
         await hub.aclose()
     assert subscriptions == [{"method": "SUBSCRIBE", "params": ["btcusdt@trade"]}]
     assert got.columns["price"].tolist() == [10.0, 11.0, 12.0, 13.0, 14.0]

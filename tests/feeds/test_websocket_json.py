@@ -14,6 +14,7 @@ from websockets.asyncio.server import serve
 from jupyter_replay.batch import Chunk
 from jupyter_replay.exceptions import FeedError, InvalidValueError
 from jupyter_replay.feeds.websocket_json import WebSocketJSONSource
+from feed_helpers import collect
 
 T_MS = 1_700_000_000_000
 
@@ -51,19 +52,6 @@ class FeedServer:
             ws.transport.abort()  # hard drop: no close frame
             return
         await self.release.wait()
-
-
-async def collect(src, rows: int, timeout: float = 10.0) -> list[Chunk]:
-    out: list[Chunk] = []
-
-    async def run() -> None:
-        async for chunk in src.batches():
-            out.append(chunk)
-            if sum(map(len, out)) >= rows:
-                return
-
-    await asyncio.wait_for(run(), timeout)
-    return out
 
 
 async def test_reconnect_after_drop_counts_gap_and_resubscribes() -> None:
