@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS_DIR = REPO_ROOT / "artifacts"  # gitignored: screenshots, logs kept for CI
+
+# ``server_helpers`` (tests/server) is the one client of the replay REST/WebSocket API for every test folder.
+sys.path.insert(0, str(REPO_ROOT / "tests" / "server"))
 
 # BokehJS from the Python package, never from a CDN (tests run offline); inherited by kernels and servers.
 os.environ.setdefault("BOKEH_RESOURCES", "inline")

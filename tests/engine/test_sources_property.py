@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 from jupyter_replay.batch import Chunk
 from jupyter_replay.sources import DataFrameSource, MergedSource, ParquetSource, ReplaySource
 
+from test_sources import WrappedSource
+
 T0 = 1_704_187_800_000_000_000
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -36,18 +38,6 @@ ops_strategy = st.lists(
     ),
     max_size=25,
 )
-
-
-class WrappedSource(ReplaySource):
-    """Not an in-memory source as far as MergedSource can tell (forces its lazy merge)."""
-
-    def __init__(self, inner: ReplaySource) -> None:
-        self.inner = inner
-        self.columns, self.dtypes = inner.columns, inner.dtypes
-        self.start_ns, self.end_ns, self.num_rows, self.tz = inner.start_ns, inner.end_ns, inner.num_rows, inner.tz
-
-    def open(self, at_ns=None):
-        return self.inner.open(at_ns)
 
 
 def check_reads(src: ReplaySource, ts: np.ndarray, cols: dict[str, np.ndarray], at_off: int | None, ops) -> None:

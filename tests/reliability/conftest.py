@@ -7,17 +7,10 @@ Engine-only test modules here override pytest-jupyter's autouse ``jp_server_clea
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-from typing import Any
-
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "server"))
-
-from pytest_jupyter.jupyter_server import *  # noqa: E402,F401,F403
-from server_helpers import Api, RoleAuthorizer  # noqa: E402
-from traitlets.config import Config  # noqa: E402
+from pytest_jupyter.jupyter_server import *  # noqa: F401,F403
+from server_helpers import RoleAuthorizer, api, replay_ext, replay_manager  # noqa: F401 (fixtures)
+from traitlets.config import Config
 
 
 @pytest.fixture
@@ -33,19 +26,3 @@ def jp_server_config() -> Config:
             "KernelRestarter": {"restart_limit": 0, "time_to_dead": 0.2},
         }
     )
-
-
-@pytest.fixture
-def replay_ext(jp_serverapp: Any) -> Any:
-    """The loaded ``ReplayExtension``."""
-    return jp_serverapp.extension_manager.extension_points["jupyter_replay"].app
-
-
-@pytest.fixture
-def replay_manager(replay_ext: Any) -> Any:
-    return replay_ext.manager
-
-
-@pytest.fixture
-def api(jp_fetch: Any, jp_ws_fetch: Any) -> Api:
-    return Api(jp_fetch, jp_ws_fetch)

@@ -7,11 +7,10 @@ another loop, so tests are ``async def`` functions decorated with ``@on_server_l
 
 from __future__ import annotations
 
-from typing import Any
 
 import pytest
 from pytest_jupyter.jupyter_server import *  # noqa: F401,F403
-from server_helpers import Api, RoleAuthorizer
+from server_helpers import RoleAuthorizer, api, replay_ext, replay_manager  # noqa: F401 (fixtures)
 from traitlets.config import Config
 
 
@@ -26,19 +25,3 @@ def jp_server_config() -> Config:
             "ReplayExtension": {"buffer_rows": 50_000},
         }
     )
-
-
-@pytest.fixture
-def replay_ext(jp_serverapp: Any) -> Any:
-    """The loaded ``ReplayExtension``."""
-    return jp_serverapp.extension_manager.extension_points["jupyter_replay"].app
-
-
-@pytest.fixture
-def replay_manager(replay_ext: Any) -> Any:
-    return replay_ext.manager
-
-
-@pytest.fixture
-def api(jp_fetch: Any, jp_ws_fetch: Any) -> Api:
-    return Api(jp_fetch, jp_ws_fetch)

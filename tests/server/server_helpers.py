@@ -12,12 +12,16 @@ from typing import Any, Awaitable, Callable
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pytest
 from jupyter_server.auth import Authorizer
 from tornado.httpclient import HTTPClientError
 
 from jupyter_replay import wire
 
-__all__ = ["TEST_TIMEOUT", "on_server_loop", "RoleAuthorizer", "Api", "WsClient", "arrow_bytes", "ts_ns"]
+__all__ = [
+    "TEST_TIMEOUT", "on_server_loop", "RoleAuthorizer", "Api", "WsClient", "arrow_bytes", "ts_ns",
+    "replay_ext", "replay_manager", "api",
+]
 
 TEST_TIMEOUT = 60.0
 
@@ -190,3 +194,22 @@ def arrow_bytes(df: pd.DataFrame) -> bytes:
 
 def ts_ns(df: pd.DataFrame, column: str = "timestamp") -> np.ndarray:
     return df[column].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy().astype("datetime64[ns]").view(np.int64)
+
+
+# Fixtures shared by tests/server and tests/reliability (imported into their conftest.py).
+
+
+@pytest.fixture
+def replay_ext(jp_serverapp: Any) -> Any:
+    """The loaded ``ReplayExtension``."""
+    return jp_serverapp.extension_manager.extension_points["jupyter_replay"].app
+
+
+@pytest.fixture
+def replay_manager(replay_ext: Any) -> Any:
+    return replay_ext.manager
+
+
+@pytest.fixture
+def api(jp_fetch: Any, jp_ws_fetch: Any) -> Api:
+    return Api(jp_fetch, jp_ws_fetch)

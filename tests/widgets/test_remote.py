@@ -9,10 +9,9 @@ test's event loop, so blocking widget calls are made with ``asyncio.to_thread``.
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import time
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -24,20 +23,8 @@ from traitlets.config import Config
 
 from jupyter_replay.widgets.remote import RemoteSession
 
+from server_helpers import on_server_loop
 from widget_helpers import RecordingReplay, trades
-
-TIMEOUT = 60.0
-
-
-def on_server_loop(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
-    """Run the test on the Jupyter server's loop (``jp_asyncio_loop``)."""
-
-    @functools.wraps(fn)
-    def test(*args: Any, **kwargs: Any) -> Any:
-        loop = asyncio.get_event_loop_policy().get_event_loop()
-        return loop.run_until_complete(asyncio.wait_for(fn(*args, **kwargs), TIMEOUT))
-
-    return test
 
 
 @pytest.fixture
