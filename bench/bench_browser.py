@@ -28,13 +28,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .common import Figure, at_least, at_most, info, not_available
+from .common import E2E_DIR, Figure, at_least, at_most, info, not_available, use_e2e_harness
 
 __all__ = ["NAME", "run"]
 
 NAME = "browser"
 REPO_ROOT = Path(__file__).resolve().parents[1]
-E2E_DIR = REPO_ROOT / "tests" / "e2e"
 BASELINE_NB = E2E_DIR / "data" / "play_bokeh.ipynb"
 ROLLOVER = 5_000
 PACED_SPEED = 200  # 100 ms ticks at 200x = 2,000 rows/s: what the baseline's default knobs ask for
@@ -229,8 +228,7 @@ def run(quick: bool = False, tiny: bool = False, **_: Any) -> list[Figure]:
         return [not_available(NAME, "browser rows/s vs ipywidgets.Play baseline", "/usr/bin/chromium missing")]
     if not (REPO_ROOT / "jupyter_replay" / "widgets" / "static" / "replay.js").exists():
         return [not_available(NAME, "browser rows/s vs ipywidgets.Play baseline", "widget not built")]
-    if str(E2E_DIR) not in sys.path:
-        sys.path.insert(0, str(E2E_DIR))
+    use_e2e_harness()
     from lab_harness import CHROMIUM, CHROMIUM_ARGS, start_lab, stop_lab
 
     measure_s = 3.0 if tiny else (5.0 if quick else 10.0)

@@ -20,7 +20,6 @@ import asyncio
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -36,7 +35,7 @@ import pyarrow.parquet as pq
 
 from jupyter_replay import wire
 
-from .common import CACHE_DIR, Figure, at_least, at_most, info, not_available
+from .common import CACHE_DIR, Figure, at_least, at_most, info, not_available, use_e2e_harness
 
 __all__ = ["NAME", "run", "ensure_file", "JupyterServer"]
 
@@ -135,32 +134,11 @@ class JupyterServer:
 
     def stop(self) -> None:
         """Shut the server down (it shuts its kernels down); kill what is left of its processes."""
-        import psutil
+        use_e2e_harness()
+        from lab_harness import stop_server
 
-        try:
-            children = psutil.Process(self.proc.pid).children(recursive=True)
-        except psutil.NoSuchProcess:
-            children = []
-        if self.proc.poll() is None:
-            try:
-                self.api("POST", "api/shutdown", timeout=10)
-            except OSError:
-                pass
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.send_signal(signal.SIGTERM)
-                try:
-                    self.proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait()
-        for child in children:
-            try:
-                child.kill()
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(children, timeout=10)
+        stop_server(self.proc, lambda: self.api("POST", "api/shutdown", timeout=10),
+                    wait=60, term_wait=15, children_wait=10)
 
 
 class _Client:

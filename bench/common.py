@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import statistics
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,6 +21,8 @@ import pandas as pd
 __all__ = [
     "BENCH_DIR",
     "CACHE_DIR",
+    "E2E_DIR",
+    "use_e2e_harness",
     "Figure",
     "Target",
     "at_least",
@@ -37,6 +40,13 @@ __all__ = [
 
 BENCH_DIR = Path(__file__).resolve().parent
 CACHE_DIR = BENCH_DIR / ".cache"  # generated data (gitignored)
+E2E_DIR = BENCH_DIR.parent / "tests" / "e2e"  # lab_harness: JupyterLab/Chromium and server process helpers
+
+
+def use_e2e_harness() -> None:
+    """Make ``tests/e2e/lab_harness`` importable (the benches drive servers the way the e2e tests do)."""
+    if str(E2E_DIR) not in sys.path:
+        sys.path.insert(0, str(E2E_DIR))
 
 
 @dataclass(frozen=True)

@@ -178,35 +178,48 @@ def start_lab(tmp: Path, extra_args: Sequence[str] = ()) -> LabServer:
             time.sleep(0.2)
 
 
-def stop_lab(lab: LabServer) -> None:
-    """Shut down kernels and the server; kill whatever is left of its process group."""
+def stop_server(
+    proc: subprocess.Popen, shutdown: Callable[[], Any], *, wait: float = 20.0, term_wait: float = 10.0,
+    children_wait: float = 5.0,
+) -> None:
+    """Stop a Jupyter server process: ``shutdown()`` (a polite request), then SIGTERM, then SIGKILL;
+    finally kill whatever its children (kernels) left behind."""
     import psutil
 
     try:
-        children = psutil.Process(lab.proc.pid).children(recursive=True)
+        children = psutil.Process(proc.pid).children(recursive=True)
     except psutil.NoSuchProcess:
         children = []
-    if lab.proc.poll() is None:
+    if proc.poll() is None:
         try:
-            lab.shutdown_kernels()
-            lab.api("POST", "api/shutdown", timeout=10)
+            shutdown()
         except OSError:
             pass
         try:
-            lab.proc.wait(timeout=20)
+            proc.wait(timeout=wait)
         except subprocess.TimeoutExpired:
-            lab.proc.send_signal(signal.SIGTERM)
+            proc.send_signal(signal.SIGTERM)
             try:
-                lab.proc.wait(timeout=10)
+                proc.wait(timeout=term_wait)
             except subprocess.TimeoutExpired:
-                lab.proc.kill()
-                lab.proc.wait()
+                proc.kill()
+                proc.wait()
     for child in children:  # kernels started by the server
         try:
             child.kill()
         except psutil.NoSuchProcess:
             pass
-    psutil.wait_procs(children, timeout=5)
+    psutil.wait_procs(children, timeout=children_wait)
+
+
+def stop_lab(lab: LabServer) -> None:
+    """Shut down kernels and the server; kill whatever is left of its process group."""
+
+    def shutdown() -> None:
+        lab.shutdown_kernels()
+        lab.api("POST", "api/shutdown", timeout=10)
+
+    stop_server(lab.proc, shutdown)
 
 
 # -- helpers --------------------------------------------------------------------------------------
