@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import re
 import uuid
 from typing import Any, Callable
 
@@ -18,13 +19,13 @@ import pandas as pd
 from .batch import TIME_COLUMN, Batch, Chunk, Event, Mode, ResetEvent, StateEvent
 from .buffer import RollingBuffer
 from .clock import Clock, LiveClock
-from .controller import DEFAULT_FRAME_NS, MAX_SPEED, ReplayController, State, speed_to_json
+from .controller import DEFAULT_FRAME_NS, MAX_SPEED, ReplayController, State, parse_speed, speed_to_json
 from .exceptions import FeedError, IllegalTransitionError, InvalidValueError
 from .sources.base import LiveSource, ReplaySource
 from .timeconv import ns_to_iso
 from .timer import Timer
 
-__all__ = ["Session", "Mode", "State", "ACTIONS", "BatchCallback"]
+__all__ = ["Session", "Mode", "State", "ACTIONS", "BatchCallback", "check_symbol"]
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,17 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "loop": ("loop",),
 }
 
-_SYMBOL_MAX = 64
+_SYMBOL_RE = re.compile(r"[A-Za-z0-9._\-:/]{1,64}")
+
+
+def check_symbol(symbol: Any) -> str:
+    """A live-feed symbol: 1-64 ASCII letters, digits or ``. _ - : /``, not starting with ``/`` or ``.``
+    and without ``..`` (symbols end up in stream keys and upstream URLs)."""
+    if not isinstance(symbol, str) or not _SYMBOL_RE.fullmatch(symbol):
+        raise InvalidValueError(f"symbol must be 1-64 letters, digits or . _ - : / characters, got {symbol!r}")
+    if ".." in symbol or symbol.startswith(("/", ".")):
+        raise InvalidValueError(f"symbol must not start with '/' or '.' or contain '..', got {symbol!r}")
+    return symbol
 
 
 def _default_live_factory(symbol: str) -> LiveSource:
@@ -92,7 +103,7 @@ class Session:
         self.timer = timer
         self.frame_ns = int(frame_ns)
         self.max_speed = float(max_speed)
-        self.symbol = self._check_symbol(symbol)
+        self.symbol = check_symbol(symbol)
         self.mode = Mode.REPLAY
         self.seq = 0
         self.rows = 0  # rows emitted in this mode since the last reset
@@ -132,7 +143,7 @@ class Session:
 
     @property
     def speed(self) -> float:
-        return self.controller.speed if self.controller else float(self._speed_setting_float())
+        return self.controller.speed if self.controller else parse_speed(self._speed_setting, self.max_speed)
 
     @property
     def loop(self) -> bool:
@@ -249,8 +260,6 @@ class Session:
     def set_speed(self, value: Any) -> float:
         self._replay_only("change speed")
         if self.controller is None:
-            from .controller import parse_speed
-
             parsed = parse_speed(value, self.max_speed)
             self._speed_setting = speed_to_json(parsed)
             self._emit_state()
@@ -275,7 +284,7 @@ class Session:
             new = Mode(mode.lower() if isinstance(mode, str) else mode)
         except ValueError:
             raise InvalidValueError(f"mode must be 'replay' or 'live', got {mode!r}") from None
-        sym = self.symbol if symbol is None else self._check_symbol(symbol)
+        sym = self.symbol if symbol is None else check_symbol(symbol)
         if new is self.mode and (new is Mode.REPLAY or sym == self.symbol):
             return
         self.symbol = sym
@@ -356,21 +365,6 @@ class Session:
         self._callbacks.clear()
 
     # ----------------------------------------------------------------- internals
-    def _speed_setting_float(self) -> float:
-        from .controller import parse_speed
-
-        return parse_speed(self._speed_setting, self.max_speed)
-
-    @staticmethod
-    def _check_symbol(symbol: Any) -> str:
-        if not isinstance(symbol, str) or not symbol.strip() or len(symbol) > _SYMBOL_MAX:
-            raise InvalidValueError(f"symbol must be a non-empty string of at most {_SYMBOL_MAX} characters")
-        if not all(c.isalnum() or c in "._-:/" for c in symbol):
-            raise InvalidValueError(f"symbol may contain letters, digits and . _ - : / only, got {symbol!r}")
-        if ".." in symbol or symbol.startswith(("/", ".")):
-            raise InvalidValueError(f"symbol must not start with '/' or '.' or contain '..', got {symbol!r}")
-        return symbol.strip()
-
     def _ctl(self) -> ReplayController:
         if self.controller is None:
             raise IllegalTransitionError("no data loaded in this session; load a source first")

@@ -25,7 +25,6 @@ import threading
 import time
 import weakref
 from collections import deque
-from numbers import Real
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -37,9 +36,10 @@ from traitlets import Bool, Dict, TraitError, Unicode, observe, validate
 
 from .. import wire
 from ..batch import TIME_COLUMN, Batch, ResetEvent, StateEvent
-from ..controller import MAX_SPEED, MIN_SPEED, State
+from ..controller import MAX_SPEED, MIN_SPEED, State, parse_speed
 from ..exceptions import DataError, InvalidValueError, ReplayError
 from ..runner import ThreadedSession
+from ..session import check_symbol
 from ..sources.base import ReplaySource
 from . import plots
 
@@ -53,7 +53,6 @@ FRAME_RATE = 30.0
 #: Most ``status`` refreshes per second while rows flow (state changes are sent at once).
 STATUS_RATE = 4.0
 MODES = ("replay", "live")
-_SYMBOL_RE = re.compile(r"^[A-Za-z0-9._\-:/]{1,64}$")
 _LIVE_FALLBACK_DTYPES = {"price": np.dtype(np.float64), "size": np.dtype(np.int64), "side": np.dtype(np.int8)}
 
 # server session id -> the Replay attached to it (the server keeps one session per kernel)
@@ -139,19 +138,20 @@ def make_source(data: Any, time: str | None = None, columns: Sequence[str] | Non
 
 
 def check_speed(value: Any) -> float | str:
-    """``"max"`` or a float in [MIN_SPEED, MAX_SPEED]; ``InvalidTraitValue`` otherwise."""
-    if isinstance(value, str):
-        if value.strip().lower() == "max":
-            return "max"
+    """``"max"`` or a float in [MIN_SPEED, MAX_SPEED]; ``InvalidTraitValue`` otherwise.
+
+    Stricter than the engine's ``parse_speed``: the only text accepted is ``"max"`` (no ``"10x"``,
+    ``"inf"``), and infinity must be spelled ``"max"``.
+    """
+    if isinstance(value, str) and value.strip().lower() == "max":
+        return "max"
+    try:
+        speed = None if isinstance(value, str) else parse_speed(value)
+    except InvalidValueError as exc:
+        raise InvalidTraitValue(str(exc)) from None
+    if speed is None or math.isinf(speed):
         raise InvalidTraitValue(f"speed must be a number in [{MIN_SPEED:g}, {MAX_SPEED:g}] or 'max', got {value!r}")
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise InvalidTraitValue(f"speed must be a number or 'max', got {value!r}")
-    v = float(value)
-    if not math.isfinite(v) or not (MIN_SPEED <= v <= MAX_SPEED):
-        raise InvalidTraitValue(
-            f"speed must be between {MIN_SPEED:g} and {MAX_SPEED:g} or 'max', got {value!r}"
-        )
-    return v
+    return speed
 
 
 def _live_dtypes(factory: Callable[[str], Any] | None, symbol: str) -> dict[str, np.dtype]:
@@ -450,11 +450,10 @@ class Replay(anywidget.AnyWidget):
     # ------------------------------------------------------------------ validation (-> the session)
     @staticmethod
     def _check_symbol(value: Any) -> str:
-        if not isinstance(value, str) or not _SYMBOL_RE.match(value.strip()):
-            raise InvalidTraitValue(
-                f"symbol must be 1-64 letters, digits or . _ - : / characters, got {value!r}"
-            )
-        return value.strip()
+        try:
+            return check_symbol(value)
+        except InvalidValueError as exc:
+            raise InvalidTraitValue(str(exc)) from None
 
     @validate("speed")
     def _validate_speed(self, proposal: Any) -> float | str:

@@ -395,3 +395,11 @@ async def test_seek_row(timer: TestTimer) -> None:
             s.seek(row=bad)
     with pytest.raises(InvalidValueError):
         s.control("seek", {"row": 1, "fraction": 0.5})
+
+
+@pytest.mark.parametrize("bad", ["ÄBC", " DEMO", "../x", "/abs", ".hidden", "a" * 65, "", 5])
+def test_check_symbol_rejects(bad) -> None:
+    from jupyter_replay.session import check_symbol
+
+    with pytest.raises(InvalidValueError):
+        check_symbol(bad)
