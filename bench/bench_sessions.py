@@ -116,15 +116,10 @@ class JupyterServer:
                 time.sleep(0.2)
 
     def api(self, method: str, path: str, body: Any = None, timeout: float = 30.0) -> Any:
-        import urllib.request
+        use_e2e_harness()
+        from lab_harness import jupyter_api
 
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.url + path, data=data, method=method,
-                                     headers={"Authorization": f"token {self.token}",
-                                              "Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            raw = resp.read()
-        return json.loads(raw) if raw else None
+        return jupyter_api(self.url, self.token, method, path, body, timeout)
 
     def log_tail(self, n: int = 30) -> str:
         try:

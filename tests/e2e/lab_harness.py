@@ -101,13 +101,7 @@ class LabServer:
 
     def api(self, method: str, path: str, body: Any = None, timeout: float = 10.0) -> Any:
         """Call the Jupyter REST API (``path`` like ``api/kernels``); returns the decoded JSON or None."""
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.url + path, data=data, method=method,
-                                     headers={"Authorization": f"token {self.token}",
-                                              "Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            raw = resp.read()
-        return json.loads(raw) if raw else None
+        return jupyter_api(self.url, self.token, method, path, body, timeout)
 
     def add_notebook(self, src: str | Path, name: str | None = None) -> str:
         """Copy notebook ``src`` into the root dir (as ``name``); returns its path relative to the root."""
@@ -176,6 +170,16 @@ def start_lab(tmp: Path, extra_args: Sequence[str] = ()) -> LabServer:
                 stop_lab(lab)
                 raise RuntimeError(f"JupyterLab did not answer /api/status in {STARTUP_TIMEOUT_S}s:\n{lab.log_tail()}")
             time.sleep(0.2)
+
+
+def jupyter_api(url: str, token: str, method: str, path: str, body: Any = None, timeout: float = 10.0) -> Any:
+    """One token-authenticated JSON request to a Jupyter server at ``url``; the decoded JSON or None."""
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url + path, data=data, method=method,
+                                 headers={"Authorization": f"token {token}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        raw = resp.read()
+    return json.loads(raw) if raw else None
 
 
 def stop_server(
