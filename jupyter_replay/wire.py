@@ -1,6 +1,6 @@
 """The wire format shared by the server WebSocket, the widget JS and Python clients (pure numpy + json).
 
-Text frames are JSON objects (``hello``, ``state``, ``reset``, ``history``, ``dropped``, ``error``, ``ack``
+Text frames are JSON objects (``hello``, ``state``, ``reset``, ``history``, ``frames_merged``, ``error``, ``ack``
 from the server; ``control`` from clients). Rows travel in binary frames, one batch each::
 
     u32 little-endian header length | UTF-8 JSON header | zero padding to a multiple of 8 | column buffers
@@ -41,7 +41,7 @@ __all__ = [
     "reset_message",
     "event_message",
     "history_message",
-    "dropped_message",
+    "frames_merged_message",
     "error_message",
     "ack_message",
     "control_message",
@@ -270,9 +270,9 @@ def history_message(rows: int, seq: int, **extra: Any) -> dict[str, Any]:
     return {"type": "history", "rows": int(rows), "seq": int(seq), **extra}
 
 
-def dropped_message(count: int, **extra: Any) -> dict[str, Any]:
-    """``dropped``: ``count`` frames were coalesced away for a slow client."""
-    return {"type": "dropped", "count": int(count), **extra}
+def frames_merged_message(count: int, **extra: Any) -> dict[str, Any]:
+    """``frames_merged``: ``count`` batch frames were merged into others for a slow client (no row lost)."""
+    return {"type": "frames_merged", "count": int(count), **extra}
 
 
 def error_message(status: int, message: str, id: Any = None) -> dict[str, Any]:

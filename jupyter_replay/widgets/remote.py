@@ -195,7 +195,7 @@ class RemoteSession:
         self._subscribers: list[Callable[[Event], None]] = []
         self._callbacks: list[Callable[[Batch, Clock], Any]] = []
         self.callback_errors = 0
-        self.dropped = 0
+        self.frames_merged = 0  # frames_merged messages: frames merged for this slow client
         self.connects = 0
         self.last_error: str | None = None
         self._clock = _RemoteClock(self)
@@ -522,8 +522,8 @@ class RemoteSession:
                 except ValueError:
                     mode = Mode.REPLAY
                 self._publish(ResetEvent(seq, self.id, mode, str(m.get("reason") or "")))
-            elif kind == "dropped":
-                self.dropped += int(m.get("count") or 0)
+            elif kind == "frames_merged":
+                self.frames_merged += int(m.get("count") or 0)
             elif kind == "error":
                 self.last_error = str(m.get("message"))
             elif kind == "ack" and isinstance(m.get("status"), dict):
