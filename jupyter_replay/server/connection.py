@@ -58,6 +58,7 @@ __all__ = [
     "ACK_WINDOW",
     "MAX_BYTES",
     "MAX_ID_CHARS",
+    "SHARED_USER",
     "STALL_TIMEOUT",
     "ReplayConnection",
     "Writer",
@@ -76,6 +77,8 @@ STALL_TIMEOUT = 30.0
 MAX_ID_CHARS = 64
 #: longest ``message`` text in an ``error`` reply
 MAX_ERROR_CHARS = 1024
+#: the per-user connection key of everyone holding the server's one token or password
+SHARED_USER = "\0shared"
 _MAX_ID_INT = 2**53  # exact in JavaScript
 _FRAME_OVERHEAD = 4096  # a binary frame's JSON header and padding, roughly (column specs, dictionaries)
 
@@ -185,7 +188,8 @@ def connection_limit_reason(
     if sum(1 for _ in clients) >= per_session:
         return f"too many connections to this replay session (ws_max_connections_per_session={per_session})"
     if user is not None and sum(1 for c in user_clients if getattr(c, "user", None) == user) >= per_user:
-        return f"too many replay connections for user {user[:MAX_ID_CHARS]!r} (ws_max_connections_per_user={per_user})"
+        who = "this server's token" if user == SHARED_USER else f"user {user[:MAX_ID_CHARS]!r}"
+        return f"too many replay connections for {who} (ws_max_connections_per_user={per_user})"
     return None
 
 
@@ -253,6 +257,7 @@ class ReplayConnection:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self.close_code: int | None = None  # the code this side closed the socket with, if it did
         self._sent_seq = 0
 
     @property
@@ -296,6 +301,7 @@ class ReplayConnection:
         self.queued_bytes = 0
         self._wake.set()
         if code is not None:
+            self.close_code = code
             try:
                 self.writer.close(code, reason)
             except Exception:  # already closed

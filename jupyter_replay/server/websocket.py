@@ -29,8 +29,8 @@ from tornado.websocket import WebSocketHandler
 
 from ..exceptions import ReplayError
 from .auth import AUTH_RESOURCE, CapabilityMixin
-from .connection import ReplayConnection, connection_limit_reason
-from .rooms import Access, ClientGrant, apply_room, requester_name, session_access
+from .connection import SHARED_USER, ReplayConnection, connection_limit_reason
+from .rooms import Access, ClientGrant, apply_room, identities_distinct, requester_name, session_access
 
 __all__ = ["ACTIVITY_SETTING", "ReplayWebSocketHandler"]
 
@@ -98,11 +98,14 @@ class ReplayWebSocketHandler(CapabilityMixin, ExtensionHandlerMixin, WebSocketMi
             if tail < 1:
                 raise web.HTTPError(400, "'tail' must be a positive number of rows")
         app = self.extensionapp
+        user = grant.username
+        if user is not None and not identities_distinct(self.serverapp):
+            user = SHARED_USER  # one shared token or password: every holder is the same person
         # checked last, synchronously: nothing runs between here and ``open`` (attach), so concurrent
         # upgrades cannot overshoot the limits
         refused = connection_limit_reason(
             managed.clients,
-            grant.username,
+            user,
             per_session=app.ws_max_connections_per_session,
             per_user=app.ws_max_connections_per_user,
             user_clients=(c for m in self.replay_manager.list() for c in m.clients),
@@ -122,7 +125,7 @@ class ReplayWebSocketHandler(CapabilityMixin, ExtensionHandlerMixin, WebSocketMi
             tail=tail,
             max_bytes=app.ws_max_bytes,
             stall_timeout=app.ws_stall_timeout,
-            user=grant.username,
+            user=user,
         )
         self.connection.grant = grant  # type: ignore[attr-defined]  # room changes re-check it
 

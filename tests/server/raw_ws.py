@@ -91,11 +91,14 @@ class RawWebSocket:
     async def recv(self, timeout: float = 20.0) -> tuple[str, Any]:
         """Like ``WsClient.recv``: ``("text", dict)``, ``("frame", (header, columns))``, ``("closed", code)``."""
         deadline = time.monotonic() + timeout
+        try:
+            return await self._recv(deadline)
+        except ConnectionError:  # EOF, or a reset (which may discard a close frame sent just before)
+            return "closed", self.close_code
+
+    async def _recv(self, deadline: float) -> tuple[str, Any]:
         while True:
-            try:
-                b0, b1 = await self._read(2, deadline)
-            except ConnectionError:
-                return "closed", self.close_code
+            b0, b1 = await self._read(2, deadline)
             n = b1 & 0x7F
             if n == 126:
                 (n,) = struct.unpack(">H", await self._read(2, deadline))
