@@ -108,7 +108,7 @@ class ReplayExtension(ExtensionApp):
     ).tag(config=True)
 
     ws_max_message_bytes = Integer(
-        64 * 1024,
+        1024 * 1024,
         help="Largest message a WebSocket client may send (control messages are small); larger closes it (1009).",
     ).tag(config=True)
 
