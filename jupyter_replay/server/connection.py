@@ -259,6 +259,8 @@ class ReplayConnection:
         self._closed = False
         self.close_code: int | None = None  # the code this side closed the socket with, if it did
         self._sent_seq = 0
+        self._weight = 1  # in-flight window slots of the binary frame ``_encode`` returned last
+        self._budget_first_row = 0  # set by ``_history_item``
 
     @property
     def held_bytes(self) -> int:
@@ -306,12 +308,12 @@ class ReplayConnection:
                 self.writer.close(code, reason)
             except Exception:  # already closed
                 pass
-        # The writer task ends by itself: it is woken above, or its pending write fails once the socket
-        # closes (tornado aborts a client that does not answer the close within seconds). Cancel it only
-        # when it waits for nothing else, so closing a stalled client logs no CancelledError traceback.
+        # Safe to cancel mid-write: ``_flushed`` waits on tornado's write future without cancelling it
+        # (cancelling that future made tornado log a CancelledError traceback per stalled client); tornado
+        # fails it when it aborts the socket, and ``_quiet`` retrieves that.
         task = self._task
-        if task is not None and task is not asyncio.current_task() and not task.done():
-            task.add_done_callback(_quiet)
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
 
     # ----------------------------------------------------------------- session events (sync)
     def push(self, event: Event) -> None:
