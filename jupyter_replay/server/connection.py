@@ -375,7 +375,7 @@ class ReplayConnection:
             return
         if isinstance(event, Batch):
             nbytes = _batch_bytes(event, self.ms_only)
-            if not self._fits(nbytes - _FRAME_OVERHEAD):  # past the byte budget: start over from a snapshot
+            if not self._fits(nbytes):  # past the byte budget: start over from a snapshot
                 self._resync(event)
             elif self.ack:  # flow-controlled: rows wait in one frame until the client has room for it
                 target = self._coalesce_target(event) if self._frames else None
