@@ -107,7 +107,7 @@ def _batch_bytes(batch: Batch, ms_only: bool) -> int:
 class _Frames:
     """Pending batches that go out as one (possibly coalesced) binary frame of stream ``epoch``."""
 
-    __slots__ = ("batches", "rows", "nbytes", "epoch")
+    __slots__ = ("batches", "epoch", "nbytes", "rows")
 
     def __init__(self, batch: Batch, nbytes: int, epoch: int) -> None:
         self.batches = [batch]
@@ -133,7 +133,7 @@ class _Frames:
 class _Text:
     """A text message; ``reply`` messages survive a resync, ``state`` ones may be superseded."""
 
-    __slots__ = ("message", "reply", "state", "nbytes")
+    __slots__ = ("message", "nbytes", "reply", "state")
 
     def __init__(self, message: dict[str, Any], *, reply: bool = False, state: bool = False) -> None:
         self.message = message

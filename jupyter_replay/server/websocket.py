@@ -19,18 +19,25 @@ from __future__ import annotations
 
 from typing import Any
 
+from jupyter_server._tz import utcnow
+from jupyter_server.auth.decorator import ws_authenticated
 from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.base.websocket import WebSocketMixin
-from jupyter_server.auth.decorator import ws_authenticated
 from jupyter_server.extension.handler import ExtensionHandlerMixin
-from jupyter_server._tz import utcnow
 from tornado import web
 from tornado.websocket import WebSocketHandler
 
 from ..exceptions import ReplayError
 from .auth import AUTH_RESOURCE, CapabilityMixin
 from .connection import SHARED_USER, ReplayConnection, connection_limit_reason
-from .rooms import Access, ClientGrant, apply_room, identities_distinct, requester_name, session_access
+from .rooms import (
+    Access,
+    ClientGrant,
+    apply_room,
+    identities_distinct,
+    requester_name,
+    session_access,
+)
 
 __all__ = ["ACTIVITY_SETTING", "ReplayWebSocketHandler"]
 

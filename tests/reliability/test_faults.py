@@ -16,7 +16,7 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
-from raw_ws import raw_ws, stall_server_side  # noqa: F401 (fixture)
+from raw_ws import stall_server_side
 from reliability_helpers import SESSIONS, Bystander
 from server_helpers import arrow_bytes, on_server_loop, ts_ns
 from stream_check import StreamChecker
@@ -312,7 +312,8 @@ async def test_slow_clients_are_bounded_and_do_not_slow_the_others(api, raw_ws, 
     for i in range(n // step):
         await api.ok(kid, "step", n=step)
         # the fast client reads as it goes (each step's rows arrive before the next step)
-        await _follow(fast, fast_checker, lambda k, m: k == "frame" and m[0]["first_row"] + m[0]["rows"] == (i + 1) * step)
+        end = (i + 1) * step
+        await _follow(fast, fast_checker, lambda k, m, end=end: k == "frame" and m[0]["first_row"] + m[0]["rows"] == end)
     assert fast_checker.rows == n and fast_checker.frames == n // step
     assert fast_connection.frames_merged == 0 and not [m for m in fast_checker.texts if m["type"] == "frames_merged"]
     np.testing.assert_array_equal(np.concatenate(fast_checker.ts), ts_ns(df))
@@ -331,7 +332,7 @@ async def test_slow_clients_are_bounded_and_do_not_slow_the_others(api, raw_ws, 
         total = connection.frames_merged
         told = [0]
 
-        def done(kind, msg):
+        def done(kind, msg, checker=checker, told=told, total=total):
             checker.feed(kind, msg)
             if kind == "text" and msg["type"] == "frames_merged":
                 told[0] = msg["total"]

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import psutil
 import pytest
-from raw_ws import raw_ws, stall_server_side  # noqa: F401 (fixture)
+from raw_ws import stall_server_side
 from reliability_helpers import SESSIONS
 from server_helpers import arrow_bytes, on_server_loop
 from stream_check import StreamChecker

@@ -8,7 +8,7 @@ import urllib.parse
 import numpy as np
 import pandas as pd
 import pytest
-from raw_ws import raw_ws, stall_server_side  # noqa: F401 (fixture)
+from raw_ws import stall_server_side
 from server_helpers import arrow_bytes, on_server_loop, ts_ns
 from tornado.httpclient import HTTPClientError
 
