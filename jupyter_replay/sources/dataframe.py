@@ -6,10 +6,11 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from ..batch import TIME_COLUMN, Chunk
-from ..exceptions import DataError, InvalidValueError
-from ..timeconv import to_ns
+from ..exceptions import DataError, InvalidValueError, brief
+from ..timeconv import arrow_temporal_to_numpy, int_time_to_ns, temporal_to_ns, to_ns
 from .base import Cursor, ReplaySource
 
 __all__ = [
@@ -130,31 +131,52 @@ def _tz_name(tz: Any) -> str | None:
     return name
 
 
+def _is_arrow_temporal(dtype: Any) -> bool:
+    return isinstance(dtype, pd.ArrowDtype) and (
+        pa.types.is_timestamp(dtype.pyarrow_dtype) or pa.types.is_duration(dtype.pyarrow_dtype)
+    )
+
+
+def _datetimes_in_unit(values: pd.Series | pd.Index) -> tuple[np.ndarray, Any]:
+    """``(datetime64[unit] naive UTC with NaT, tz)`` of a datetime-like column, without changing its unit.
+
+    Converting to ns is left to ``temporal_to_ns`` (range-checked): pandas casts may wrap or raise
+    ``OutOfBoundsDatetime``, and pyarrow-backed columns may not even build a DatetimeIndex.
+    """
+    if _is_arrow_temporal(values.dtype):
+        return arrow_temporal_to_numpy(pa.array(values)), values.dtype.pyarrow_dtype.tz
+    idx = pd.DatetimeIndex(values)
+    return np.asarray(idx.asi8).view(f"datetime64[{idx.unit}]"), idx.tz  # asi8 is UTC for tz-aware
+
+
 def time_to_ns(values: pd.Series | pd.Index, name: str) -> tuple[np.ndarray, np.ndarray | None, str | None]:
     """Convert a time column to ``(int64 ns UTC, NaT mask or None, tz name)``.
 
     Accepted: datetime64 of any unit (naive = UTC), tz-aware datetimes (converted to UTC, tz kept),
-    pyarrow timestamps, and integers (taken as ns since the epoch). Anything else is a ``DataError``.
+    pyarrow timestamps, and integers (taken as ns since the epoch). Anything else is a ``DataError``,
+    and so is any value outside the int64 ns range (never wrapped; ``-2**63`` is NaT's encoding,
+    not a time).
     """
     dtype = values.dtype
+    what = f"time column {brief(name)}"
     if pd.api.types.is_datetime64_any_dtype(dtype):
-        idx = pd.DatetimeIndex(values)
-        tz = _tz_name(idx.tz)
-        mask = np.asarray(idx.isna())
-        ns = idx.as_unit("ns").asi8  # UTC for tz-aware indexes
-        return ns, (mask if mask.any() else None), tz
+        arr, tz = _datetimes_in_unit(values)
+        ns = temporal_to_ns(arr, what).view(np.int64)
+        mask = ns == np.iinfo(np.int64).min
+        return ns, (mask if mask.any() else None), _tz_name(tz)
     if pd.api.types.is_integer_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype):
         series = pd.Series(values)
         mask = np.asarray(series.isna())
-        if pd.api.types.is_unsigned_integer_dtype(dtype) and len(series) and series.max() > np.iinfo(np.int64).max:
-            raise DataError(f"time column {name!r} has integers beyond the int64 ns range")
-        ns = series.to_numpy(dtype=np.int64, na_value=0) if mask.any() else series.to_numpy(dtype=np.int64)
-        return ns, (mask if mask.any() else None), None
+        raw_dtype = getattr(dtype, "numpy_dtype", None)
+        if raw_dtype is None:
+            raw_dtype = dtype.pyarrow_dtype.to_pandas_dtype() if isinstance(dtype, pd.ArrowDtype) else dtype
+        raw = series.to_numpy(dtype=raw_dtype, na_value=0) if mask.any() else series.to_numpy(dtype=raw_dtype)
+        return int_time_to_ns(raw, what), (mask if mask.any() else None), None
     hint = "pd.to_datetime(...)"
     if pd.api.types.is_float_dtype(dtype):
         hint = "pd.to_datetime(..., unit='s') (or the right unit)"
     raise DataError(
-        f"time column {name!r} has dtype {dtype}; expected datetime64 (naive = UTC, or tz-aware) "
+        f"{what} has dtype {dtype}; expected datetime64 (naive = UTC, or tz-aware) "
         f"or int64 nanoseconds since the epoch; convert it with {hint}"
     )
 
@@ -163,23 +185,25 @@ def column_to_numpy(series: pd.Series) -> np.ndarray:
     """A value column as numpy, zero copy where possible.
 
     Numeric/bool numpy columns are kept as they are; nullable ints/floats with missing values become
-    float64 (NaN), nullable bools with missing values become object; datetimes become naive UTC
-    ``datetime64[ns]``; strings, categoricals and anything else become object arrays.
+    float64 (NaN), nullable bools with missing values become object; datetimes (any unit, tz-aware,
+    pyarrow) become naive UTC ``datetime64[ns]`` and durations ``timedelta64[ns]``, range-checked
+    (``DataError`` naming the column, never a wrapped value); strings, categoricals and anything
+    else become object arrays.
     """
     dtype = series.dtype
+    what = f"column {brief(str(series.name))}"
     if isinstance(dtype, np.dtype):
         if dtype.kind in "biufc":
             return series.to_numpy()
-        if dtype.kind == "M":
-            return series.to_numpy(dtype="datetime64[ns]")
-        if dtype.kind == "m":
-            return series.to_numpy(dtype="timedelta64[ns]")
+        if dtype.kind in "mM":
+            return temporal_to_ns(series.to_numpy(), what)
         return series.to_numpy(dtype=object)
-    if pd.api.types.is_datetime64_any_dtype(dtype):
-        idx = pd.DatetimeIndex(series)
-        if idx.tz is not None:
-            idx = idx.tz_convert("UTC").tz_localize(None)
-        return idx.as_unit("ns").to_numpy()
+    if _is_arrow_temporal(dtype) or pd.api.types.is_datetime64_any_dtype(dtype):
+        if _is_arrow_temporal(dtype) and pa.types.is_duration(dtype.pyarrow_dtype):
+            return temporal_to_ns(arrow_temporal_to_numpy(pa.array(series)), what)
+        return temporal_to_ns(_datetimes_in_unit(series)[0], what)
+    if pd.api.types.is_timedelta64_dtype(dtype):  # pragma: no cover - pandas keeps timedeltas as numpy
+        return temporal_to_ns(series.to_numpy(), what)
     has_na = bool(series.isna().any())
     if pd.api.types.is_bool_dtype(dtype):
         return series.to_numpy(dtype=object) if has_na else series.to_numpy(dtype=bool)
