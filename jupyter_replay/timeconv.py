@@ -153,16 +153,21 @@ def _raw_bounds(dtype: np.dtype) -> tuple[int, int] | None:
     return -(NS_MAX // factor), NS_MAX // factor
 
 
-def temporal_to_ns(values: np.ndarray, what: str, *, error: type[Exception] = DataError) -> np.ndarray:
+def temporal_to_ns(
+    values: np.ndarray, what: str, *, first_row: int = 0, error: type[Exception] = DataError
+) -> np.ndarray:
     """A datetime64/timedelta64 array of any unit as ``[ns]`` of the same kind (NaT kept).
 
     Every non-NaT value is range-checked first (``astype`` across units wraps silently); the first
-    value outside the ns range raises ``error`` naming ``what``, the row and the value.
+    value outside the ns range raises ``error`` naming ``what``, the row (``first_row`` + index) and
+    the value.
     """
     values = np.asarray(values)
     kind = values.dtype.kind
     if kind not in "mM":
         raise TypeError(f"not a datetime64/timedelta64 array: {values.dtype}")
+    if not values.dtype.isnative:
+        values = values.astype(values.dtype.newbyteorder("="))
     target = np.dtype(f"{kind}8[ns]")
     if values.dtype == target:
         return values
@@ -170,7 +175,7 @@ def temporal_to_ns(values: np.ndarray, what: str, *, error: type[Exception] = Da
     if row is not None:
         count = int(_outside(values).sum())
         raise error(
-            f"{what} has {count} value(s) outside the nanosecond range, first at row {row}: "
+            f"{what} has {count} value(s) outside the nanosecond range, first at row {first_row + row}: "
             f"{brief(str(values[row]))} ({values.dtype}); {_range_fix(kind)}"
         )
     return values.astype(target)
@@ -194,7 +199,7 @@ def _first_out_of_range(values: np.ndarray, what: str = "duration", error: type[
     return int(np.argmax(bad)) if bad.any() else None
 
 
-def int_time_to_ns(values: np.ndarray, what: str) -> np.ndarray:
+def int_time_to_ns(values: np.ndarray, what: str, *, first_row: int = 0) -> np.ndarray:
     """Integer time values (ns since the epoch, any int dtype) as int64, checked.
 
     Unsigned values above ``2**63 - 1`` and ``-2**63`` (NaT's encoding) raise ``DataError``; nothing wraps.
@@ -213,7 +218,7 @@ def int_time_to_ns(values: np.ndarray, what: str) -> np.ndarray:
         note = " (-2**63 is NaT's encoding, not a time)" if values.dtype.kind == "i" else ""
         raise DataError(
             f"{what} has {rows.size} integer value(s) outside the int64 nanosecond range{note}, first at row "
-            f"{int(rows[0])}: {brief(int(values[rows[0]]))}; integers are ns since 1970 in [-2**63 + 1, 2**63 - 1]: "
+            f"{first_row + int(rows[0])}: {brief(int(values[rows[0]]))}; integers are ns since 1970 in [-2**63 + 1, 2**63 - 1]: "
             "drop or correct those rows (or convert with pd.to_datetime(..., unit=...) if they are not ns)"
         )
     return values.astype(np.int64, copy=False)

@@ -43,6 +43,11 @@ def _readonly(a: np.ndarray) -> np.ndarray:
     return v
 
 
+def _ns_units(values: np.ndarray, name: Any) -> np.ndarray:
+    """Datetime/timedelta columns in ``[ns]`` (range-checked); others as they are."""
+    return temporal_to_ns(values, f"column {brief(str(name))}") if values.dtype.kind in "mM" else values
+
+
 class ArrayCursor(Cursor):
     """Cursor over sorted in-memory arrays; every read is a numpy view (no copies)."""
 
@@ -93,7 +98,7 @@ class ArraySource(ReplaySource):
         if n > 1 and bool(np.any(ts[1:] < ts[:-1])):
             raise DataError("timestamps are not sorted")
         self.ts: np.ndarray = _readonly(ts)
-        self.data: dict[str, np.ndarray] = {str(k): _readonly(np.asarray(v)) for k, v in columns.items()}
+        self.data: dict[str, np.ndarray] = {str(k): _readonly(_ns_units(np.asarray(v), k)) for k, v in columns.items()}
         self.columns = list(self.data)
         self.dtypes = {k: v.dtype for k, v in self.data.items()}
         self.num_rows = n
