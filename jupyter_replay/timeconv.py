@@ -43,6 +43,9 @@ _NAT = np.iinfo(np.int64).min
 #: The representable range, for messages.
 NS_RANGE = "1677-09-21T00:12:43.145224193 .. 2262-04-11T23:47:16.854775807 UTC"
 _DURATION_RANGE = "+-292 years (+-9223372036854775807 ns)"
+#: Longest text parsed as a timestamp or duration: the parsers are superlinear (a 1 MB string of
+#: digits takes minutes in ``pd.Timestamp``), and no real timestamp text is this long.
+MAX_TEXT = 100
 
 # ns per unit for fixed-length numpy units; calendar units (Y, M) are bounded separately.
 _NS_PER = {"W": 604_800 * 10**9, "D": 86_400 * 10**9, "h": 3_600 * 10**9, "m": 60 * 10**9,
@@ -68,6 +71,11 @@ def _int64(value: Any, what: str) -> int:
     return n
 
 
+def _check_text(value: Any, what: str) -> None:
+    if isinstance(value, (str, bytes)) and len(value) > MAX_TEXT:
+        raise InvalidValueError(f"{what} text is {len(value)} characters, longer than {MAX_TEXT}: {brief(value)}")
+
+
 def to_ns(value: TimeLike) -> int:
     """Return ``value`` as int nanoseconds since the epoch (UTC); naive values are taken as UTC.
 
@@ -83,6 +91,7 @@ def to_ns(value: TimeLike) -> int:
         raise InvalidValueError(
             f"a float is not a timestamp ({brief(value)}); pass int nanoseconds or use seek(fraction=...)"
         )
+    _check_text(value, "timestamp")
     try:
         ts = pd.Timestamp(value)
     except (ValueError, TypeError, OverflowError) as exc:  # OutOfBoundsDatetime is a ValueError
@@ -115,6 +124,7 @@ def to_duration_ns(value: DurationLike) -> int:
         return _int64(value, "duration")
     if isinstance(value, (float, np.floating)) and not math.isfinite(value):
         raise InvalidValueError(f"not a finite duration: {brief(value)}")
+    _check_text(value, "duration")
     try:
         td = pd.Timedelta(value)
     except (ValueError, TypeError, OverflowError) as exc:  # OutOfBoundsTimedelta is a ValueError
