@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -14,9 +14,13 @@ from jupyter_replay import wire
 from jupyter_replay.batch import Batch, Mode
 from jupyter_replay.widgets.replay import STATIC, Replay
 
-NODE = shutil.which("node")
 JS = STATIC / "replay.js"
-needs_node = pytest.mark.skipif(NODE is None, reason="node is not installed")
+
+
+@pytest.fixture(scope="module")
+def node(require_binary: Callable[..., str]) -> str:
+    """The node binary (missing: a failure under ./dev test and CI, else a skip)."""
+    return require_binary("node", "install Debian's nodejs; `./dev setup` does")
 
 
 def test_static_files_are_the_widget_assets() -> None:
@@ -28,16 +32,14 @@ def test_static_files_are_the_widget_assets() -> None:
     assert Replay._esm is not None
 
 
-@needs_node
-def test_js_is_a_valid_es_module(tmp_path: Path) -> None:
+def test_js_is_a_valid_es_module(node: str, tmp_path: Path) -> None:
     mod = tmp_path / "replay.mjs"
     mod.write_text(JS.read_text())
-    proc = subprocess.run([NODE, "--check", str(mod)], capture_output=True, text=True, timeout=30)
+    proc = subprocess.run([node, "--check", str(mod)], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0, proc.stderr
 
 
-@needs_node
-def test_js_decoder_reads_python_frames(tmp_path: Path) -> None:
+def test_js_decoder_reads_python_frames(node: str, tmp_path: Path) -> None:
     """Frames as the kernel and the server send them decode identically in the browser code."""
     n = 7
     batch = Batch(
@@ -78,7 +80,7 @@ for (const name of ["ms_only", "full"]) {
 console.log(JSON.stringify(out));
 """
     )
-    proc = subprocess.run([NODE, str(script)], capture_output=True, text=True, timeout=30)
+    proc = subprocess.run([node, str(script)], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     for name, data in frames.items():
@@ -97,8 +99,7 @@ console.log(JSON.stringify(out));
     assert result["full"]["cols"]["timestamp_ns"][0] == str(batch.ts[0])
 
 
-@needs_node
-def test_js_streams_only_the_last_rollover_rows_per_frame(tmp_path: Path) -> None:
+def test_js_streams_only_the_last_rollover_rows_per_frame(node: str, tmp_path: Path) -> None:
     """Frames queued between two animation frames go to BokehJS as one stream() of their last `rollover`
     rows (converted to float64); every row still counts, candles are built from every row, and a clear is
     applied together with the rows that follow it (no blank frame)."""
@@ -161,7 +162,7 @@ console.log(JSON.stringify({ scheduled, afterFirst, afterClear: events, entry, f
 process.exit(0);
 """ % rollover
     )
-    proc = subprocess.run([NODE, str(script)], capture_output=True, text=True, timeout=30)
+    proc = subprocess.run([node, str(script)], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["scheduled"] is True and out["flushes"] == 2

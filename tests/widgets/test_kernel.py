@@ -9,11 +9,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import jupyter_client.manager
 import pytest
 
 from jupyter_replay import wire
 
-jupyter_client = pytest.importorskip("jupyter_client")
 
 SETUP = """
 import numpy as np, pandas as pd
