@@ -117,7 +117,7 @@ def to_duration_ns(value: DurationLike) -> int:
         if np.isnat(value):
             raise InvalidValueError("duration is NaT")
         arr = np.asarray([value])
-        if _first_out_of_range(arr) is not None:
+        if _outside(arr, "duration", InvalidValueError).any():
             raise InvalidValueError(f"duration {brief(str(value))} is outside {_DURATION_RANGE}")
         return int(arr.astype("m8[ns]").view(np.int64)[0])
     if isinstance(value, (int, np.integer)):
@@ -181,32 +181,26 @@ def temporal_to_ns(
     target = np.dtype(f"{kind}8[ns]")
     if values.dtype == target:
         return values
-    row = _first_out_of_range(values, what, error)
-    if row is not None:
-        count = int(_outside(values).sum())
+    bad = _outside(values, what, error)
+    if bad.any():
+        rows = np.flatnonzero(bad)
         raise error(
-            f"{what} has {count} value(s) outside the nanosecond range, first at row {first_row + row}: "
-            f"{brief(str(values[row]))} ({values.dtype}); {_range_fix(kind)}"
+            f"{what} has {rows.size} value(s) outside the nanosecond range, first at row {first_row + int(rows[0])}: "
+            f"{brief(str(values[rows[0]]))} ({values.dtype}); {_range_fix(kind)}"
         )
     return values.astype(target)
 
 
-def _outside(values: np.ndarray) -> np.ndarray:
+def _outside(values: np.ndarray, what: str, error: type[Exception]) -> np.ndarray:
     """Mask of the non-NaT values of a datetime64/timedelta64 array that do not fit in ns."""
+    unit, _ = np.datetime_data(values.dtype)
+    if values.dtype.kind == "m" and unit in _CALENDAR_RANGE:
+        raise error(f"{what} has dtype {values.dtype}: years/months are not a fixed duration; convert to days first")
     bounds = _raw_bounds(values.dtype)
     if bounds is None:
         return np.zeros(values.shape, dtype=bool)
     raw = values.view(np.int64)
     return (raw != _NAT) & ((raw < bounds[0]) | (raw > bounds[1]))
-
-
-def _first_out_of_range(values: np.ndarray, what: str = "duration", error: type[Exception] = InvalidValueError) -> int | None:
-    """Index of the first value of ``values`` outside the ns range, or None."""
-    unit, _ = np.datetime_data(values.dtype)
-    if values.dtype.kind == "m" and unit in _CALENDAR_RANGE:
-        raise error(f"{what} has dtype {values.dtype}: years/months are not a fixed duration; convert to days first")
-    bad = _outside(values)
-    return int(np.argmax(bad)) if bad.any() else None
 
 
 def int_time_to_ns(values: np.ndarray, what: str, *, first_row: int = 0) -> np.ndarray:
@@ -228,8 +222,8 @@ def int_time_to_ns(values: np.ndarray, what: str, *, first_row: int = 0) -> np.n
         note = " (-2**63 is NaT's encoding, not a time)" if values.dtype.kind == "i" else ""
         raise DataError(
             f"{what} has {rows.size} integer value(s) outside the int64 nanosecond range{note}, first at row "
-            f"{first_row + int(rows[0])}: {brief(int(values[rows[0]]))}; integers are ns since 1970 in [-2**63 + 1, 2**63 - 1]: "
-            "drop or correct those rows (or convert with pd.to_datetime(..., unit=...) if they are not ns)"
+            f"{first_row + int(rows[0])}: {brief(int(values[rows[0]]))}; integers are ns since 1970 in "
+            "[-2**63 + 1, 2**63 - 1]: drop or correct those rows (or pd.to_datetime(..., unit=...) if they are not ns)"
         )
     return values.astype(np.int64, copy=False)
 
