@@ -132,7 +132,7 @@ def parse_mode(value: Any) -> Mode:
         return value
     if isinstance(value, str) and len(value) <= _MAX_TEXT:
         try:
-            return Mode(value.strip().lower())
+            return Mode(value.lower())
         except ValueError:
             pass
     raise InvalidValueError(f"mode must be 'replay' or 'live', got {brief(value)}")
