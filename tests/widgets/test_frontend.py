@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from jupyter_replay import wire
+from jupyter_replay import controls, wire
 from jupyter_replay.batch import Batch, Mode
 from jupyter_replay.widgets.replay import STATIC, Replay
 
@@ -322,6 +322,13 @@ globalThis.requestAnimationFrame = (f) => f();
 const { ReplayView } = await import("SRC/view.js");
 const { allowedBy, speedChoices } = await import("SRC/controls.js");
 const table = %s;
+const real = %s;  // controls.table_json(), what the server sends in hello
+const realAllowed = {};
+for (const mode of ["replay", "live"]) {
+  for (const state of ["stopped", "playing", "paused", "finished"]) {
+    realAllowed[mode + "/" + state] = Object.keys(real.actions).filter((a) => allowedBy(real, a, mode, state));
+  }
+}
 const updates = [];
 const bar = { update: (st, t) => updates.push({ state: st.state, mode: st.mode, table: !!t }), progress() {} };
 const attrs = {};
@@ -360,9 +367,10 @@ for (const [mode, state] of [["replay", "playing"], ["replay", "paused"], ["live
 console.log(JSON.stringify({ lines, entry: { framesMerged: entry.framesMerged, rowsDropped: entry.rowsDropped,
   lastSeq: entry.lastSeq, instance: entry.instance, controls: !!entry.controls, errors: entry.errors },
   last: updates[updates.length - 1], allowed, embeds, noTable: allowedBy(null, "play", "replay", "stopped"),
-  speeds: speedChoices(table), allSpeeds: speedChoices(null).length }));
+  speeds: speedChoices(table), allSpeeds: speedChoices(null).length, realAllowed,
+  realSpeeds: speedChoices(real).length }));
 process.exit(0);  // (the view's redraw timers)
-""" % json.dumps(table))
+""" % (json.dumps(table), json.dumps(controls.table_json())))
     lines = out["lines"]
     assert lines[0] == "stopped · replay · row 0 (0%) · 0 rows buffered · kernel"
     assert "merged" not in lines[1] and "dropped" not in lines[1]  # ordinary play: nothing about flow
@@ -381,3 +389,9 @@ process.exit(0);  // (the view's redraw timers)
     assert out["embeds"] == ["replay-spec"]  # hello from the server: the plot of its mode
     assert out["noTable"] is None  # no table: the built-in rule
     assert out["speeds"] == ["0.5", "1", "2", "5", "10", "25", "50", "100"] and out["allSpeeds"] == 14
+    # the real table reads as intended: step only when stopped/paused in replay, no seek/speed/step in live
+    real = out["realAllowed"]
+    assert {"pause", "seek", "speed", "stop"} <= set(real["replay/playing"]) and "step" not in real["replay/playing"]
+    assert {"play", "step", "seek"} <= set(real["replay/paused"])
+    assert not {"step", "seek", "speed"} & set(real["live/playing"]) and "pause" in real["live/playing"]
+    assert out["realSpeeds"] == 14  # the default policy: 0.1x .. 1000x and max
