@@ -350,7 +350,7 @@ def redis_factory(url: Any, stream: str = "{symbol}", **kwargs: Any) -> FeedFact
     """
 
     def factory(symbol: str) -> LiveSource:
-        from .redis_streams import RedisStreamSource
+        from .redis import RedisStreamSource
 
         return RedisStreamSource(url, stream.format(symbol=symbol), symbol=symbol, **kwargs)
 

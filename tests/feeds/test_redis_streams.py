@@ -10,7 +10,7 @@ import pytest
 
 from jupyter_replay.batch import Chunk
 from jupyter_replay.exceptions import DataError, FeedError, InvalidValueError
-from jupyter_replay.feeds.redis_streams import (
+from jupyter_replay.feeds.redis import (
     CatchUpSource,
     RedisStreamReplay,
     RedisStreamSource,
@@ -285,6 +285,7 @@ def test_catch_up_speed_must_reach_live(redis_server: str, stream_name: str) -> 
         with pytest.raises(InvalidValueError):
             CatchUpSource(redis_server, stream_name, T0, speed=bad)
     assert CatchUpSource(redis_server, stream_name, T0, speed="max").speed == float("inf")
+    assert CatchUpSource(redis_server, stream_name, T0, speed="2.5x").speed == 2.5  # the one speed grammar
 
 
 async def test_catch_up_with_no_history_goes_live_without_loss(redis_server: str, aredis, stream_name: str) -> None:
