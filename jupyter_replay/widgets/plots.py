@@ -30,6 +30,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from ..exceptions import DataError, InvalidValueError, brief
+
 __all__ = [
     "SOURCE_NAME",
     "BARS_NAME",
@@ -265,21 +267,21 @@ def plot_spec(
 
     ``{"kind", "item" (bokeh json_item), "source", "bars", "columns" (raw source columns), "price",
     "volume", "bar_ms", "rollover", "bar_rollover", "anchors", "anchor_now_ms"}``. ``y`` names the plotted
-    columns (line) or the price column (ohlc, first of ``y``); unknown names raise ``ValueError``.
+    columns (line) or the price column (ohlc, first of ``y``); unknown names raise ``InvalidValueError``.
     ``time_ns`` (first, last timestamp) and ``values`` (in-memory columns, for their min/max) set the
     extent of the empty plot; without ``time_ns`` it is a live plot (the last minute, kept current by the JS).
     """
     from bokeh.embed import json_item
 
     if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        raise InvalidValueError(f"kind must be one of {KINDS}, got {brief(kind)}")
     cols = plottable_columns(dtypes)
     ys = _as_list(y) or default_y(dtypes)
     missing = [c for c in ys if c not in cols]
     if missing:
-        raise ValueError(f"cannot plot {missing}: numeric columns are {cols}")
+        raise InvalidValueError(f"cannot plot {brief(missing)}: pass y= one of the numeric columns {brief(cols)}")
     if not ys:
-        raise ValueError("no numeric column to plot")
+        raise DataError("no numeric column to plot: the data needs an int or float column besides the time")
     rollover = max(1, int(rollover))
     spec: dict[str, Any] = {"kind": kind, "source": SOURCE_NAME, "rollover": rollover, "bars": None,
                             "price": None, "volume": None, "bar_ms": None, "bar_rollover": None,
@@ -291,10 +293,10 @@ def plot_spec(
     else:
         vol = volume if volume is not None else default_volume(dtypes)
         if vol is not None and vol not in cols:
-            raise ValueError(f"volume column {vol!r} is not a numeric column ({cols})")
+            raise InvalidValueError(f"volume column {brief(vol)} is not a numeric column; pass volume= one of {brief(cols)}")
         width = float(bar_ms) if bar_ms else float(auto_bar_ms(span_ns))
         if not width > 0:
-            raise ValueError("bar width must be > 0")
+            raise InvalidValueError(f"bar width must be > 0 ms, got bar_ms={brief(bar_ms)}")
         vb = value_bounds(values, [vol]) if vol else None
         vb = (0.0, max(1.0, vb[1])) if vb is not None else (0.0, 1.0)
         model, spec["anchors"] = _ohlc(ys[0], vol, width, title, height, x,
