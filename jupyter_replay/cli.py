@@ -171,7 +171,8 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dir", default=str(DEFAULT_DEMO_DIR), help=f"demo folder (default: {DEFAULT_DEMO_DIR})")
     p.add_argument("--token", default="", help="server token (default: a random one)")
     p.add_argument("--reset", action="store_true", help="overwrite notebooks already in the demo folder")
-    p.add_argument("--notebooks", default="", help="copy the notebooks from this folder (default: the bundled examples)")
+    p.add_argument("--notebooks", default="",
+                   help="copy the notebooks from this folder (default: the bundled examples)")
     p.add_argument("--dry-run", action="store_true", help="prepare the folder and print the command, do not start")
     p.add_argument("lab_args", nargs="*", metavar="-- LAB_ARG", help="extra arguments for jupyter lab (after --)")
     p.set_defaults(func=cmd_demo)

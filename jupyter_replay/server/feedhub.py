@@ -79,7 +79,7 @@ class ReplayFeeds(LoggingConfigurable):
     @validate("queue_size")
     def _check_queue(self, proposal: dict[str, Any]) -> int:
         if proposal["value"] < 1:
-            raise InvalidValueError(f"ReplayFeeds.queue_size must be >= 1, got {brief(proposal['value'])}")
+            raise InvalidValueError(f"queue_size must be >= 1, got {brief(proposal['value'])}")
         return proposal["value"]
 
     def build_hub(self) -> FeedHub:

@@ -26,11 +26,16 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..exceptions import DataError, InvalidValueError, brief
+
+if TYPE_CHECKING:  # bokeh is imported when a plot is built, not with the module
+    from bokeh.model import Model
+    from bokeh.plotting import figure
 
 __all__ = [
     "SOURCE_NAME",
@@ -161,7 +166,7 @@ def value_bounds(values: Mapping[str, Any] | None, names: Iterable[str]) -> tupl
     return (lo, hi) if lo <= hi else None
 
 
-def _figure(title: str, height: int, x_range: Any = None):
+def _figure(title: str, height: int, x_range: Any = None) -> figure:
     from bokeh.models import DataRange1d
     from bokeh.plotting import figure
 
@@ -181,7 +186,7 @@ def _figure(title: str, height: int, x_range: Any = None):
 
 
 def _anchor(fig: Any, name: str, x: tuple[float, float], y: tuple[float, float]) -> None:
-    """An invisible two-point renderer spanning ``x`` × ``y``: valid ranges (axes, grid) while empty."""
+    """An invisible two-point renderer spanning ``x`` by ``y``: valid ranges (axes, grid) while empty."""
     from bokeh.models import ColumnDataSource
 
     src = ColumnDataSource(data={"x": np.asarray(x, np.float64), "y": np.asarray(y, np.float64)})
@@ -204,7 +209,9 @@ def _empty(names: Sequence[str]) -> dict[str, np.ndarray]:
     return {name: np.empty(0, np.float64) for name in names}
 
 
-def _line(y: list[str], title: str, height: int, x: tuple[float, float], yb: tuple[float, float]):
+def _line(
+    y: list[str], title: str, height: int, x: tuple[float, float], yb: tuple[float, float]
+) -> tuple[Model, list[str]]:
     from bokeh.models import ColumnDataSource
 
     source = ColumnDataSource(data=_empty([TIME_MS, *y]), name=SOURCE_NAME)
@@ -222,7 +229,7 @@ def _line(y: list[str], title: str, height: int, x: tuple[float, float], yb: tup
 
 
 def _ohlc(price: str, volume: str | None, bar_ms: float, title: str, height: int,
-          x: tuple[float, float], yb: tuple[float, float], vb: tuple[float, float]):
+          x: tuple[float, float], yb: tuple[float, float], vb: tuple[float, float]) -> tuple[Model, list[str]]:
     from bokeh.layouts import column
     from bokeh.models import ColumnDataSource, LinearColorMapper
     from bokeh.transform import transform
@@ -245,7 +252,8 @@ def _ohlc(price: str, volume: str | None, bar_ms: float, title: str, height: int
     vol.vbar("time", bar_ms * 0.7, "volume", 0, source=bars, fill_color=transform("dir", colors), line_color=None)
     _anchor(vol, ANCHOR_NAME + "_volume", x, vb)
     vol.yaxis.axis_label = volume or "rows"
-    vol.yaxis.ticker.desired_num_ticks = 3  # a short panel: a few labels, not a crowded column
+    yaxis: Any = vol.yaxis  # bokeh's splat list: setting an attribute sets it on every y axis
+    yaxis.ticker.desired_num_ticks = 3  # a short panel: a few labels, not a crowded column
     return column(fig, vol, sizing_mode="stretch_width"), [ANCHOR_NAME, ANCHOR_NAME + "_volume"]
 
 
@@ -293,7 +301,9 @@ def plot_spec(
     else:
         vol = volume if volume is not None else default_volume(dtypes)
         if vol is not None and vol not in cols:
-            raise InvalidValueError(f"volume column {brief(vol)} is not a numeric column; pass volume= one of {brief(cols)}")
+            raise InvalidValueError(
+                f"volume column {brief(vol)} is not a numeric column; pass volume= one of {brief(cols)}"
+            )
         width = float(bar_ms) if bar_ms else float(auto_bar_ms(span_ns))
         if not width > 0:
             raise InvalidValueError(f"bar width must be > 0 ms, got bar_ms={brief(bar_ms)}")

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import math
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -85,7 +86,7 @@ class CatchUpSource(_RedisLive):
         first = True
         while True:
             lo = low if self.last_id is None else "(" + self.last_id
-            entries = await self._call(lambda: client.xrange(self.stream, min=lo, max="+", count=self.page))
+            entries = await self._call(partial(client.xrange, self.stream, min=lo, max="+", count=self.page))
             if self._closed.is_set():
                 self.phase = "closed"
                 return

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -67,12 +68,12 @@ class _RedisLive(LiveSource):
         self.rows = 0
 
     # LiveSource attributes: known once the schema is (immediately with ``fields=``).
-    @property  # type: ignore[override]
-    def columns(self) -> list[str]:
+    @property
+    def columns(self) -> list[str]:  # type: ignore[override]
         return self._schema.columns if self._schema else []
 
-    @property  # type: ignore[override]
-    def dtypes(self) -> dict[str, np.dtype]:
+    @property
+    def dtypes(self) -> dict[str, np.dtype]:  # type: ignore[override]
         return self._schema.all_dtypes if self._schema else {}
 
     @property
@@ -143,9 +144,7 @@ class _RedisLive(LiveSource):
         """XREAD BLOCK from ``from_id`` (exclusive) until closed."""
         last = from_id
         while True:
-            reply = await self._call(
-                lambda: client.xread({self.stream: last}, count=self.count, block=self.block_ms)
-            )
+            reply = await self._call(partial(client.xread, {self.stream: last}, count=self.count, block=self.block_ms))
             if self._closed.is_set():
                 return
             entries = _xread_entries(reply)

@@ -11,7 +11,17 @@ from ...exceptions import DataError, FeedError, InvalidValueError, brief
 from ...sources.dataframe import ArraySource
 from ...timeconv import TimeLike, to_ns
 from .._columns import FieldsSpec, normalize_fields
-from .layout import SCHEMA_SUFFIX, Entry, Schema, async_client, decode_schema, id_text, infer_schema, sync_client, time_to_id
+from .layout import (
+    SCHEMA_SUFFIX,
+    Entry,
+    Schema,
+    async_client,
+    decode_schema,
+    id_text,
+    infer_schema,
+    sync_client,
+    time_to_id,
+)
 
 __all__ = ["RedisStreamReplay"]
 
