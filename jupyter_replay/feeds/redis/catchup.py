@@ -13,7 +13,8 @@ import numpy as np
 
 from ...batch import Chunk
 from ...clock import ReplayClock
-from ...controller import DEFAULT_FRAME_NS, parse_speed
+from ...controller import DEFAULT_FRAME_NS
+from ...controls import parse_speed
 from ...exceptions import InvalidValueError, brief
 from ...timeconv import TimeLike, to_ns
 from ...timer import SystemTimer, Timer
