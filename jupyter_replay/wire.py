@@ -24,7 +24,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .batch import TIME_COLUMN, Batch, ResetEvent, StateEvent
-from .exceptions import brief
+from .exceptions import ReplayError, brief
 from .timeconv import temporal_to_ns
 
 __all__ = [
@@ -62,8 +62,10 @@ _LEN = struct.Struct("<I")
 _ALIGN = 8
 
 
-class WireError(ValueError):
+class WireError(ReplayError, ValueError):
     """A frame or message that does not follow the wire format."""
+
+    http_status = 400
 
 
 def _pad(n: int) -> int:
