@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -130,7 +131,7 @@ def _tz_name(tz: Any) -> str | None:
     name = str(tz)
     try:
         pd.Timestamp(0, tz="UTC").tz_convert(name)
-    except Exception:  # an unnamed fixed offset: keep the ISO offset form pandas understands
+    except (KeyError, ValueError, TypeError):  # an unnamed fixed offset: keep the ISO offset form pandas understands
         off = pd.Timestamp(0, tz="UTC").tz_convert(tz).strftime("%z")
         name = f"{off[:3]}:{off[3:]}"
     return name

@@ -12,8 +12,9 @@ import logging
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Callable, Hashable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -349,7 +350,7 @@ class ParquetSource(ReplaySource):
         self.columns = names
         self.dtypes = {c: _numpy_dtype(schema.field(c).type, self._nullable(md, leaf.get(c))) for c in names}
         row_bytes = sum(self.dtypes[c].itemsize for c in names)
-        text_cols = [leaf[c] for c in names if self.dtypes[c] == object and c in leaf]
+        text_cols = [leaf[c] for c in names if self.dtypes[c] == np.dtype(object) and c in leaf]
 
         groups, rows, mins, maxes, values_bytes = [], [], [], [], []
         for g in range(md.num_row_groups):
@@ -546,7 +547,7 @@ class ParquetSource(ReplaySource):
         except (pa.ArrowException, OSError) as exc:
             raise DataError(f"{self.path}: cannot read row group {g}: {exc}") from None
 
-    def open(self, at_ns: Any = None) -> "ParquetCursor":
+    def open(self, at_ns: Any = None) -> ParquetCursor:
         return ParquetCursor(self, None if at_ns is None else to_ns(at_ns))
 
     def close(self) -> None:

@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-
 from lab_harness import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, LabServer, start_lab, stop_lab, wait_for
 
 
