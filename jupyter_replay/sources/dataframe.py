@@ -143,14 +143,15 @@ def _is_arrow_temporal(dtype: Any) -> bool:
     )
 
 
-def _datetimes_in_unit(values: pd.Series | pd.Index) -> tuple[np.ndarray, Any]:
-    """``(datetime64[unit] naive UTC with NaT, tz)`` of a datetime-like column, without changing its unit.
+def _temporal_in_unit(values: pd.Series | pd.Index) -> tuple[np.ndarray, Any]:
+    """``(datetime64/timedelta64[unit], tz)`` of a tz-aware or pyarrow temporal column, in its own unit.
 
-    Converting to ns is left to ``temporal_to_ns`` (range-checked): pandas casts may wrap or raise
-    ``OutOfBoundsDatetime``, and pyarrow-backed columns may not even build a DatetimeIndex.
+    Datetimes come as naive UTC, missing values as NaT. Converting to ns is left to ``temporal_to_ns``
+    (range-checked): pandas casts may wrap or raise ``OutOfBoundsDatetime``, and pyarrow-backed
+    columns may not even build a DatetimeIndex.
     """
     if _is_arrow_temporal(values.dtype):
-        return arrow_temporal_to_numpy(pa.array(values)), values.dtype.pyarrow_dtype.tz
+        return arrow_temporal_to_numpy(pa.array(values)), getattr(values.dtype.pyarrow_dtype, "tz", None)
     idx = pd.DatetimeIndex(values)
     return np.asarray(idx.asi8).view(f"datetime64[{idx.unit}]"), idx.tz  # asi8 is UTC for tz-aware
 
@@ -166,7 +167,7 @@ def time_to_ns(values: pd.Series | pd.Index, name: str) -> tuple[np.ndarray, np.
     dtype = values.dtype
     what = f"time column {brief(name)}"
     if pd.api.types.is_datetime64_any_dtype(dtype):
-        arr, tz = _datetimes_in_unit(values)
+        arr, tz = _temporal_in_unit(values)
         ns = temporal_to_ns(arr, what).view(np.int64)
         mask = ns == np.iinfo(np.int64).min
         return ns, (mask if mask.any() else None), _tz_name(tz)
@@ -205,11 +206,7 @@ def column_to_numpy(series: pd.Series) -> np.ndarray:
             return temporal_to_ns(series.to_numpy(), what)
         return series.to_numpy(dtype=object)
     if _is_arrow_temporal(dtype) or pd.api.types.is_datetime64_any_dtype(dtype):
-        if _is_arrow_temporal(dtype) and pa.types.is_duration(dtype.pyarrow_dtype):
-            return temporal_to_ns(arrow_temporal_to_numpy(pa.array(series)), what)
-        return temporal_to_ns(_datetimes_in_unit(series)[0], what)
-    if pd.api.types.is_timedelta64_dtype(dtype):  # pragma: no cover - pandas keeps timedeltas as numpy
-        return temporal_to_ns(series.to_numpy(), what)
+        return temporal_to_ns(_temporal_in_unit(series)[0], what)
     has_na = bool(series.isna().any())
     if pd.api.types.is_bool_dtype(dtype):
         return series.to_numpy(dtype=object) if has_na else series.to_numpy(dtype=bool)
