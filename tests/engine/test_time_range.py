@@ -18,6 +18,8 @@ import pytest
 
 import jupyter_replay as jr
 from jupyter_replay import Chunk, DataError, InvalidValueError, RollingBuffer, Session, TestTimer
+from jupyter_replay.feeds.redis.layout import Schema
+from jupyter_replay.feeds.websocket_json import _stamp
 from jupyter_replay.sources import CSVSource, DataFrameSource, MergedSource, ParquetSource
 from jupyter_replay.sources.dataframe import ArraySource
 from jupyter_replay.sources.parquet import clear_row_group_cache, row_group_cache, set_row_group_cache_bytes
@@ -413,3 +415,35 @@ async def test_seek_target_outside_the_range_is_an_invalid_value() -> None:
         with pytest.raises(InvalidValueError):
             s.seek(target)
     await s.aclose()
+
+
+# -- live feeds -----------------------------------------------------------------------------------------
+
+
+def test_redis_entry_times_are_range_checked() -> None:
+    """Entry ids are ms (``ms * 1_000_000`` wrapped past 2262); time fields are int ns (-2**63 is NaT)."""
+    schema = Schema({"price": np.dtype(np.float64)}, "ts", entry_columns=False)
+    assert schema.decode([(b"1-0", {b"price": b"1"}), (b"2-0", {b"ts": b"7", b"price": b"2"})]).ts.tolist() == [
+        1_000_000, 7]
+    bad = {
+        "id beyond 2262": [(b"9999999999999-0", {b"price": b"1"})],
+        "NaT sentinel": [(b"1-0", {b"ts": str(NAT).encode(), b"price": b"1"})],
+        "above int64": [(b"1-0", {b"ts": str(2**64).encode(), b"price": b"1"})],
+    }
+    for case, entries in bad.items():
+        with pytest.raises(DataError) as exc:
+            schema.decode(entries)
+        assert len(str(exc.value)) < 600, case
+    by_id = Schema({"price": np.dtype(np.float64)}, None, entry_columns=False)
+    assert by_id.decode([(b"1700000000000-0", {b"price": b"1"})]).ts.tolist() == [1_700_000_000_000_000_000]
+    with pytest.raises(DataError, match="entry id"):
+        by_id.decode([(b"9999999999999-0", {b"price": b"1"})])
+
+
+def test_websocket_json_times_outside_the_range_fall_back_like_unparsable_ones() -> None:
+    ms = 1_000_000
+    assert _stamp(1_700_000_000_000, ms, -1) == 1_700_000_000_000_000_000
+    assert _stamp("1700000000000", ms, -1) == 1_700_000_000_000_000_000
+    for value in (10**16, "1e300", 2**70, "9" * 5000, float("inf"), "soon"):
+        assert _stamp(value, ms, -1) == -1, value  # the reception time, never a wrapped or huge int
+    assert _stamp(NAT, 1, -1) == -1
