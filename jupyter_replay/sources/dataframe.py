@@ -98,6 +98,8 @@ class ArraySource(ReplaySource):
                 raise DataError(f"column {name!r} has {len(col)} rows, timestamps have {n}")
         if n > 1 and bool(np.any(ts[1:] < ts[:-1])):
             raise DataError("timestamps are not sorted")
+        if ts[0] == _I64.min:  # sorted: NaT's encoding can only come first
+            int_time_to_ns(ts[:1], "timestamps")  # raises the one out-of-range message
         self.ts: np.ndarray = _readonly(ts)
         self.data: dict[str, np.ndarray] = {str(k): _readonly(_ns_units(np.asarray(v), k)) for k, v in columns.items()}
         self.columns = list(self.data)

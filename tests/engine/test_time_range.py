@@ -233,6 +233,11 @@ def test_dataframe_value_columns_in_range_become_exact_ns() -> None:
     assert src.data["tz"].view(np.int64).tolist() == [10**18, 0]  # naive UTC
 
 
+def test_array_source_refuses_the_nat_sentinel() -> None:
+    with pytest.raises(DataError, match="NaT"):
+        ArraySource(np.array([NAT, 0]), {})
+
+
 def test_array_source_converts_value_units_with_a_check() -> None:
     src = ArraySource(np.arange(2), {"x": np.array([0, 10**9], ">M8[s]")})
     assert src.dtypes["x"] == np.dtype("datetime64[ns]")
