@@ -413,12 +413,16 @@ def test_sample_data_does_not_run_past_2262() -> None:
         sample_trades(n=1000, start="2262-04-11T23:47")
 
 
-async def test_seek_target_outside_the_range_is_an_invalid_value() -> None:
+async def test_seek_and_step_outside_the_range_are_invalid_values() -> None:
     s = Session(DataFrameSource(pd.DataFrame({"timestamp": np.arange(3, dtype=np.int64) * 10**9, "x": [1, 2, 3]})),
                 timer=TestTimer())
-    for target in (FAR, np.datetime64(YEAR_148108_S, "s"), NAT, 2**63):
+    for target in (FAR, np.datetime64(YEAR_148108_S, "s"), NAT, 2**63, "9" * 10**6):
         with pytest.raises(InvalidValueError):
             s.seek(target)
+    for duration in (np.timedelta64(10**17, "s"), NAT, "9" * 10**6):
+        with pytest.raises(InvalidValueError):
+            s.step(duration=duration)
+    assert s.status()["position"] == 0  # nothing moved
     await s.aclose()
 
 
