@@ -10,7 +10,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-__all__ = ["Mode", "Chunk", "Batch", "StateEvent", "ResetEvent", "Event", "TIME_COLUMN"]
+__all__ = [
+    "Mode", "Chunk", "Batch", "StateEvent", "ResetEvent", "Event", "TIME_COLUMN", "can_merge", "merge_batches",
+]
 
 #: Name of the time column in DataFrames and Arrow batches the engine produces.
 TIME_COLUMN = "timestamp"
@@ -90,12 +92,9 @@ class Batch:
 
     def to_arrow(self, time_column: str = TIME_COLUMN) -> pa.RecordBatch:
         """The rows as an Arrow record batch (time column as ``timestamp[ns, UTC]``)."""
-        arrays = [pa.array(self.ts, pa.int64()).cast(pa.timestamp("ns", tz="UTC"))]
-        names = [time_column]
-        for name, col in self.columns.items():
-            arrays.append(pa.array(col))
-            names.append(name)
-        return pa.RecordBatch.from_arrays(arrays, names=names)
+        from .sources.arrow import chunk_to_arrow  # late: the sources package imports this module
+
+        return chunk_to_arrow(Chunk(self.ts, self.columns), time_column)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,3 +119,39 @@ class ResetEvent:
 
 
 Event = Union[Batch, StateEvent, ResetEvent]
+
+
+def can_merge(a: Batch, b: Batch, max_rows: int | None = None) -> bool:
+    """Whether ``b`` continues ``a`` so the two may travel as one frame without losing anything.
+
+    The one merge rule (comm sender, WebSocket writer, wire): same mode, later seq, ``b``'s rows follow
+    ``a``'s directly, same column names and dtypes, and (with ``max_rows``) at most ``max_rows`` rows in all.
+    A caller that accumulates a run passes the run's last batch as ``a`` and checks its own row total.
+    """
+    if b.seq <= a.seq or b.mode != a.mode or b.first_row != a.first_row + len(a):
+        return False
+    if list(a.columns) != list(b.columns):
+        return False
+    if any(np.asarray(a.columns[k]).dtype != np.asarray(b.columns[k]).dtype for k in a.columns):
+        return False
+    return max_rows is None or len(a) + len(b) <= max_rows
+
+
+def merge_batches(batches: Sequence[Batch]) -> Batch:
+    """Consecutive batches (``can_merge`` pairwise) as one: seq and mode of the last, rows of all.
+
+    ``ValueError`` if a pair does not continue; one batch is returned as is.
+    """
+    if not batches:
+        raise ValueError("nothing to merge")
+    if len(batches) == 1:
+        return batches[0]
+    for prev, cur in zip(batches, batches[1:]):
+        if not can_merge(prev, cur):
+            raise ValueError(
+                f"batch seq {cur.seq} (rows from {cur.first_row}) does not continue seq {prev.seq} "
+                f"(rows {prev.first_row}..{prev.last_row}): same mode, contiguous rows and columns needed"
+            )
+    first, last = batches[0], batches[-1]
+    chunk = Chunk.concat([Chunk(b.ts, b.columns) for b in batches])
+    return Batch(last.seq, last.session_id, last.mode, chunk.ts, dict(chunk.columns), first.first_row)

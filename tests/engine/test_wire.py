@@ -38,7 +38,9 @@ def test_frame_layout_is_aligned_little_endian():
     assert header["type"] == "batch" and header["seq"] == 1 and header["rows"] == 3
     assert header["first_row"] == 0 and header["mode"] == "replay"
     names = [c["name"] for c in header["columns"]]
-    assert names == ["timestamp", "timestamp_ns", "price", "size", "side", "flag"]  # object column not sent
+    assert names == ["timestamp", "timestamp_ns", "price", "size", "side", "flag", "sym"]
+    sym = header["columns"][-1]
+    assert sym["dtype"] == "int32" and sym["dictionary"] == {"base": 0, "values": ["A"]}
     for spec in header["columns"]:
         assert spec["offset"] % 8 == 0
     ms = header["columns"][0]
@@ -57,7 +59,7 @@ def test_roundtrip_exact_and_dtypes():
     assert cols["size"].dtype == np.int64 and cols["side"].dtype == np.int8
     assert cols["flag"].dtype == np.bool_
     np.testing.assert_array_equal(cols["flag"], b.columns["flag"])
-    assert "sym" not in cols
+    assert cols["sym"].dtype == object and cols["sym"].tolist() == ["A"] * 6
     spec = {c["name"]: c for c in header["columns"]}
     assert spec["flag"]["dtype"] == "uint8" and spec["flag"]["bool"] is True
 
@@ -88,8 +90,11 @@ def test_big_endian_and_datetime_columns_become_little_endian_ns():
     header, cols = wire.decode_frame(wire.encode_batch(b))
     assert header["mode"] == "live"
     np.testing.assert_array_equal(cols["be"], [1.5, 2.5])
-    assert cols["when"][0] == np.datetime64("2024-01-01", "ns").astype(np.int64)
-    assert cols["half"].dtype == np.float32
+    assert cols["when"].dtype == np.dtype("datetime64[ns]")  # the engine's dtype again (int64 ns on the wire)
+    assert cols["when"][0] == np.datetime64("2024-01-01", "ns")
+    spec = {c["name"]: c for c in header["columns"]}
+    assert spec["when"]["dtype"] == "int64" and spec["when"]["unit"] == "ns"
+    assert cols["half"].dtype == np.float16 and spec["half"]["dtype"] == "float32"
 
 
 def test_coalesce_keeps_first_seq_and_rows():
