@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+import itertools
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, ClassVar, Mapping, Sequence, Union
+from typing import Any, ClassVar, Union
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 __all__ = [
-    "Mode", "Chunk", "Batch", "StateEvent", "ResetEvent", "Event", "TIME_COLUMN", "can_merge", "merge_batches",
+    "TIME_COLUMN",
+    "Batch",
+    "Chunk",
+    "Event",
+    "Mode",
+    "ResetEvent",
+    "StateEvent",
+    "can_merge",
+    "merge_batches",
 ]
 
 #: Name of the time column in DataFrames and Arrow batches the engine produces.
@@ -35,17 +45,17 @@ class Chunk:
     def __len__(self) -> int:
         return int(self.ts.shape[0])
 
-    def slice(self, start: int, stop: int) -> "Chunk":
+    def slice(self, start: int, stop: int) -> Chunk:
         """Rows ``start:stop`` as numpy views (no copies)."""
         return Chunk(self.ts[start:stop], {k: v[start:stop] for k, v in self.columns.items()})
 
     @staticmethod
-    def empty(columns: Mapping[str, np.dtype]) -> "Chunk":
+    def empty(columns: Mapping[str, np.dtype]) -> Chunk:
         """A zero-row chunk with the given column dtypes."""
         return Chunk(np.empty(0, np.int64), {k: np.empty(0, dt) for k, dt in columns.items()})
 
     @staticmethod
-    def concat(chunks: Sequence["Chunk"]) -> "Chunk":
+    def concat(chunks: Sequence[Chunk]) -> Chunk:
         """Concatenate chunks with the same columns (a single chunk is returned as is)."""
         chunks = [c for c in chunks if len(c)] or list(chunks[:1])
         if len(chunks) == 1:
@@ -92,7 +102,9 @@ class Batch:
 
     def to_arrow(self, time_column: str = TIME_COLUMN) -> pa.RecordBatch:
         """The rows as an Arrow record batch (time column as ``timestamp[ns, UTC]``)."""
-        from .sources.arrow import chunk_to_arrow  # late: the sources package imports this module
+        from .sources.arrow import (
+            chunk_to_arrow,  # late: the sources package imports this module
+        )
 
         return chunk_to_arrow(Chunk(self.ts, self.columns), time_column)
 
@@ -146,7 +158,7 @@ def merge_batches(batches: Sequence[Batch]) -> Batch:
         raise ValueError("nothing to merge")
     if len(batches) == 1:
         return batches[0]
-    for prev, cur in zip(batches, batches[1:]):
+    for prev, cur in itertools.pairwise(batches):
         if not can_merge(prev, cur):
             raise ValueError(
                 f"batch seq {cur.seq} (rows from {cur.first_row}) does not continue seq {prev.seq} "

@@ -29,36 +29,37 @@ from __future__ import annotations
 import json
 import math
 import struct
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from .batch import TIME_COLUMN, Batch, ResetEvent, StateEvent, merge_batches
 
 __all__ = [
+    "MAX_DICTIONARY_BYTES",
+    "MAX_DICTIONARY_VALUES",
     "TIME_MS_COLUMN",
     "TIME_NS_COLUMN",
     "WIRE_DTYPES",
-    "MAX_DICTIONARY_VALUES",
-    "MAX_DICTIONARY_BYTES",
-    "WireError",
-    "FrameEncoder",
     "FrameDecoder",
+    "FrameEncoder",
+    "WireError",
+    "ack_message",
+    "control_message",
+    "decode_frame",
+    "dropped_message",
+    "dumps",
     "encode_batch",
     "encode_batches",
     "encode_columns",
-    "decode_frame",
-    "dumps",
-    "loads",
-    "hello_message",
-    "state_message",
-    "reset_message",
-    "event_message",
-    "history_message",
-    "dropped_message",
     "error_message",
-    "ack_message",
-    "control_message",
+    "event_message",
+    "hello_message",
+    "history_message",
+    "loads",
+    "reset_message",
+    "state_message",
 ]
 
 #: Column names of the time column on the wire.
@@ -132,7 +133,7 @@ def _value_bytes(v: Any) -> int:
 class _Dictionary:
     """One column's dictionary on the encoding side."""
 
-    __slots__ = ("index", "values", "nbytes")
+    __slots__ = ("index", "nbytes", "values")
 
     def __init__(self) -> None:
         self.index: dict[tuple[type, Any], int] = {}

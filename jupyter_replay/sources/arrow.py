@@ -9,7 +9,8 @@ the same numpy dtypes the kernel had.
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -17,7 +18,7 @@ import pyarrow as pa
 from ..batch import TIME_COLUMN, Chunk
 from .base import ReplaySource
 
-__all__ = ["TIME_TYPE", "UPLOAD_ROWS", "column_to_arrow", "chunk_to_arrow", "source_to_arrow_stream"]
+__all__ = ["TIME_TYPE", "UPLOAD_ROWS", "chunk_to_arrow", "column_to_arrow", "source_to_arrow_stream"]
 
 log = logging.getLogger(__name__)
 

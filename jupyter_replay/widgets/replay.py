@@ -19,12 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import re
 import threading
-import time
-import weakref
-from collections import deque
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -35,30 +30,22 @@ import traitlets
 from traitlets import Bool, Dict, TraitError, Unicode, observe, validate
 
 from .. import wire
-from ..batch import TIME_COLUMN, Batch, ResetEvent, StateEvent
+from ..batch import Batch
 from ..controller import MAX_SPEED, MIN_SPEED, State, parse_speed
-from ..exceptions import DataError, InvalidValueError, ReplayError
+from ..exceptions import InvalidValueError, ReplayError
 from ..runner import ThreadedSession
 from ..session import check_symbol
-from ..sources.base import ReplaySource
-from . import plots
+from ..sources import as_source
+from . import attach, plots
+from .comm import FRAME_RATE, CommSender
 
-__all__ = ["Replay", "replay", "make_source", "InvalidTraitValue", "FRAME_RATE"]
+__all__ = ["Replay", "replay", "InvalidTraitValue", "FRAME_RATE"]
 
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).resolve().parent / "static"
-#: Most binary frame messages per second sent to the browser on the local path.
-FRAME_RATE = 30.0
-#: Most ``status`` refreshes per second while rows flow (state changes are sent at once).
-STATUS_RATE = 4.0
 MODES = ("replay", "live")
 _LIVE_FALLBACK_DTYPES = {"price": np.dtype(np.float64), "size": np.dtype(np.int64), "side": np.dtype(np.int8)}
-
-# server session id -> the Replay attached to it (the server keeps one session per kernel)
-_CLAIMS: "weakref.WeakValueDictionary[str, Replay]" = weakref.WeakValueDictionary()
-_CLAIMS_LOCK = threading.Lock()
-_BOKEHJS: bytes | None = None
 
 
 class InvalidTraitValue(TraitError, InvalidValueError):
@@ -66,75 +53,6 @@ class InvalidTraitValue(TraitError, InvalidValueError):
 
 
 # ----------------------------------------------------------------------------------- helpers
-
-
-def kernel_id() -> str:
-    """The id of the kernel this code runs in ("" outside a Jupyter kernel)."""
-    try:
-        from ipykernel.connect import get_connection_file
-
-        name = os.path.basename(get_connection_file())
-    except Exception:  # not in a kernel
-        return ""
-    m = re.match(r"kernel-(.+)\.json$", name)
-    return m.group(1) if m else ""
-
-
-def bokehjs_code() -> bytes:
-    """BokehJS (core bundle) from the installed bokeh package: inline, never a CDN."""
-    global _BOKEHJS
-    if _BOKEHJS is None:
-        from bokeh.util.paths import bokehjs_path
-
-        _BOKEHJS = (Path(bokehjs_path()) / "js" / "bokeh.min.js").read_bytes()
-    return _BOKEHJS
-
-
-def _guess_time(df: pd.DataFrame) -> str | None:
-    if TIME_COLUMN in df.columns:
-        return TIME_COLUMN
-    if isinstance(df.index, pd.DatetimeIndex):
-        return None
-    dt_cols = [c for c in df.columns if pd.api.types.is_datetime64_any_dtype(df[c])]
-    if len(dt_cols) == 1:
-        return str(dt_cols[0])
-    raise DataError(
-        "cannot tell which column holds the time: pass time=<column> "
-        f"(columns: {[str(c) for c in df.columns]})"
-    )
-
-
-def make_source(data: Any, time: str | None = None, columns: Sequence[str] | None = None) -> ReplaySource:
-    """A ``ReplaySource`` for ``data``: a source, a DataFrame, a ``.parquet``/``.csv`` path, or a dict/list
-    of DataFrames (merged by time). ``time=None`` finds the time column (``timestamp``, a DatetimeIndex or
-    the only datetime column)."""
-    if isinstance(data, ReplaySource):
-        return data
-    if isinstance(data, pd.DataFrame):
-        from ..sources.dataframe import DataFrameSource
-
-        return DataFrameSource(data, time=time if time is not None else _guess_time(data), columns=columns)
-    if isinstance(data, (str, os.PathLike)):
-        path = Path(data)
-        suffix = path.suffix.lower()
-        tcol = time if time is not None else TIME_COLUMN
-        if suffix in (".parquet", ".pq"):
-            from ..sources.parquet import ParquetSource
-
-            return ParquetSource(path, time=tcol, columns=columns)
-        if suffix in (".csv", ".gz", ".txt"):
-            from ..sources.csv import CSVSource
-
-            return CSVSource(path, time=tcol, columns=columns)
-        raise DataError(f"cannot replay {str(path)!r}: expected a .parquet or .csv file")
-    if isinstance(data, Mapping) or (isinstance(data, (list, tuple)) and data):
-        from ..sources.merged import MergedSource
-
-        items = data.values() if isinstance(data, Mapping) else data
-        first = next(iter(items))
-        tcol = time if time is not None else (_guess_time(first) if isinstance(first, pd.DataFrame) else TIME_COLUMN)
-        return MergedSource(data, time=tcol)
-    raise DataError(f"cannot replay a {type(data).__name__}: pass a DataFrame, a path or a ReplaySource")
 
 
 def check_speed(value: Any) -> float | str:
@@ -183,102 +101,6 @@ class Speed(traitlets.TraitType):
         if obj._cross_validation_lock is False:
             value = self._cross_validate(obj, value)
         return value
-
-
-# ----------------------------------------------------------------------------- frame sender
-
-
-class _Sender(threading.Thread):
-    """Takes session events (from the engine's thread) and sends them to the browser and the traits.
-
-    Batches in between are merged, so at most ``FRAME_RATE`` frame messages go out per second; resets
-    and history keep their order relative to the rows.
-    """
-
-    def __init__(self, widget: "Replay") -> None:
-        super().__init__(name="jupyter-replay-sender", daemon=True)
-        self._widget = weakref.ref(widget)
-        self._items: deque[Any] = deque()
-        self._cond = threading.Condition()
-        self._stopped = False
-        self._last_send = 0.0
-        self._last_status = 0.0
-        self.frames_sent = 0
-
-    def push(self, item: Any) -> None:
-        with self._cond:
-            self._items.append(item)
-            self._cond.notify()
-
-    def stop(self) -> None:
-        with self._cond:
-            self._stopped = True
-            self._cond.notify()
-
-    def run(self) -> None:
-        dirty_status = False
-        while True:
-            with self._cond:
-                if not self._items and not self._stopped:
-                    self._cond.wait(1.0 / STATUS_RATE if dirty_status else None)
-                if self._stopped:
-                    return
-            # coalesce: wait until one frame interval passed since the last send
-            wait = self._last_send + 1.0 / FRAME_RATE - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
-            with self._cond:
-                items = list(self._items)
-                self._items.clear()
-            widget = self._widget()
-            if widget is None:
-                return
-            try:
-                dirty_status = self._process(widget, items, dirty_status)
-            except Exception:  # never let the sender die: the browser would freeze
-                log.exception("jupyter_replay widget sender failed")
-            del widget
-
-    def _process(self, widget: "Replay", items: list[Any], dirty_status: bool) -> bool:
-        run: list[Batch] = []
-        urgent = False
-
-        def flush() -> None:
-            if run:
-                if widget._frames_to_browser():
-                    widget._send_frame(wire.encode_batches(run, ms_only=True))
-                    self.frames_sent += 1
-                run.clear()
-
-        for item in items:
-            if isinstance(item, Batch):
-                if run and (
-                    item.mode != run[-1].mode
-                    or item.first_row != run[-1].last_row
-                    or list(item.columns) != list(run[-1].columns)
-                ):
-                    flush()
-                run.append(item)
-                dirty_status = True
-            elif isinstance(item, ResetEvent):
-                flush()
-                if widget._frames_to_browser():
-                    widget._send_custom({"type": "reset", "seq": item.seq, "mode": item.mode.value, "reason": item.reason})
-                urgent = True
-            elif isinstance(item, StateEvent):
-                urgent = True
-            elif isinstance(item, tuple) and item and item[0] == "history":
-                flush()
-                widget._send_history(*item[1:])
-        flush()
-        if items:
-            self._last_send = time.monotonic()
-        now = time.monotonic()
-        if urgent or (dirty_status and now - self._last_status >= 1.0 / STATUS_RATE):
-            widget._refresh_status()
-            self._last_status = now
-            return False
-        return dirty_status
 
 
 # ------------------------------------------------------------------------------------ widget
@@ -343,7 +165,7 @@ class Replay(anywidget.AnyWidget):
             raise InvalidValueError(f"kind must be one of {plots.KINDS}, got {kind!r}")
         if isinstance(buffer_rows, bool) or not isinstance(buffer_rows, int) or buffer_rows < 1:
             raise InvalidValueError(f"buffer_rows must be an int >= 1, got {buffer_rows!r}")
-        source = make_source(data, time, columns) if data is not None else None
+        source = as_source(data, time, columns=columns) if data is not None else None
         self._tls = threading.local()
         self._lock = threading.RLock()
         self._callbacks: list[Callable[..., Any]] = []
@@ -381,11 +203,11 @@ class Replay(anywidget.AnyWidget):
             session_kwargs["timer"] = timer
         self._local = ThreadedSession(source, **session_kwargs)
         self._session: Any = self._local
-        self._sender = _Sender(self)
+        self._sender = CommSender(self)
         try:
             self._unsubscribe = self._session.subscribe(self._sender.push)
             with self._syncing():
-                self.set_trait("kernel_id", kernel_id())
+                self.set_trait("kernel_id", attach.kernel_id())
                 self.set_trait("plot", specs)
                 super().__init__(speed=speed_v, loop=loop, symbol=sym, mode="replay", **kwargs)
         except BaseException:
@@ -585,10 +407,7 @@ class Replay(anywidget.AnyWidget):
                     sess.close()
                 except Exception:
                     log.debug("closing session failed", exc_info=True)
-        with _CLAIMS_LOCK:
-            for key, w in list(_CLAIMS.items()):
-                if w is self:
-                    del _CLAIMS[key]
+        attach.release(self)
         super().close()
 
     def _check_open(self) -> None:
@@ -607,22 +426,6 @@ class Replay(anywidget.AnyWidget):
             return
         self.send(content, buffers=buffers)
 
-    def _send_frame(self, frame: bytes) -> None:
-        self._send_custom({"type": "frame"}, [frame])
-
-    def _send_history(self, chunk: Any, seq: int, mode: str) -> None:
-        if not self._frames_to_browser():
-            return
-        msg = {"type": "history", "rows": len(chunk), "seq": int(seq), "mode": mode}
-        if len(chunk):
-            frame = wire.encode_columns(
-                {"type": "batch", "seq": int(seq), "first_row": 0, "mode": mode, "history": True},
-                chunk.ts, chunk.columns, ms_only=True,
-            )
-            self._send_custom(msg, [frame])
-        else:
-            self._send_custom(msg)
-
     def _request_history(self) -> None:
         """Queue the buffer snapshot behind the rows already queued (consistent with the seq order)."""
         local = self._local
@@ -631,7 +434,7 @@ class Replay(anywidget.AnyWidget):
         sess = local.session
 
         def snap() -> None:
-            self._sender.push(("history", sess.buffer.to_chunk(), sess.seq, sess.mode.value))
+            self._sender.push_history(sess.buffer.to_chunk(), sess.seq, sess.mode.value)
 
         local.runner.call(snap)
 
@@ -645,18 +448,18 @@ class Replay(anywidget.AnyWidget):
                 args = {k: v for k, v in content.items() if k not in ("type", "action", "id")}
                 self._control(str(content.get("action")), args)
             elif kind == "need_bokeh":
-                self._send_custom({"type": "bokehjs"}, [bokehjs_code()])
+                self._send_custom({"type": "bokehjs"}, [attach.bokehjs_code()])
             elif kind == "history":
                 self._request_history()
             elif kind == "attach":
                 self._attach(content)
         except ReplayError as exc:
-            self._send_custom({"type": "error", "status": exc.http_status, "message": str(exc)})
+            self._send_custom(wire.error_message(exc.http_status, str(exc)))
         except TraitError as exc:
-            self._send_custom({"type": "error", "status": 400, "message": str(exc)})
+            self._send_custom(wire.error_message(400, str(exc)))
         except Exception as exc:  # report instead of dying silently in the kernel log
             log.exception("jupyter_replay widget message %r failed", kind)
-            self._send_custom({"type": "error", "status": 500, "message": f"{type(exc).__name__}: {exc}"})
+            self._send_custom(wire.error_message(500, f"{type(exc).__name__}: {exc}"[:300]))
 
     def _control(self, action: str, args: dict[str, Any]) -> None:
         """A control from the browser (local path): same actions/arguments as REST and WebSocket."""
@@ -666,56 +469,30 @@ class Replay(anywidget.AnyWidget):
 
     # ------------------------------------------------------------------ attach to the server session
     def _attach(self, msg: dict[str, Any]) -> None:
-        session_id = str(msg.get("session") or "")
-        token = str(msg.get("client_token") or "")
-        server_url = str(msg.get("server_url") or "")
-        if not (session_id and token and server_url):
-            raise InvalidValueError("attach needs session, client_token and server_url")
+        request = attach.AttachRequest(msg)
+        session_id = request.session_id
         if self.attached == session_id:
             self._send_custom({"type": "attach_result", "ok": True, "session": session_id})
             return
-        with _CLAIMS_LOCK:
-            owner = _CLAIMS.get(session_id)
-            if owner is not None and owner is not self and not owner._closed:
-                self._send_custom({"type": "attach_result", "ok": False, "session": session_id,
-                            "message": "another Replay of this kernel uses the server session"})
-                return
-            _CLAIMS[session_id] = self
+        if not attach.claim(session_id, self):
+            self._send_custom({"type": "attach_result", "ok": False, "session": session_id,
+                               "message": "another Replay of this kernel uses the server session"})
+            return
         try:
-            self._attach_to(session_id, token, server_url)
+            self._switch_to_server(request)
         except Exception:
-            with _CLAIMS_LOCK:
-                if _CLAIMS.get(session_id) is self:
-                    del _CLAIMS[session_id]
+            attach.release(self, session_id)
             raise
         self._send_custom({"type": "attach_result", "ok": True, "session": session_id})
 
-    def _attach_to(self, session_id: str, token: str, server_url: str) -> None:
-        from .remote import RemoteSession
-
+    def _switch_to_server(self, request: attach.AttachRequest) -> None:
         local = self._local
         assert local is not None
-        was_playing = local.state is State.PLAYING
         with self._lock:
-            if was_playing:
-                local.pause()
-            st = local.status()
-            remote = RemoteSession(
-                server_url, session_id, token, buffer_rows=self._buffer_rows,
-                tz=getattr(self._source, "tz", None),
+            remote, was_playing = attach.connect(
+                local, request, source=self._source, buffer_rows=self._buffer_rows, symbol=self.symbol,
+                callbacks=self._callbacks,
             )
-            try:
-                if self._source is not None:
-                    remote.upload(self._source)
-                remote.apply_settings(st, symbol=self.symbol)
-                for fn in self._callbacks:
-                    remote.on_batch(fn)
-                remote.start()
-            except Exception:
-                remote.close()
-                if was_playing:
-                    local.play()
-                raise
             # from here on the server session is authoritative
             self._unsubscribe()
             self._remote = remote
@@ -723,7 +500,7 @@ class Replay(anywidget.AnyWidget):
             self._status_seq = -1
             self._unsubscribe = remote.subscribe(self._sender.push)
             with self._syncing():
-                self.set_trait("attached", session_id)
+                self.set_trait("attached", request.session_id)
             if was_playing:
                 remote.play()
         self._local = None

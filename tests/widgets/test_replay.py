@@ -14,7 +14,9 @@ from jupyter_replay import wire
 from jupyter_replay.batch import Batch, Mode
 from jupyter_replay.exceptions import IllegalTransitionError, InvalidValueError, ReplayError
 from jupyter_replay.widgets import Replay, replay
-from jupyter_replay.widgets.replay import FRAME_RATE, bokehjs_code, make_source
+from jupyter_replay.sources import as_source as make_source
+from jupyter_replay.widgets.attach import bokehjs_code
+from jupyter_replay.widgets.comm import FRAME_RATE
 
 from widget_helpers import trades, wait_until
 
