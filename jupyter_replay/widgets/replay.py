@@ -27,14 +27,14 @@ import anywidget
 import numpy as np
 import pandas as pd
 import traitlets
-from traitlets import Bool, Dict, TraitError, Unicode, observe, validate
+from traitlets import Dict, TraitError, Unicode, observe, validate
 
 from .. import wire
 from ..batch import Batch
-from ..controller import MAX_SPEED, MIN_SPEED, State, parse_speed
+from .. import controls
+from ..controls import State
 from ..exceptions import InvalidValueError, ReplayError
 from ..runner import ThreadedSession
-from ..session import check_symbol
 from ..sources import as_source
 from . import attach, plots
 from .comm import FRAME_RATE, CommSender
@@ -55,21 +55,27 @@ class InvalidTraitValue(TraitError, InvalidValueError):
 # ----------------------------------------------------------------------------------- helpers
 
 
-def check_speed(value: Any) -> float | str:
-    """``"max"`` or a float in [MIN_SPEED, MAX_SPEED]; ``InvalidTraitValue`` otherwise.
+def _trait_error(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``parse`` raising ``InvalidTraitValue`` (a ``TraitError`` and an ``InvalidValueError``) instead."""
 
-    Stricter than the engine's ``parse_speed``: the only text accepted is ``"max"`` (no ``"10x"``,
-    ``"inf"``), and infinity must be spelled ``"max"``.
-    """
-    if isinstance(value, str) and value.strip().lower() == "max":
-        return "max"
-    try:
-        speed = None if isinstance(value, str) else parse_speed(value)
-    except InvalidValueError as exc:
-        raise InvalidTraitValue(str(exc)) from None
-    if speed is None or math.isinf(speed):
-        raise InvalidTraitValue(f"speed must be a number in [{MIN_SPEED:g}, {MAX_SPEED:g}] or 'max', got {value!r}")
-    return speed
+    def checked(value: Any) -> Any:
+        try:
+            return parse(value)
+        except InvalidValueError as exc:
+            raise InvalidTraitValue(str(exc)) from None
+
+    return checked
+
+
+#: The traits' value rules: the control table's normalisers, as for REST, WebSocket and the engine.
+check_speed = _trait_error(lambda v: controls.speed_to_json(controls.parse_speed(v)))
+check_loop = _trait_error(controls.parse_loop)
+check_mode = _trait_error(lambda v: controls.parse_mode(v).value)
+check_symbol = _trait_error(controls.check_symbol)
+#: Speeds a session reports are taken as they are (a server may allow more than the local default).
+_reported_speed = _trait_error(
+    lambda v: controls.speed_to_json(controls.parse_speed(v, controls.Policy(max_speed=math.inf)))
+)
 
 
 def _live_dtypes(factory: Callable[[str], Any] | None, symbol: str) -> dict[str, np.dtype]:
@@ -86,15 +92,20 @@ def _live_dtypes(factory: Callable[[str], Any] | None, symbol: str) -> dict[str,
     return dict(dtypes) if isinstance(dtypes, Mapping) else dict(_LIVE_FALLBACK_DTYPES)
 
 
-class Speed(traitlets.TraitType):
-    """Trait: a float in [MIN_SPEED, MAX_SPEED] or ``"max"`` (None, bools, NaN, inf and other text refused)."""
+class _Control(traitlets.TraitType):
+    """A trait checked by one of the control table's normalisers (None is never skipped)."""
 
-    default_value = 1.0
     allow_none = False
-    info_text = f"a number in [{MIN_SPEED:g}, {MAX_SPEED:g}] or 'max'"
 
-    def validate(self, obj: Any, value: Any) -> float | str:
-        return check_speed(value)
+    def __init__(self, default_value: Any, check: Callable[[Any], Any], info_text: str, **kwargs: Any) -> None:
+        self._check = check
+        self.info_text = info_text
+        super().__init__(default_value, **kwargs)
+
+    def validate(self, obj: Any, value: Any) -> Any:
+        if self._check is check_speed and getattr(obj, "_is_syncing", False):
+            return _reported_speed(value)
+        return self._check(value)
 
     def _validate(self, obj: Any, value: Any) -> Any:
         value = self.validate(obj, value)  # None included: never skipped
@@ -121,10 +132,16 @@ class Replay(anywidget.AnyWidget):
     status = Dict(read_only=True, help="Session status (state, mode, position, buffer_rows, ...); read-only.").tag(
         sync=True
     )
-    speed = Speed(1.0, help=f"Replay speed: a number in [{MIN_SPEED:g}, {MAX_SPEED:g}] or 'max'.").tag(sync=True)
-    loop = Bool(False, help="Restart from the beginning at the end of the data.").tag(sync=True)
-    mode = Unicode("replay", help="'replay' (recorded data) or 'live' (live feed of `symbol`).").tag(sync=True)
-    symbol = Unicode("DEMO", help="Instrument of the live feed.").tag(sync=True)
+    speed = _Control(
+        1.0, check_speed, f"a number in [{controls.MIN_SPEED:g}, {controls.MAX_SPEED:g}] (e.g. 10 or '10x') or 'max'",
+        help="Replay speed (controls.parse_speed): a number or 'Nx' text, or 'max'.",
+    ).tag(sync=True)
+    loop = _Control(False, check_loop, "True or False",
+                    help="Restart from the beginning at the end of the data.").tag(sync=True)
+    mode = _Control("replay", check_mode, "'replay' or 'live'",
+                    help="'replay' (recorded data) or 'live' (live feed of `symbol`).").tag(sync=True)
+    symbol = _Control("DEMO", check_symbol, "a symbol (controls.check_symbol)",
+                      help="Instrument of the live feed.").tag(sync=True)
     kernel_id = Unicode("", read_only=True, help="Id of the kernel owning this widget ('' outside a kernel).").tag(
         sync=True
     )
@@ -158,9 +175,8 @@ class Replay(anywidget.AnyWidget):
         **kwargs: Any,
     ) -> None:
         speed_v = check_speed(speed)
-        if not isinstance(loop, bool):
-            raise InvalidTraitValue(f"loop must be True or False, got {loop!r}")
-        sym = self._check_symbol(symbol)
+        loop = check_loop(loop)
+        sym = check_symbol(symbol)
         if kind not in plots.KINDS:
             raise InvalidValueError(f"kind must be one of {plots.KINDS}, got {kind!r}")
         if isinstance(buffer_rows, bool) or not isinstance(buffer_rows, int) or buffer_rows < 1:
@@ -270,13 +286,6 @@ class Replay(anywidget.AnyWidget):
             super().set_state(sync_data)
 
     # ------------------------------------------------------------------ validation (-> the session)
-    @staticmethod
-    def _check_symbol(value: Any) -> str:
-        try:
-            return check_symbol(value)
-        except InvalidValueError as exc:
-            raise InvalidTraitValue(str(exc)) from None
-
     @validate("speed")
     def _validate_speed(self, proposal: Any) -> float | str:
         value = proposal["value"]
@@ -290,15 +299,12 @@ class Replay(anywidget.AnyWidget):
         value = proposal["value"]
         if not self._is_syncing:
             with self._lock:
-                self._session.set_loop(bool(value))
-        return bool(value)
+                self._session.set_loop(value)
+        return value
 
     @validate("mode")
     def _validate_mode(self, proposal: Any) -> str:
-        value = proposal["value"]
-        mode = value.strip().lower() if isinstance(value, str) else getattr(value, "value", value)
-        if mode not in MODES:
-            raise InvalidTraitValue(f"mode must be 'replay' or 'live', got {value!r}")
+        mode = proposal["value"]  # already normalised by the trait
         if not self._is_syncing:
             with self._lock:
                 self._session.set_mode(mode, self.symbol)
@@ -306,7 +312,7 @@ class Replay(anywidget.AnyWidget):
 
     @validate("symbol")
     def _validate_symbol(self, proposal: Any) -> str:
-        value = self._check_symbol(proposal["value"])
+        value = proposal["value"]
         if not self._is_syncing and self.mode == "live" and value != self.symbol:
             with self._lock:
                 self._session.set_mode("live", value)
@@ -463,8 +469,6 @@ class Replay(anywidget.AnyWidget):
 
     def _control(self, action: str, args: dict[str, Any]) -> None:
         """A control from the browser (local path): same actions/arguments as REST and WebSocket."""
-        if action == "speed" and "speed" in args:
-            args = dict(args, speed=check_speed(args["speed"]))
         self._act(lambda: self._session.control(action, args))
 
     # ------------------------------------------------------------------ attach to the server session

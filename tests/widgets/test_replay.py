@@ -24,7 +24,9 @@ from widget_helpers import trades, wait_until
 # ------------------------------------------------------------------------------ validation
 
 
-@pytest.mark.parametrize("bad", [0, -1, math.nan, math.inf, -math.inf, "fast", "", True, None, 1001, 0.05, [1]])
+@pytest.mark.parametrize(
+    "bad", [0, -1, math.nan, -math.inf, "fast", "fastest", "inf", "", True, None, 1001, 0.05, [1], 10**400, "9" * 500]
+)
 def test_bad_speed_raises_traiterror_and_changes_nothing(make_replay, bad) -> None:
     r = make_replay(trades(20), speed=2)
     with pytest.raises(TraitError) as info:
@@ -33,6 +35,35 @@ def test_bad_speed_raises_traiterror_and_changes_nothing(make_replay, bad) -> No
     assert r.speed == 2.0
     assert r.session.status()["speed"] == 2.0
     assert r.status["speed"] == 2.0
+
+
+@pytest.mark.parametrize("value, expected", [("10x", 10.0), ("2.5x", 2.5), ("10", 10.0), (math.inf, "max"),
+                                             ("MAX", "max"), (3, 3.0)])
+def test_speed_takes_the_control_tables_grammar(make_replay, value, expected) -> None:
+    """``r.speed`` accepts what REST accepts (controls.parse_speed), and reports it as every host does."""
+    r = make_replay(trades(20), speed=2)
+    r.speed = value
+    assert r.speed == expected and r.session.status()["speed"] == expected == r.status["speed"]
+
+
+def test_bad_speed_message_is_the_engines(make_replay) -> None:
+    from jupyter_replay.controls import parse_speed
+
+    r = make_replay(trades(20))
+    with pytest.raises(InvalidValueError) as engine:
+        parse_speed("fastest")
+    with pytest.raises(TraitError) as trait:
+        r.speed = "fastest"
+    assert str(trait.value) == str(engine.value)
+
+
+@pytest.mark.parametrize("bad", [1, 0, "true", None])
+def test_bad_loop_raises_like_rest(make_replay, bad) -> None:
+    """``loop`` is True or False only (controls.parse_loop), as over REST: 0/1 and text are refused."""
+    r = make_replay(trades(10))
+    with pytest.raises(TraitError):
+        r.loop = bad
+    assert r.loop is False and r.session.status()["loop"] is False
 
 
 def test_bad_constructor_values() -> None:
@@ -49,11 +80,12 @@ def test_bad_constructor_values() -> None:
         Replay(df, y="nope")
 
 
-@pytest.mark.parametrize("bad", ["sideways", "", 3, None])
+@pytest.mark.parametrize("bad", ["sideways", "", 3, None, "x" * 10_000])
 def test_bad_mode_raises(make_replay, bad) -> None:
     r = make_replay(trades(10))
-    with pytest.raises(TraitError):
+    with pytest.raises(TraitError) as info:
         r.mode = bad
+    assert len(str(info.value)) < 200  # bounded: never the whole input
     assert r.mode == "replay" and r.session.status()["mode"] == "replay"
 
 
