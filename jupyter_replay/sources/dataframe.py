@@ -164,8 +164,20 @@ def column_to_numpy(series: pd.Series) -> np.ndarray:
 
     Numeric/bool numpy columns are kept as they are; nullable ints/floats with missing values become
     float64 (NaN), nullable bools with missing values become object; datetimes become naive UTC
-    ``datetime64[ns]``; strings, categoricals and anything else become object arrays.
+    ``datetime64[ns]``; strings, categoricals and anything else become object arrays, in which a missing
+    value is always ``None`` (not ``NaN``/``pd.NA``: what an Arrow round trip and the wire give, so every
+    host shows the same values).
     """
+    out = _column_to_numpy(series)
+    if out.dtype == object:
+        missing = pd.isna(out)
+        if missing.any():
+            out = out.copy()  # never write into the caller's frame
+            out[missing] = None
+    return out
+
+
+def _column_to_numpy(series: pd.Series) -> np.ndarray:
     dtype = series.dtype
     if isinstance(dtype, np.dtype):
         if dtype.kind in "biufc":

@@ -24,7 +24,7 @@ from traitlets.config import Config
 from jupyter_replay.widgets.remote import RemoteSession
 
 from server_helpers import on_server_loop
-from widget_helpers import RecordingReplay, trades
+from widget_helpers import RecordingReplay, long_format, trades
 
 
 @pytest.fixture
@@ -269,3 +269,93 @@ def wait_rows(r: RecordingReplay, n: int, timeout: float = 20.0) -> None:
     while len(r.buffer) < n:
         assert time.monotonic() < deadline, f"fewer than {n} rows after {timeout}s"
         time.sleep(0.02)
+
+
+# ------------------------------------------------------------------ one product on every host
+
+
+def headless_run(df: pd.DataFrame, time_column: str, callbacks: list[Callable[..., Any]]) -> tuple[pd.DataFrame, dict]:
+    """The same data replayed in the kernel (``ThreadedSession``), to the end at max speed."""
+    from jupyter_replay.runner import ThreadedSession
+    from jupyter_replay.sources import as_source
+
+    local = ThreadedSession(as_source(df, time_column), speed="max")
+    try:
+        for fn in callbacks:
+            local.on_batch(fn)
+        local.play()
+        assert local.wait(timeout=30).value == "finished"
+        return local.frame(), local.status()
+    finally:
+        local.close()
+
+
+@on_server_loop
+async def test_text_and_categorical_columns_reach_the_attached_client(jp_fetch, jp_serverapp, caplog):
+    """Long format with text, categorical, nullable and datetime columns: the server session has them, the
+    wire carries them (dictionary codes), and ``RemoteSession``'s buffer and batches equal the headless run's,
+    dtypes included. A callback reading ``batch.columns["symbol"]`` works on both; a failing callback is
+    logged once and counted in ``status()["callback_errors"]`` the same way on both."""
+    from jupyter_replay.sources import as_source
+
+    code, kernel = await request(jp_fetch, "POST", "api", "kernels", body={"name": "python3"})
+    assert code == 201
+    kid = kernel["id"]
+    df = long_format(60)
+
+    kinds: set[tuple] = set()
+
+    def make_callbacks() -> tuple[list[Any], list[Callable[..., Any]]]:
+        seen: list[Any] = []
+
+        def read_symbol(batch, clock):
+            seen.append(batch.columns["symbol"].tolist())
+            kinds.add((batch.columns["symbol"].dtype, batch.columns["settle"].dtype, batch.columns["flag"].dtype))
+
+        def broken(batch, clock):
+            raise KeyError("user bug")
+
+        return seen, [read_symbol, broken]
+
+    seen_local, callbacks = make_callbacks()
+    with caplog.at_level("ERROR", logger="jupyter_replay.client"):
+        local_frame, local_status = await asyncio.to_thread(headless_run, df, "date", callbacks)
+    local_logged = [r for r in caplog.records if r.name == "jupyter_replay.client"]
+
+    code, model = await request(jp_fetch, "POST", "replay", "api", "sessions", body={"kernel_id": kid})
+    assert code in (200, 201), model
+    remote = RemoteSession(model["server_url"], model["id"], model["client_token"], tz="America/New_York")
+    seen_remote, callbacks = make_callbacks()
+    caplog.clear()
+    try:
+        await asyncio.to_thread(remote.upload, as_source(df, "date"))
+        served = await server_buffer(jp_fetch, kid)  # empty, but with the uploaded columns
+        assert {"symbol", "venue", "note", "flag"} <= set(served.columns)
+        await asyncio.to_thread(remote.start)
+        for fn in callbacks:
+            remote.on_batch(fn)
+        with caplog.at_level("ERROR", logger="jupyter_replay.client"):
+            await asyncio.to_thread(remote.set_speed, "max")
+            await asyncio.to_thread(remote.play)
+            await asyncio.to_thread(remote.wait, ("finished",), 30)
+            await until(lambda: len(remote.frame()) == 60, what="every row mirrored")
+        remote_frame, remote_status = remote.frame(), remote.status()
+        remote_logged = [r for r in caplog.records if r.name == "jupyter_replay.client"]
+    finally:
+        await asyncio.to_thread(remote.close)
+        await request(jp_fetch, "DELETE", "api", "kernels", kid)
+
+    pd.testing.assert_frame_equal(remote_frame, local_frame, check_dtype=True)
+    assert remote_frame["symbol"].tolist() == df["symbol"].tolist()
+    assert remote_frame["venue"].tolist() == list(df["venue"].astype(object))
+    assert remote_frame["note"].tolist() == df["note"].tolist()
+    assert sum(seen_remote, []) == sum(seen_local, []) == df["symbol"].tolist()
+    assert kinds == {(np.dtype(object), np.dtype("datetime64[ns]"), np.dtype(object))}  # batches alike on both
+    # the failing callback: once in the log (with its traceback), then counted, the same on both hosts
+    # (one failure per batch; a slow client may get batches merged, so compare with the batches each saw)
+    assert local_status["callback_errors"] == len(seen_local) > 0
+    assert remote_status["callback_errors"] == len(seen_remote) > 0
+    assert len(local_logged) == len(remote_logged) == 1
+    assert "KeyError" in (local_logged[0].exc_text or "") and "KeyError" in (remote_logged[0].exc_text or "")
+    assert "client_callback_errors" not in remote_status
+    assert set(remote_status) == set(local_status)
