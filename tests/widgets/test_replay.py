@@ -417,3 +417,49 @@ def test_replay_function_and_close() -> None:
         r.close()
     with pytest.raises(ReplayError):
         r.play()
+
+
+# ------------------------------------------------------------------------------ text columns, callback errors
+
+
+def test_text_columns_on_the_local_path(make_replay, caplog) -> None:
+    """Long format with text and categorical columns: ``r.buffer`` and the batches have them, the comm
+    carries them as dictionary codes (each value once per comm), a failing callback is logged once."""
+    from widget_helpers import long_format
+
+    df = long_format(60)
+    r = make_replay(df, "date", speed="max")
+    seen: list[str] = []
+    r.on_batch(lambda batch, clock: seen.extend(batch.columns["symbol"].tolist()))
+
+    def broken(batch, clock):
+        raise KeyError("symbol")
+
+    r.on_batch(broken)
+    with caplog.at_level("ERROR", logger="jupyter_replay.client"):
+        r.play()
+        assert r.wait(timeout=20) == "finished"
+    assert seen == df["symbol"].tolist()
+    assert r.buffer["symbol"].tolist() == df["symbol"].tolist()
+    assert r.buffer["venue"].tolist() == list(df["venue"].astype(object))
+    assert r.buffer["note"].tolist() == df["note"].tolist()
+    logged = [rec for rec in caplog.records if rec.name == "jupyter_replay.client"]
+    assert len(logged) == 1 and "KeyError" in (logged[0].exc_text or "")
+    assert r.status["callback_errors"] == r.session.status()["callback_errors"] > 0
+    assert "symbol" in (r.status["error"] or "")
+    # what the browser received: every row, text decoded with one decoder for the comm
+    wait_until(lambda: sum(h["rows"] for h, _ in r.frames()) >= 60)
+    symbols = sum((cols["symbol"].tolist() for _, cols in r.frames()), [])
+    assert symbols == df["symbol"].tolist()
+    sent_values = sum((c["dictionary"]["values"] for c in _frame_columns(r) if c["name"] == "symbol"), [])
+    assert sorted(sent_values) == ["AAPL", "GOOG", "MSFT"]  # each value once
+
+
+def _frame_columns(r) -> list[dict]:
+    """The column specs of every frame sent over the comm (headers only: dictionaries as sent)."""
+    out = []
+    for content, buffers in r.messages():
+        if content.get("type") in ("frame", "history") and buffers:
+            head_len = int.from_bytes(buffers[0][:4], "little")
+            out.extend(json.loads(buffers[0][4 : 4 + head_len])["columns"])
+    return out

@@ -40,10 +40,11 @@ class RecordingReplay(Replay):
 
     def frames(self) -> list[tuple[dict, dict[str, np.ndarray]]]:
         """Decoded binary frames sent (``frame`` and ``history`` messages), in order."""
+        decoder = wire.FrameDecoder()  # one per comm, as in the browser: dictionaries are per stream
         out = []
         for content, buffers in self.messages():
             if content.get("type") in ("frame", "history") and buffers:
-                out.append(wire.decode_frame(buffers[0]))
+                out.append(decoder.decode(buffers[0]))
         return out
 
 
