@@ -224,7 +224,8 @@ class DataFrameSource(ArraySource):
 
     The frame is converted once to int64 ns and numpy columns (views of the frame where pandas
     allows it); cursor reads are numpy views. Numeric and bool columns keep their dtype;
-    object/string columns are kept as object arrays (replayed, but not plotted or sent on the wire).
+    object/string/categorical columns are kept as object arrays (replayed and sent on the wire as
+    dictionary codes; not plotted).
     """
 
     def __init__(
