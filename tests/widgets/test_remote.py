@@ -359,3 +359,34 @@ async def test_text_and_categorical_columns_reach_the_attached_client(jp_fetch, 
     assert "KeyError" in (local_logged[0].exc_text or "") and "KeyError" in (remote_logged[0].exc_text or "")
     assert "client_callback_errors" not in remote_status
     assert set(remote_status) == set(local_status)
+
+
+@on_server_loop
+async def test_attached_widget_long_format_callback_reads_the_text_column(jp_fetch, jp_serverapp):
+    """The issue's case: in JupyterLab (attached) a callback reading ``batch.columns["symbol"]`` works and
+    ``r.buffer`` has the text columns, exactly as headless."""
+    code, kernel = await request(jp_fetch, "POST", "api", "kernels", body={"name": "python3"})
+    assert code == 201
+    kid = kernel["id"]
+    df = long_format(90)
+    local_frame, _ = await asyncio.to_thread(headless_run, df, "date", [])
+    r = await asyncio.to_thread(lambda: RecordingReplay(df, "date", speed="max").render())
+    try:
+        counts: dict[str, int] = {}
+
+        @r.on_batch
+        def by_symbol(batch, clock):
+            for s in batch.columns["symbol"]:
+                counts[s] = counts.get(s, 0) + 1
+
+        await attach(jp_fetch, r, kid)
+        assert isinstance(r.session, RemoteSession)
+        await asyncio.to_thread(r.play)
+        assert await asyncio.to_thread(r.wait) == "finished"
+        await until(lambda: len(r.buffer) == 90, what="every row mirrored")
+        pd.testing.assert_frame_equal(r.buffer, local_frame, check_dtype=True)
+        assert counts == {"AAPL": 30, "MSFT": 30, "GOOG": 30}
+        assert r.status["callback_errors"] == 0 and "client_callback_errors" not in r.status
+    finally:
+        await asyncio.to_thread(r.close)
+        await request(jp_fetch, "DELETE", "api", "kernels", kid)
