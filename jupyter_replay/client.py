@@ -179,7 +179,7 @@ class SessionClient:
 
     def set_speed(self, value: Any) -> float:
         """Set the speed (see ``controls.parse_speed``); returns it (``inf`` for ``"max"``)."""
-        sp = self.control("speed", {"speed": value}).get("speed")
+        sp: Any = self.control("speed", {"speed": value}).get("speed")
         return float("inf") if sp == "max" else float(sp)
 
     def set_loop(self, flag: Any) -> None:

@@ -89,7 +89,8 @@ def _live_dtypes(factory: Callable[[str], Any] | None, symbol: str) -> dict[str,
             dtypes = factory(symbol).dtypes
         except Exception:  # the feed may not be constructible here; price/size is the usual shape
             dtypes = None
-    return dict(dtypes) if isinstance(dtypes, Mapping) else dict(_LIVE_FALLBACK_DTYPES)
+    found: Mapping[str, Any] = dtypes if isinstance(dtypes, Mapping) else _LIVE_FALLBACK_DTYPES
+    return {str(k): np.dtype(v) for k, v in found.items()}
 
 
 class _Control(traitlets.TraitType):
@@ -192,7 +193,7 @@ class Replay(anywidget.AnyWidget):
         self._buffer_rows = buffer_rows
         self._remote: Any = None
         self._local: ThreadedSession | None = None
-        spec_kwargs = dict(y=y, volume=volume, rollover=buffer_rows, title=title, height=height)
+        spec_kwargs: dict[str, Any] = dict(y=y, volume=volume, rollover=buffer_rows, title=title, height=height)
         bar_ms = None
         if bar is not None:
             from ..timeconv import to_duration_ns
@@ -208,7 +209,7 @@ class Replay(anywidget.AnyWidget):
             )
         live_dtypes = _live_dtypes(live_factory, sym)
         live_y = y if (y is not None and all(c in live_dtypes for c in ([y] if isinstance(y, str) else y))) else None
-        live_kwargs = dict(spec_kwargs, y=live_y, volume=volume if volume in live_dtypes else None)
+        live_kwargs: dict[str, Any] = dict(spec_kwargs, y=live_y, volume=volume if volume in live_dtypes else None)
         specs["live"] = plots.plot_spec(kind, live_dtypes, bar_ms=bar_ms or 1_000, **live_kwargs)
         if "replay" not in specs:
             specs["replay"] = specs["live"]
@@ -370,14 +371,13 @@ class Replay(anywidget.AnyWidget):
         """Release the next ``n`` rows (or the rows within ``duration`` of data time) while not playing."""
         return self._act(lambda: self._session.step(None if duration is not None else n, duration=duration))
 
-    def seek(self, target: Any = None, *, fraction: float | None = None) -> int:
-        """Jump to a timestamp (anything ``pd.Timestamp`` takes, or int ns) or to a ``fraction`` in [0, 1].
-
-        A float ``target`` is taken as a fraction. The buffer and plot are cleared.
-        """
+    def seek(self, target: Any = None, *, fraction: float | None = None, row: int | None = None) -> int:
+        """Jump to a timestamp (anything ``pd.Timestamp`` takes, or int ns), a ``fraction`` in [0, 1] or a
+        ``row``; returns the new position. A float ``target`` is taken as a fraction. The buffer and plot
+        are cleared."""
         if isinstance(target, float) and fraction is None:
             target, fraction = None, target
-        return self._act(lambda: self._session.seek(target, fraction=fraction))
+        return self._act(lambda: self._session.seek(target, fraction=fraction, row=row))
 
     def on_batch(self, fn: Callable[[Batch, Any], Any]) -> Callable[[Batch, Any], Any]:
         """Decorator: ``fn(batch, clock)`` runs (on a background thread) for every batch, in both modes.
