@@ -9,9 +9,10 @@ their error accounting, ``wait``, the mirrored buffer and the cached status. An 
 ``_control`` (run one action from ``controls.CONTROLS`` with its argument names), ``_read_status``,
 ``state``, ``clock`` and ``close``, and feeds events in with ``_on_event`` and ``_run_callbacks``.
 
-A failing ``on_batch`` callback never stops the replay: its first traceback is logged (logger
-``jupyter_replay.client``, level ERROR: in a notebook it reaches the cell output through the kernel's
-stderr unless logging is configured otherwise), every failure is counted in ``status()["callback_errors"]``
+A failing ``on_batch`` callback never stops the replay: its first failure is logged with the traceback
+(logger ``jupyter_replay.client``, level ERROR: with logging not configured, Python's last-resort handler
+prints it to stderr, which a kernel shows as cell output) and passed to ``on_callback_error`` listeners (the
+``Replay`` widget shows it in its status line); every failure is counted in ``status()["callback_errors"]``
 and described in ``status()["error"]``; later failures of the same callback are not logged again.
 """
 
@@ -54,6 +55,8 @@ class BatchCallbacks:
         self._reported: set[int] = set()
         self.errors = 0
         self.last_error: str | None = None
+        #: called with the error text on the first failure of each callback (e.g. a widget shows it)
+        self.first_failure: list[Callable[[str], None]] = []
 
     def __len__(self) -> int:
         return len(self._fns)
@@ -80,6 +83,11 @@ class BatchCallbacks:
                         "on_batch callback %r failed (shown once; later failures are counted in "
                         "status()['callback_errors'])", _name(fn),
                     )
+                    for notify in list(self.first_failure):
+                        try:
+                            notify(self.last_error)
+                        except Exception:  # a broken listener must not hide the callback's error
+                            log.exception("callback error listener failed")
 
 
 class SessionClient:
@@ -212,6 +220,10 @@ class SessionClient:
         """
         self._callbacks.add(fn)
         return fn
+
+    def on_callback_error(self, fn: Callable[[str], None]) -> None:
+        """``fn(message)`` on the first failure of each ``on_batch`` callback (the widget shows it)."""
+        self._callbacks.first_failure.append(fn)
 
     @property
     def callback_errors(self) -> int:

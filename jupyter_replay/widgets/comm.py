@@ -39,6 +39,15 @@ class _History:
         self.chunk, self.seq, self.mode = chunk, seq, mode
 
 
+class _Notice:
+    """A text message for the browser (``wire.error_message``), sent in order with the rows."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: dict[str, Any]) -> None:
+        self.message = message
+
+
 class CommSender(threading.Thread):
     """Takes session events (from the engine's thread) and sends them to the browser and the traits.
 
@@ -66,6 +75,10 @@ class CommSender(threading.Thread):
     def push_history(self, chunk: Chunk, seq: int, mode: str) -> None:
         """Queue the buffer snapshot (taken on the engine's thread, so it fits the event order)."""
         self.push(_History(chunk, seq, mode))
+
+    def push_error(self, text: str) -> None:
+        """Queue an ``error`` message (e.g. the first failure of an ``on_batch`` callback)."""
+        self.push(_Notice(wire.error_message(500, text)))
 
     def stop(self) -> None:
         with self._cond:
@@ -123,6 +136,10 @@ class CommSender(threading.Thread):
             elif isinstance(item, _History):
                 flush()
                 self._send_history(widget, item)
+            elif isinstance(item, _Notice):
+                flush()
+                if widget._has_view:  # both paths: the browser shows it in the status line
+                    widget._send_custom(item.message)
         flush()
         if items:
             self._last_send = time.monotonic()

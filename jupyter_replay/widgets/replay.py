@@ -221,6 +221,7 @@ class Replay(anywidget.AnyWidget):
         self._local = ThreadedSession(source, **session_kwargs)
         self._session: Any = self._local
         self._sender = CommSender(self)
+        self._local.on_callback_error(self._sender.push_error)
         try:
             self._unsubscribe = self._session.subscribe(self._sender.push)
             with self._syncing():
@@ -382,7 +383,9 @@ class Replay(anywidget.AnyWidget):
     def on_batch(self, fn: Callable[[Batch, Any], Any]) -> Callable[[Batch, Any], Any]:
         """Decorator: ``fn(batch, clock)`` runs (on a background thread) for every batch, in both modes.
 
-        Exceptions are logged and counted in ``status["callback_errors"]``; they never stop the replay.
+        A failing callback never stops the replay: its first failure is logged with the traceback (logger
+        ``jupyter_replay.client``; with logging not configured it appears as stderr output) and shown in the
+        widget's status line; every failure is counted in ``status["callback_errors"]`` on every host.
         """
         self._callbacks.append(fn)
         self._session.on_batch(fn)
@@ -503,6 +506,7 @@ class Replay(anywidget.AnyWidget):
             self._session = remote
             self._status_seq = -1
             self._unsubscribe = remote.subscribe(self._sender.push)
+            remote.on_callback_error(self._sender.push_error)
             with self._syncing():
                 self.set_trait("attached", request.session_id)
             if was_playing:

@@ -374,10 +374,17 @@ async def test_attached_widget_long_format_callback_reads_the_text_column(jp_fet
     try:
         counts: dict[str, int] = {}
 
+        batches: list[int] = []
+
         @r.on_batch
         def by_symbol(batch, clock):
+            batches.append(len(batch))
             for s in batch.columns["symbol"]:
                 counts[s] = counts.get(s, 0) + 1
+
+        @r.on_batch
+        def broken(batch, clock):
+            return batch.columns["no such column"]
 
         await attach(jp_fetch, r, kid)
         assert isinstance(r.session, RemoteSession)
@@ -386,7 +393,10 @@ async def test_attached_widget_long_format_callback_reads_the_text_column(jp_fet
         await until(lambda: len(r.buffer) == 90, what="every row mirrored")
         pd.testing.assert_frame_equal(r.buffer, local_frame, check_dtype=True)
         assert counts == {"AAPL": 30, "MSFT": 30, "GOOG": 30}
-        assert r.status["callback_errors"] == 0 and "client_callback_errors" not in r.status
+        await until(lambda: r.status.get("callback_errors") == len(batches) > 0, what="errors counted")
+        assert "client_callback_errors" not in r.status and "no such column" in r.status["error"]
+        shown = await until(lambda: r.messages("error"), what="the error shown")  # once, in the status line
+        assert len(shown) == 1 and "broken" in shown[0][0]["message"]
     finally:
         await asyncio.to_thread(r.close)
         await request(jp_fetch, "DELETE", "api", "kernels", kid)

@@ -447,6 +447,9 @@ def test_text_columns_on_the_local_path(make_replay, caplog) -> None:
     assert len(logged) == 1 and "KeyError" in (logged[0].exc_text or "")
     assert r.status["callback_errors"] == r.session.status()["callback_errors"] > 0
     assert "symbol" in (r.status["error"] or "")
+    # ... and shown once in the widget (its status line), not once per batch
+    shown = wait_until(lambda: r.messages("error"))
+    assert len(shown) == 1 and "broken" in shown[0][0]["message"] and "KeyError" in shown[0][0]["message"]
     # what the browser received: every row, text decoded with one decoder for the comm
     wait_until(lambda: sum(h["rows"] for h, _ in r.frames()) >= 60)
     symbols = sum((cols["symbol"].tolist() for _, cols in r.frames()), [])
