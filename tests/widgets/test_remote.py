@@ -400,3 +400,22 @@ async def test_attached_widget_long_format_callback_reads_the_text_column(jp_fet
     finally:
         await asyncio.to_thread(r.close)
         await request(jp_fetch, "DELETE", "api", "kernels", kid)
+
+
+def test_both_clients_have_one_api() -> None:
+    """``ThreadedSession`` and ``RemoteSession`` are adapters on ``SessionClient``: same methods, same signatures."""
+    import inspect
+
+    from jupyter_replay.client import SessionClient
+    from jupyter_replay.runner import ThreadedSession
+
+    names = ["play", "pause", "stop", "step", "seek", "set_speed", "set_loop", "set_mode", "control", "status",
+             "frame", "subscribe", "on_batch", "wait", "close"]
+    for name in names:
+        a, b = getattr(ThreadedSession, name), getattr(RemoteSession, name)
+        assert inspect.signature(a) == inspect.signature(b), name
+    for cls in (ThreadedSession, RemoteSession):
+        assert issubclass(cls, SessionClient)
+        for name in ["play", "pause", "stop", "step", "seek", "set_speed", "set_loop", "set_mode", "on_batch", "wait"]:
+            assert getattr(cls, name) is getattr(SessionClient, name), (cls.__name__, name)  # not re-implemented
+
