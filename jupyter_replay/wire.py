@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from .batch import TIME_COLUMN, Batch, ResetEvent, StateEvent, merge_batches
+from .exceptions import ReplayError, brief
 
 __all__ = [
     "MAX_DICTIONARY_BYTES",
@@ -81,8 +82,10 @@ _LEN = struct.Struct("<I")
 _ALIGN = 8
 
 
-class WireError(ValueError):
+class WireError(ReplayError, ValueError):
     """A frame or message that does not follow the wire format."""
+
+    http_status = 400
 
 
 def _pad(n: int) -> int:
@@ -333,11 +336,11 @@ class FrameDecoder:
                 offset, nbytes = int(spec["offset"]), int(spec["nbytes"])
                 start = base + offset
             except (KeyError, TypeError, ValueError, OverflowError) as exc:
-                raise WireError(f"bad column spec {_brief(spec)}: {exc}") from None
+                raise WireError(f"bad column spec {brief(spec)}: {exc}") from None
             name = spec.get("name")
             # raw little-endian numbers only: never objects, strings or records (nothing to unpickle or eval)
             if dtype.name not in WIRE_DTYPES or not isinstance(name, str):
-                raise WireError(f"column spec {_brief(spec)} is not a numeric wire column")
+                raise WireError(f"column spec {brief(spec)} is not a numeric wire column")
             if offset < 0 or start + nbytes > len(buf) or nbytes != rows * dtype.itemsize:
                 raise WireError(f"column {name!r} does not fit the frame")
             arr = np.frombuffer(buf, dtype=dtype, count=rows, offset=start)
@@ -348,7 +351,7 @@ class FrameDecoder:
             elif spec.get("logical") is not None:
                 logical = spec["logical"]
                 if _LOGICAL.get(logical) != dtype.name:
-                    raise WireError(f"column {name!r}: logical type {_brief(logical)} cannot come as {dtype.name}")
+                    raise WireError(f"column {name!r}: logical type {brief(logical)} cannot come as {dtype.name}")
                 arr = arr.view(logical) if logical != "float16" else arr.astype(np.float16)
             out[name] = arr
         return header, out
@@ -362,7 +365,7 @@ class FrameDecoder:
         current = self._dicts.get(name, [])
         if isinstance(start, bool) or not isinstance(start, int) or not 0 <= start <= len(current):
             raise WireError(
-                f"dictionary of column {name!r}: base {_brief(start)} with {len(current)} values known "
+                f"dictionary of column {name!r}: base {brief(start)} with {len(current)} values known "
                 "(a frame was missed: resync)"
             )
         if any(not isinstance(v, _SCALARS) for v in values):
@@ -379,7 +382,117 @@ class FrameDecoder:
         return lookup[codes]  # code -1 picks the trailing None
 
 
-def _brief(value: Any) -> str:
+def encode_columns(self, header: Mapping[str, Any], ts: np.ndarray, columns: Mapping[str, np.ndarray]) -> bytes:
+        """A frame from ``header`` (without ``columns``/``rows``), the time column and the value columns."""
+        if header.get("history"):
+            self._dicts.reset()
+        ts = np.asarray(ts, dtype=np.int64)
+        arrays: list[tuple[str, np.ndarray, dict[str, Any]]] = [(TIME_MS_COLUMN, ts.astype(np.float64) / 1e6, {})]
+        if not self.ms_only:
+            arrays.append((TIME_NS_COLUMN, ts, {}))
+        taken = {TIME_MS_COLUMN, TIME_NS_COLUMN}
+        for name, values in columns.items():
+            if name in taken:
+                continue
+            if len(values) != len(ts):
+                raise WireError(f"column {name!r} has {len(values)} rows, the time column {len(ts)}")
+            values = np.asarray(values)
+            wired = _wire_column(values)
+            if wired is None and values.dtype.kind in "OUS":
+                wired = self._dicts.encode(str(name), values)
+            if wired is not None:
+                arrays.append((str(name), wired[0], wired[1]))
+                taken.add(name)
+        return _frame(header, arrays, len(ts))
+
+
+class FrameDecoder:
+    """Decodes the binary frames of one stream, keeping its dictionaries (see the module docstring)."""
+
+    def __init__(self, max_values: int = MAX_DICTIONARY_VALUES) -> None:
+        self.max_values = int(max_values)
+        self._dicts: dict[str, list[Any]] = {}
+
+    def reset(self) -> None:
+        self._dicts.clear()
+
+    def decode(self, data: bytes | bytearray | memoryview) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """``(header, {name: array})``: numeric arrays are read-only views of ``data``; ``bool``,
+        ``datetime64[ns]``, ``timedelta64[ns]`` and ``float16`` columns come back in their dtype, dictionary
+        columns as object arrays."""
+        buf = memoryview(data).cast("B")
+        if len(buf) < _LEN.size:
+            raise WireError("frame too short")
+        (hlen,) = _LEN.unpack_from(buf, 0)
+        prefix = _LEN.size + hlen
+        if prefix > len(buf):
+            raise WireError("header length beyond the frame")
+        try:
+            header = json.loads(bytes(buf[_LEN.size : prefix]).decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # RecursionError: nested too deep
+            raise WireError(f"bad frame header: {exc}") from None
+        if not isinstance(header, dict) or not isinstance(header.get("columns"), list):
+            raise WireError("frame header lacks columns")
+        base = prefix + _pad(prefix)
+        rows = header.get("rows", 0)
+        if isinstance(rows, bool) or not isinstance(rows, int) or rows < 0:
+            raise WireError(f"bad row count {rows!r}")
+        out: dict[str, np.ndarray] = {}
+        for spec in header["columns"]:
+            if not isinstance(spec, dict):
+                raise WireError("a column spec must be an object")
+            try:
+                dtype = np.dtype(spec["dtype"]).newbyteorder("<")
+                offset, nbytes = int(spec["offset"]), int(spec["nbytes"])
+                start = base + offset
+            except (KeyError, TypeError, ValueError, OverflowError) as exc:
+                raise WireError(f"bad column spec {brief(spec)}: {exc}") from None
+            name = spec.get("name")
+            # raw little-endian numbers only: never objects, strings or records (nothing to unpickle or eval)
+            if dtype.name not in WIRE_DTYPES or not isinstance(name, str):
+                raise WireError(f"column spec {brief(spec)} is not a numeric wire column")
+            if offset < 0 or start + nbytes > len(buf) or nbytes != rows * dtype.itemsize:
+                raise WireError(f"column {name!r} does not fit the frame")
+            arr = np.frombuffer(buf, dtype=dtype, count=rows, offset=start)
+            if "dictionary" in spec:
+                arr = self._decode_dictionary(name, spec["dictionary"], arr, rows, dtype)
+            elif spec.get("bool"):
+                arr = arr.view(np.bool_)
+            elif spec.get("logical") is not None:
+                logical = spec["logical"]
+                if _LOGICAL.get(logical) != dtype.name:
+                    raise WireError(f"column {name!r}: logical type {brief(logical)} cannot come as {dtype.name}")
+                arr = arr.view(logical) if logical != "float16" else arr.astype(np.float16)
+            out[name] = arr
+        return header, out
+
+    def _decode_dictionary(self, name: str, spec: Any, codes: np.ndarray, rows: int, dtype: np.dtype) -> np.ndarray:
+        if dtype.name != "int32":
+            raise WireError(f"dictionary column {name!r} must have int32 codes, got {dtype.name}")
+        if not isinstance(spec, dict) or not isinstance(spec.get("values"), list):
+            raise WireError(f"dictionary of column {name!r} must be {{'base': int, 'values': [...]}}")
+        start, values = spec.get("base"), spec["values"]
+        current = self._dicts.get(name, [])
+        if isinstance(start, bool) or not isinstance(start, int) or not 0 <= start <= len(current):
+            raise WireError(
+                f"dictionary of column {name!r}: base {brief(start)} with {len(current)} values known "
+                "(a frame was missed: resync)"
+            )
+        if any(not isinstance(v, _SCALARS) for v in values):
+            raise WireError(f"dictionary of column {name!r} holds a value that is not a JSON scalar")
+        if start + len(values) > max(self.max_values, rows):
+            raise WireError(f"dictionary of column {name!r} beyond {self.max_values} values")
+        current = current[:start] + values
+        self._dicts[name] = current
+        if rows and (int(codes.max()) >= len(current) or int(codes.min()) < -1):
+            raise WireError(f"column {name!r} has codes outside its dictionary of {len(current)} values")
+        lookup = np.empty(len(current) + 1, dtype=object)
+        lookup[: len(current)] = current
+        lookup[-1] = None
+        return lookup[codes]  # code -1 picks the trailing None
+
+
+def brief(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
 

@@ -8,7 +8,7 @@ from typing import Any, Mapping, Sequence
 import pandas as pd
 
 from ..batch import TIME_COLUMN
-from ..exceptions import DataError, InvalidValueError
+from ..exceptions import DataError, InvalidValueError, brief
 from .base import Cursor, LiveSource, ReplaySource
 from .csv import CSVSource
 from .dataframe import ArrayCursor, ArraySource, DataFrameSource
@@ -91,7 +91,7 @@ def as_source(
         lower = path.lower()
         tcol = time if time is not None else TIME_COLUMN
         if format not in (None, "parquet", "csv"):
-            raise InvalidValueError(f"format must be 'parquet' or 'csv', got {str(format)[:40]!r}")
+            raise InvalidValueError(f"format must be 'parquet' or 'csv', got {brief(format)}")
         if format == "parquet" or (format is None and lower.endswith(_PARQUET_SUFFIXES)):
             return ParquetSource(path, time=tcol, **kwargs)
         if format == "csv" or (format is None and lower.endswith(_CSV_SUFFIXES)):
@@ -99,7 +99,7 @@ def as_source(
                 kwargs.setdefault("sep", "\t")
             return CSVSource(path, time=tcol, **kwargs)
         raise InvalidValueError(
-            f"cannot tell the format of {path[-200:]!r}: use a .parquet/.pq or .csv file, "
+            f"cannot tell the format of {brief(path)}: use a .parquet/.pq or .csv file, "
             "or pass ParquetSource/CSVSource explicitly"
         )
     if isinstance(obj, (Mapping, list, tuple)):

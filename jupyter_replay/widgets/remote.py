@@ -35,6 +35,7 @@ from ..exceptions import (
     InvalidValueError,
     ReplayError,
     SessionNotFoundError,
+    brief,
 )
 from ..runner import BackgroundLoop
 from ..sources.arrow import source_to_arrow_stream
@@ -112,7 +113,7 @@ class RemoteSession(SessionClient):
     ) -> None:
         parsed = urllib.parse.urlsplit(server_url)
         if parsed.scheme not in ("http", "https"):
-            raise InvalidValueError(f"server_url must be http(s)://, got {server_url[:80]!r}")
+            raise InvalidValueError(f"server_url must be http(s)://, got {brief(server_url)}")
         super().__init__(buffer_rows=buffer_rows, tz=tz)
         self.server_url = server_url if server_url.endswith("/") else server_url + "/"
         self.id = session_id
