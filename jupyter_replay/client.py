@@ -31,6 +31,7 @@ from .batch import Batch, Event, ResetEvent, StateEvent
 from .buffer import RollingBuffer
 from .clock import Clock
 from .controller import State
+from .exceptions import brief
 from .timeconv import ns_to_iso
 
 __all__ = ["NOT_PLAYING", "BatchCallback", "BatchCallbacks", "SessionClient"]
@@ -43,7 +44,7 @@ NOT_PLAYING: tuple[State, ...] = (State.FINISHED, State.PAUSED, State.STOPPED)
 
 
 def _name(fn: Any) -> str:
-    return str(getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__)
+    return str(getattr(fn, "__name__", None) or type(fn).__name__)
 
 
 class BatchCallbacks:
@@ -76,7 +77,7 @@ class BatchCallbacks:
                 fn(batch, clock)
             except Exception as exc:
                 self.errors += 1
-                self.last_error = f"on_batch callback {_name(fn)!r} failed: {type(exc).__name__}: {exc}"[:300]
+                self.last_error = f"on_batch callback {brief(_name(fn))} failed: {brief(exc, 200)}"
                 if id(fn) not in self._reported:
                     self._reported.add(id(fn))
                     log.exception(
