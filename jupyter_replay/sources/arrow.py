@@ -59,37 +59,40 @@ def chunk_to_arrow(
     return pa.RecordBatch.from_arrays(arrays, names=[time_column, *names])
 
 
+def _stream_schema(source: ReplaySource, first: Chunk, time_column: str) -> pa.Schema:
+    """The upload's schema: column types from the whole column for in-memory sources (an object column
+    whose first rows are all missing is still typed by its values), else from the first chunk.
+    Columns Arrow cannot convert (mixed Python objects) are left out with a warning naming them."""
+    data = getattr(source, "data", None)
+    fields = [pa.field(time_column, TIME_TYPE)]
+    for name, col in first.columns.items():
+        whole = data.get(name) if isinstance(data, Mapping) else None
+        try:
+            arr = column_to_arrow(whole if whole is not None else col)
+        except _CONVERT_ERRORS:
+            log.warning("column %r cannot be uploaded to the replay server; left out", name)
+            continue
+        fields.append(pa.field(name, arr.type))
+    return pa.schema(fields)
+
+
 def source_to_arrow_stream(
     source: ReplaySource, rows_per_batch: int = UPLOAD_ROWS, time_column: str = TIME_COLUMN
 ) -> Iterator[bytes]:
-    """The source's rows as an Arrow IPC stream, yielded in pieces (one record batch at a time).
-
-    Columns Arrow cannot convert (mixed Python objects) are left out with a warning naming them.
-    """
+    """The source's rows as an Arrow IPC stream, yielded in pieces (one record batch at a time)."""
     cursor = source.open()
     sink = _Sink()
     writer: Any = None
     schema: pa.Schema | None = None
-    keep: list[str] | None = None
     try:
         while True:
             chunk = cursor.read(rows_per_batch)
             if writer is not None and not len(chunk):
                 break
-            if keep is None:
-                keep = []
-                for name, col in chunk.columns.items():
-                    try:
-                        column_to_arrow(col)
-                    except _CONVERT_ERRORS:
-                        log.warning("column %r cannot be uploaded to the replay server; left out", name)
-                        continue
-                    keep.append(name)
-            batch = chunk_to_arrow(chunk, time_column, schema, columns=dict.fromkeys(keep))
-            if writer is None:
-                schema = batch.schema
+            if schema is None:
+                schema = _stream_schema(source, chunk, time_column)
                 writer = pa.ipc.new_stream(sink, schema)
-            writer.write_batch(batch)
+            writer.write_batch(chunk_to_arrow(chunk, time_column, schema, columns=dict.fromkeys(schema.names[1:])))
             yield sink.take()
             if not len(chunk):
                 break
