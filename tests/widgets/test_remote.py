@@ -419,3 +419,17 @@ def test_both_clients_have_one_api() -> None:
         for name in ["play", "pause", "stop", "step", "seek", "set_speed", "set_loop", "set_mode", "on_batch", "wait"]:
             assert getattr(cls, name) is getattr(SessionClient, name), (cls.__name__, name)  # not re-implemented
 
+
+
+def test_upload_stream_keeps_text_columns_whose_first_rows_are_missing() -> None:
+    """The upload (kernel -> server) is typed from the whole column: a text column that starts with missing
+    values still goes as strings, in every record batch; an unconvertible column is left out, named in a log."""
+    from jupyter_replay.sources import as_source
+    from jupyter_replay.sources.arrow import source_to_arrow_stream
+
+    n = 10
+    df = pd.DataFrame({"timestamp": pd.date_range("2024-01-02", periods=n, freq="s", tz="UTC"),
+                       "x": np.arange(n), "t": [None] * 5 + ["a"] * 5, "mixed": [1, "a"] * 5})
+    table = pa.ipc.open_stream(b"".join(source_to_arrow_stream(as_source(df), rows_per_batch=3))).read_all()
+    assert table.schema.names == ["timestamp", "x", "t"] and table.schema.field("t").type == pa.string()
+    assert table.column("t").to_pylist() == [None] * 5 + ["a"] * 5
