@@ -36,6 +36,7 @@ import numpy as np
 
 from .batch import TIME_COLUMN, Batch, ResetEvent, StateEvent, merge_batches
 from .exceptions import ReplayError, brief
+from .timeconv import temporal_to_ns
 
 __all__ = [
     "MAX_DICTIONARY_BYTES",
@@ -92,7 +93,7 @@ def _pad(n: int) -> int:
     return (-n) % _ALIGN
 
 
-def _wire_column(values: np.ndarray) -> tuple[np.ndarray, dict[str, Any]] | None:
+def _wire_column(values: np.ndarray, name: str = "column") -> tuple[np.ndarray, dict[str, Any]] | None:
     """The little-endian array to send for numeric ``values`` plus extra header keys, or None (not numeric)."""
     values = np.asarray(values)
     kind = values.dtype.kind
@@ -101,7 +102,7 @@ def _wire_column(values: np.ndarray) -> tuple[np.ndarray, dict[str, Any]] | None
         values, extra = values.astype(np.uint8), {"bool": True}
     elif kind in "mM":
         logical = "datetime64[ns]" if kind == "M" else "timedelta64[ns]"
-        values = values.astype(f"<{kind}8[ns]").view("<i8")
+        values = temporal_to_ns(values, f"column {brief(name)}").view(np.int64).astype("<i8", copy=False)
         extra = {"unit": "ns", "logical": logical}
     elif kind == "f" and values.dtype.itemsize == 2:
         values, extra = values.astype(np.float32), {"logical": "float16"}
@@ -287,7 +288,7 @@ class FrameEncoder:
             if len(values) != len(ts):
                 raise WireError(f"column {name!r} has {len(values)} rows, the time column {len(ts)}")
             values = np.asarray(values)
-            wired = _wire_column(values)
+            wired = _wire_column(values, str(name))
             if wired is None and values.dtype.kind in "OUS":
                 wired = self._dicts.encode(str(name), values)
             if wired is not None:
