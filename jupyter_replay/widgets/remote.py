@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .. import wire
+from .. import controls, wire
 from ..batch import Batch, Mode, ResetEvent, StateEvent
 from ..client import SessionClient
 from ..clock import Clock
@@ -73,6 +73,18 @@ def _json_args(action: str, args: dict[str, Any]) -> dict[str, Any]:
     if dur is not None and not isinstance(dur, (int, str)):
         out["duration"] = str(pd.Timedelta(dur))
     return out
+
+
+def _policy_from(table: Any) -> controls.Policy | None:
+    """The server's ``Policy`` from the control table it sends in ``hello`` (None if absent or odd)."""
+    try:
+        speed = table["speed"]
+        return controls.Policy(
+            max_speed=float(speed["max"]), allow_max_speed=bool(speed["allow_max"]),
+            max_step_rows=int(table["max_step_rows"]),
+        )
+    except (TypeError, KeyError, ValueError):
+        return None
 
 
 class _RemoteClock(Clock):
@@ -129,11 +141,15 @@ class RemoteSession(SessionClient):
         self._clock = _RemoteClock(self)
         self._task: asyncio.Task[None] | None = None
         self._ws: Any = None
+        #: the server session's limits, from the control table in ``hello`` (None until connected)
+        self.policy: controls.Policy | None = None
         self._hello = threading.Event()
         self._synced = threading.Event()  # the first history (buffer snapshot) has been applied
 
     # ------------------------------------------------------------------ SessionClient I/O
     def _control(self, action: str, args: dict[str, Any]) -> dict[str, Any]:
+        if self.policy is not None:  # the server's own check, here first: same refusal and message, no I/O
+            controls.normalise_args(action, args, self.policy)
         return self._post_status(self._request("POST", f"/actions/{action}", _json_args(action, args)))
 
     def _read_status(self) -> dict[str, Any]:
@@ -316,6 +332,7 @@ class RemoteSession(SessionClient):
             seq = int(m.get("seq") or 0)
             if kind == "hello":
                 self._instance = m.get("instance") or self._instance
+                self.policy = _policy_from(m.get("controls")) or self.policy
                 self._seq = max(self._seq, seq)
                 if isinstance(m.get("session"), dict):
                     self._post_status(m["session"])

@@ -434,3 +434,42 @@ def test_upload_stream_keeps_text_columns_whose_first_rows_are_missing() -> None
     table = pa.ipc.open_stream(b"".join(source_to_arrow_stream(as_source(df), rows_per_batch=3))).read_all()
     assert table.schema.names == ["timestamp", "x", "t"] and table.schema.field("t").type == pa.string()
     assert table.column("t").to_pylist() == [None] * 5 + ["a"] * 5
+
+
+@on_server_loop
+async def test_bad_control_values_are_refused_alike(jp_fetch, jp_serverapp):
+    """The same bad value gives the same typed error and message headless and attached."""
+    from jupyter_replay.runner import ThreadedSession
+    from jupyter_replay.sources import as_source
+
+    code, kernel = await request(jp_fetch, "POST", "api", "kernels", body={"name": "python3"})
+    assert code == 201
+    kid = kernel["id"]
+    code, model = await request(jp_fetch, "POST", "replay", "api", "sessions", body={"kernel_id": kid})
+    assert code in (200, 201), model
+    remote = RemoteSession(model["server_url"], model["id"], model["client_token"])
+    local = await asyncio.to_thread(lambda: ThreadedSession(as_source(trades(20))))
+    bad: list[tuple[str, Callable[[Any], Any]]] = [
+        ("speed nan", lambda s: s.set_speed(float("nan"))), ("speed text", lambda s: s.set_speed("fastest")),
+        ("speed huge", lambda s: s.set_speed(10**400)), ("loop 1", lambda s: s.set_loop(1)),
+        ("mode", lambda s: s.set_mode("sideways")), ("symbol", lambda s: s.set_mode("live", "a b")),
+        ("step 0", lambda s: s.step(0)), ("seek fraction", lambda s: s.seek(fraction=2.0)),
+        ("seek two", lambda s: s.seek(fraction=0.5, row=3)), ("pause stopped", lambda s: s.pause()),
+    ]
+    try:
+        await asyncio.to_thread(remote.upload, as_source(trades(20)))
+        await asyncio.to_thread(remote.start)
+        for what, call in bad:
+            errors = []
+            for s in (local, remote):
+                try:
+                    await asyncio.to_thread(call, s)
+                except Exception as exc:  # noqa: BLE001 - compared below, type and message
+                    errors.append((type(exc), str(exc)))
+                else:
+                    errors.append(None)
+            assert errors[0] is not None and errors[0] == errors[1], (what, errors)
+    finally:
+        await asyncio.to_thread(remote.close)
+        await asyncio.to_thread(local.close)
+        await request(jp_fetch, "DELETE", "api", "kernels", kid)
