@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 import itertools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, ClassVar, Union
@@ -130,7 +130,7 @@ class ResetEvent:
     kind: ClassVar[str] = "reset"
 
 
-Event = Union[Batch, StateEvent, ResetEvent]
+Event = Union[Batch, StateEvent, ResetEvent]  # noqa: UP007 - a runtime alias (isinstance checks, older callers)
 
 
 def can_merge(a: Batch, b: Batch, max_rows: int | None = None) -> bool:

@@ -12,8 +12,9 @@ import os
 import re
 import threading
 import weakref
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from ..controller import State
 from ..exceptions import InvalidValueError
@@ -24,7 +25,7 @@ from .remote import RemoteSession
 __all__ = ["AttachRequest", "bokehjs_code", "claim", "connect", "kernel_id", "release"]
 
 # server session id -> the widget attached to it (the server keeps one session per kernel)
-_CLAIMS: "weakref.WeakValueDictionary[str, Any]" = weakref.WeakValueDictionary()
+_CLAIMS: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
 _CLAIMS_LOCK = threading.Lock()
 _BOKEHJS: bytes | None = None
 
@@ -35,7 +36,7 @@ def kernel_id() -> str:
         from ipykernel.connect import get_connection_file
 
         name = os.path.basename(get_connection_file())
-    except Exception:  # not in a kernel
+    except Exception:  # noqa: BLE001 - not in a kernel (any failure means: no kernel id)
         return ""
     m = re.match(r"kernel-(.+)\.json$", name)
     return m.group(1) if m else ""

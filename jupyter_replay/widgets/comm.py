@@ -55,7 +55,7 @@ class CommSender(threading.Thread):
     per second; resets and history keep their order relative to the rows.
     """
 
-    def __init__(self, widget: "Replay") -> None:
+    def __init__(self, widget: Replay) -> None:
         super().__init__(name="jupyter-replay-sender", daemon=True)
         self._widget = weakref.ref(widget)
         self._items: deque[Any] = deque()
@@ -109,7 +109,7 @@ class CommSender(threading.Thread):
                 log.exception("jupyter_replay widget sender failed")
             del widget
 
-    def _process(self, widget: "Replay", items: list[Any], dirty_status: bool) -> bool:
+    def _process(self, widget: Replay, items: list[Any], dirty_status: bool) -> bool:
         run: list[Batch] = []
         urgent = False
 
@@ -150,7 +150,7 @@ class CommSender(threading.Thread):
             return False
         return dirty_status
 
-    def _send_history(self, widget: "Replay", item: _History) -> None:
+    def _send_history(self, widget: Replay, item: _History) -> None:
         if not widget._frames_to_browser():
             return
         chunk = item.chunk

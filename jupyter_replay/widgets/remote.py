@@ -90,7 +90,7 @@ def _policy_from(table: Any) -> controls.Policy | None:
 class _RemoteClock(Clock):
     """Session time as seen from the last status/batch (extrapolated while playing)."""
 
-    def __init__(self, remote: "RemoteSession") -> None:
+    def __init__(self, remote: RemoteSession) -> None:
         self._remote = remote
 
     @property
@@ -289,7 +289,7 @@ class RemoteSession(SessionClient):
                 conn = await websocket_connect(request, max_message_size=_MAX_MESSAGE, ping_interval=20)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - any connect failure: retry with backoff
                 self.last_error = f"WebSocket connect failed: {exc}"
                 code = getattr(exc, "code", None)
                 if code in (403, 404):  # the session is gone or the token is not valid any more
@@ -399,14 +399,14 @@ class RemoteSession(SessionClient):
             if self._ws is not None:
                 try:
                     self._ws.close()
-                except Exception:
+                except Exception:  # noqa: BLE001 - closing: best effort
                     pass
             if task is not None:
                 task.cancel()
 
         try:
             self.runner.call(cancel, timeout=5)
-        except Exception:
+        except Exception:  # noqa: BLE001 - closing: best effort
             pass
         with self._lock:
             self._subscribers.clear()

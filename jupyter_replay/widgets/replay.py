@@ -20,8 +20,9 @@ from __future__ import annotations
 import logging
 import math
 import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import anywidget
 import numpy as np
@@ -29,9 +30,8 @@ import pandas as pd
 import traitlets
 from traitlets import Dict, TraitError, Unicode, observe, validate
 
-from .. import wire
+from .. import controls, wire
 from ..batch import Batch
-from .. import controls
 from ..controls import State
 from ..exceptions import InvalidValueError, ReplayError
 from ..runner import ThreadedSession
@@ -87,7 +87,7 @@ def _live_dtypes(factory: Callable[[str], Any] | None, symbol: str) -> dict[str,
     if not isinstance(dtypes, Mapping):
         try:
             dtypes = factory(symbol).dtypes
-        except Exception:  # the feed may not be constructible here; price/size is the usual shape
+        except Exception:  # noqa: BLE001 - the feed may not be constructible here; price/size is the usual shape
             dtypes = None
     found: Mapping[str, Any] = dtypes if isinstance(dtypes, Mapping) else _LIVE_FALLBACK_DTYPES
     return {str(k): np.dtype(v) for k, v in found.items()}
@@ -149,9 +149,9 @@ class Replay(anywidget.AnyWidget):
     plot = Dict(read_only=True, help="Plot specs per mode: {'replay': spec, 'live': spec} (Bokeh json_item).").tag(
         sync=True
     )
-    attached = Unicode("", read_only=True, help="Id of the server session this widget is a client of ('' = local).").tag(
-        sync=True
-    )
+    attached = Unicode(
+        "", read_only=True, help="Id of the server session this widget is a client of ('' = local)."
+    ).tag(sync=True)
 
     _FROM_FRONTEND_IGNORED = frozenset({"status", "kernel_id", "plot", "attached"})
 
@@ -193,7 +193,9 @@ class Replay(anywidget.AnyWidget):
         self._buffer_rows = buffer_rows
         self._remote: Any = None
         self._local: ThreadedSession | None = None
-        spec_kwargs: dict[str, Any] = dict(y=y, volume=volume, rollover=buffer_rows, title=title, height=height)
+        spec_kwargs: dict[str, Any] = {
+            "y": y, "volume": volume, "rollover": buffer_rows, "title": title, "height": height,
+        }
         bar_ms = None
         if bar is not None:
             from ..timeconv import to_duration_ns
@@ -213,7 +215,7 @@ class Replay(anywidget.AnyWidget):
         specs["live"] = plots.plot_spec(kind, live_dtypes, bar_ms=bar_ms or 1_000, **live_kwargs)
         if "replay" not in specs:
             specs["replay"] = specs["live"]
-        session_kwargs: dict[str, Any] = dict(buffer_rows=buffer_rows, speed=speed_v, loop=loop, symbol=sym)
+        session_kwargs: dict[str, Any] = {"buffer_rows": buffer_rows, "speed": speed_v, "loop": loop, "symbol": sym}
         if live_factory is not None:
             session_kwargs["live_factory"] = live_factory
         if timer is not None:
@@ -238,7 +240,7 @@ class Replay(anywidget.AnyWidget):
 
     # ------------------------------------------------------------------ sync helpers
     class _SyncCtx:
-        def __init__(self, widget: "Replay") -> None:
+        def __init__(self, widget: Replay) -> None:
             self.widget = widget
 
         def __enter__(self) -> None:
@@ -250,7 +252,7 @@ class Replay(anywidget.AnyWidget):
             self.widget._tls.syncing = self.prev
             self.widget._lock.release()
 
-    def _syncing(self) -> "Replay._SyncCtx":
+    def _syncing(self) -> Replay._SyncCtx:
         return Replay._SyncCtx(self)
 
     @property
@@ -264,7 +266,7 @@ class Replay(anywidget.AnyWidget):
         if status is None:
             try:
                 status = self._session.status()
-            except Exception:  # closing, or the server went away
+            except Exception:  # noqa: BLE001 - closing, or the server went away
                 return
         with self._syncing():
             seq = int(status.get("seq") or 0)
@@ -408,7 +410,7 @@ class Replay(anywidget.AnyWidget):
         self._sender.stop()
         try:
             self._unsubscribe()
-        except Exception:
+        except Exception:  # noqa: BLE001 - closing: best effort
             pass
         for sess in (self._remote, self._local):
             if sess is not None:
