@@ -6,12 +6,12 @@ behind gets, in this order:
 
 1. merged frames: when ``max_queue`` batch frames are waiting, a new batch joins the last waiting frame (one
    frame ``first_seq``..``seq``; it may overtake waiting ``state`` messages, never a ``reset``); the frames
-   merged away are reported with a ``frames_merged`` message (no row is lost);
+   merged away are reported with a ``merged`` message (``frames_merged``; no row is lost);
 2. a resync: when merging is not possible (a reset in between, the merged frame would exceed the session's
    ``buffer_rows``, ``max_queue`` state/reset messages are waiting) or the connection's output would exceed
    its byte budget ``max_bytes``, everything waiting is discarded and the client is re-synchronised:
    ``reset`` (reason ``resync``), ``state``, ``history``. Rows it thereby never receives are counted in
-   ``rows_dropped`` (see ``_settle_loss``). Control replies (``ack``/``error``) are never discarded;
+   ``rows_dropped`` (see ``_settle_loss``; also reported in ``merged``). Control replies (``ack``/``error``) are never discarded;
 3. a close: a client past its budget (a resync pending) whose write has not completed for
    ``stall_timeout`` seconds is closed with 1013 (try again later); a client that does not read its replies
    is closed with 1008.
@@ -49,6 +49,7 @@ from tornado.websocket import WebSocketClosedError
 
 from .. import wire
 from ..batch import Batch, Event, ResetEvent, StateEvent
+from ..controls import table_json
 from ..exceptions import ReplayError
 
 if TYPE_CHECKING:
@@ -219,6 +220,8 @@ class ReplayConnection:
         self.writer = writer
         self.can_write = can_write
         self.ms_only = ms_only
+        #: this connection's frame encoder (its text-column dictionaries are per stream)
+        self._encoder = wire.FrameEncoder(ms_only=ms_only)
         self.since = since
         self.instance = instance
         #: the requesting user (per-user connection limit); None for capability tokens
@@ -246,7 +249,8 @@ class ReplayConnection:
         self._frames = 0  # queued _Frames items
         self._texts = 0  # queued non-reply text items
         self._replies = 0  # queued reply items
-        self._unreported = 0
+        self._unreported = 0  # frames merged since the last ``merged`` report
+        self._unreported_rows = 0  # rows dropped since the last ``merged`` report
         self._resync_pending = False
         # stream bookkeeping for rows_dropped: every reset starts a new epoch; discarded rows of the
         # current epoch form one contiguous range [_lost_start, _lost_end), older epochs' are all lost
@@ -279,7 +283,10 @@ class ReplayConnection:
             return
         session = managed.session
         managed.attach(self)
-        hello = wire.hello_message(managed.model(), session.seq, instance=managed.instance, writable=self.can_write)
+        hello = wire.hello_message(
+            managed.model(), session.seq, instance=managed.instance, writable=self.can_write,
+            controls=table_json(session.policy),
+        )
         self._put(_Text(hello))
         missed = None
         if self.since is not None and (self.instance is None or self.instance == managed.instance):
@@ -473,6 +480,7 @@ class ReplayConnection:
             self.frames_merged += frames_merged
             self.rows_dropped += rows_dropped
             self._unreported += frames_merged
+            self._unreported_rows += rows_dropped
             self.managed.count_slow_client(frames_merged, rows_dropped)
 
     # ----------------------------------------------------------------- control messages
@@ -570,9 +578,12 @@ class ReplayConnection:
                         return
                     self.written_bytes -= size
                 self.written_bytes = 0
-                if self._unreported and not self._resync_pending:
-                    count, self._unreported = self._unreported, 0
-                    report = wire.frames_merged_message(count, total=self.frames_merged)
+                if (self._unreported or self._unreported_rows) and not self._resync_pending:
+                    report = wire.merged_message(
+                        self._unreported, self._unreported_rows,
+                        total_frames_merged=self.frames_merged, total_rows_dropped=self.rows_dropped,
+                    )
+                    self._unreported = self._unreported_rows = 0
                     await self._flushed(self.writer.write_message(wire.dumps(report), binary=False))
         except (WebSocketClosedError, StreamClosedError):
             self.close()
@@ -591,14 +602,15 @@ class ReplayConnection:
             return [(wire.dumps(item.message), False)]
         if isinstance(item, _Frames):
             self._sent_seq = item.batches[-1].seq
-            return [(wire.encode_batches(item.batches, ms_only=self.ms_only), True)]
+            return [(self._encoder.encode(item.batches), True)]
         if isinstance(item, _History):
             self._weight = self.ack_window
             batch = item.batch
-            frame = wire.encode_batch(batch, ms_only=self.ms_only, history=True)
+            frame = self._encoder.encode(batch, history=True)
             while len(frame) > self.max_bytes and len(batch) > 1:  # estimate exceeded (e.g. text dictionaries)
+                # a history starts the encoder's dictionaries afresh, so encoding it again is harmless
                 batch = _cut(batch, max(1, len(batch) * self.max_bytes // len(frame) * 9 // 10))
-                frame = wire.encode_batch(batch, ms_only=self.ms_only, history=True)
+                frame = self._encoder.encode(batch, history=True)
             self._sent_seq = batch.seq
             head = wire.history_message(len(batch), batch.seq, first_row=batch.first_row, mode=batch.mode.value)
             return [(wire.dumps(head), False), (frame, True)]

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
 from tornado.ioloop import PeriodicCallback
 
 from ..batch import Batch, Event
-from ..controller import parse_speed
+from ..controls import Policy, parse_loop, parse_speed
 from ..exceptions import (
     DataError,
     IllegalTransitionError,
@@ -273,10 +273,8 @@ class SessionManager:
         unknown = set(settings) - {"speed", "loop"}
         if unknown:
             raise InvalidValueError(f"unknown session setting(s) {sorted(unknown)}")
-        if "speed" in settings:
-            self._check_speed(settings["speed"])
-        if not isinstance(settings.get("loop", False), bool):
-            raise InvalidValueError(f"loop must be true or false, got {settings['loop']!r}")
+        speed = parse_speed(settings.get("speed", 1.0), self.policy)
+        loop = parse_loop(settings.get("loop", False))
         replay_source = self.make_source(source) if source is not None else None
         try:
             kernelless = kernel_id not in self.kernel_manager
@@ -292,9 +290,9 @@ class SessionManager:
                 replay_source,
                 session_id=kernel_id,
                 buffer_rows=self.app.buffer_rows,
-                max_speed=self.app.max_speed,
-                speed=settings.get("speed", 1.0),
-                loop=settings.get("loop", False),
+                policy=self.policy,
+                speed=speed,
+                loop=loop,
                 live_factory=self.app.live_factory,
             )
         except BaseException:
@@ -332,25 +330,19 @@ class SessionManager:
             self.log.error("replay session cleanup failed", exc_info=task.exception())
 
     # ----------------------------------------------------------------- control
-    def _check_speed(self, value: Any) -> None:
-        speed = parse_speed(value, self.app.max_speed)
-        if speed == float("inf") and not self.app.allow_max_speed:
-            raise InvalidValueError("speed 'max' is disabled on this server (ReplayExtension.allow_max_speed)")
+    @property
+    def policy(self) -> Policy:
+        """The server's limits on control values (one ``controls.Policy`` for every session)."""
+        return Policy(max_speed=self.app.max_speed, allow_max_speed=self.app.allow_max_speed)
 
     def control(self, managed: ManagedSession, action: Any, args: dict[str, Any] | None) -> dict[str, Any]:
-        """Run a control action on a session (server policy first); returns the session model."""
-        if not isinstance(action, str):
-            raise InvalidValueError("'action' must be a string")
-        if args is not None and not isinstance(args, dict):
-            raise InvalidValueError("action arguments must be a JSON object")
-        args = dict(args or {})
-        if action == "speed" and "speed" in args:
-            self._check_speed(args["speed"])
-        managed.session.control(action, args)
+        """Run a control action on a session under the server's policy; returns the session model."""
+        managed.session.control(action, args, self.policy)
         return managed.model()
 
     def make_source(self, spec: Any) -> ReplaySource:
-        """Build a replay source from ``{"kind": "parquet"|"csv", "path", "time"?}`` or ``{"kind": "sample"}``."""
+        """Build a replay source from ``{"kind": "parquet"|"csv", "path", "time"?}`` or ``{"kind": "sample"}``:
+        the JSON spec is checked here, the source built by the one factory, ``sources.as_source``."""
         if not isinstance(spec, dict):
             raise InvalidValueError("'source' must be a JSON object with a 'kind'")
         kind = spec.get("kind")
@@ -364,7 +356,7 @@ class SessionManager:
         if not isinstance(time_column, str) or not time_column:
             raise InvalidValueError("source 'time' must be a column name")
         if kind == "sample":
-            from ..sources import DataFrameSource, sample_trades
+            from ..sources import as_source, sample_trades
 
             kwargs = {}
             for key in ("n", "seed"):
@@ -375,17 +367,13 @@ class SessionManager:
                     kwargs[key] = value
             if not 1 <= kwargs.get("n", 1) <= _SAMPLE_MAX_ROWS:
                 raise InvalidValueError(f"sample source 'n' must be between 1 and {_SAMPLE_MAX_ROWS}")
-            return DataFrameSource(sample_trades(**kwargs), time="timestamp")
+            return as_source(sample_trades(**kwargs), time="timestamp")
         if kind in ("parquet", "csv"):
             path = resolve_data_path(spec.get("path"), self.data_dirs, self.serverapp.root_dir)
+            from ..sources import as_source
+
             try:
-                if kind == "parquet":
-                    from ..sources import ParquetSource
-
-                    return ParquetSource(path, time=time_column)
-                from ..sources import CSVSource
-
-                return CSVSource(path, time=time_column)
+                return as_source(path, time=time_column, format=kind)
             except ReplayError:
                 raise
             except (OSError, ValueError) as exc:

@@ -315,7 +315,7 @@ async def test_slow_clients_are_bounded_and_do_not_slow_the_others(api, raw_ws, 
         end = (i + 1) * step
         await _follow(fast, fast_checker, lambda k, m, end=end: k == "frame" and m[0]["first_row"] + m[0]["rows"] == end)
     assert fast_checker.rows == n and fast_checker.frames == n // step
-    assert fast_connection.frames_merged == 0 and not [m for m in fast_checker.texts if m["type"] == "frames_merged"]
+    assert fast_connection.frames_merged == 0 and not [m for m in fast_checker.texts if m["type"] == "merged"]
     np.testing.assert_array_equal(np.concatenate(fast_checker.ts), ts_ns(df))
 
     # the stalled clients: one frame stuck in the socket, at most 4 queued, everything else merged
@@ -334,8 +334,8 @@ async def test_slow_clients_are_bounded_and_do_not_slow_the_others(api, raw_ws, 
 
         def done(kind, msg, checker=checker, told=told, total=total):
             checker.feed(kind, msg)
-            if kind == "text" and msg["type"] == "frames_merged":
-                told[0] = msg["total"]
+            if kind == "text" and msg["type"] == "merged":
+                told[0] = msg["total_frames_merged"]
             return checker.next_row == n and told[0] == total
 
         await ws.until(done)

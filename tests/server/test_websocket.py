@@ -12,6 +12,7 @@ from raw_ws import stall_server_side
 from server_helpers import arrow_bytes, on_server_loop, ts_ns
 from tornado.httpclient import HTTPClientError
 
+from jupyter_replay.controls import table_json
 from jupyter_replay.sources import sample_trades
 
 SESSIONS = ("replay", "api", "sessions")
@@ -49,7 +50,7 @@ async def open_and_skip_history(api, sid, **params):
 
 
 @on_server_loop
-async def test_history_contains_only_own_session(api):
+async def test_history_contains_only_own_session(api, replay_manager):
     ka, kb = await api.start_kernel(), await api.start_kernel()
     await api.create(ka, source={"kind": "sample", "n": 250, "seed": 11}, speed="max")
     await api.create(kb, source={"kind": "sample", "n": 180, "seed": 12}, speed="max")
@@ -59,6 +60,7 @@ async def test_history_contains_only_own_session(api):
     for kid, seed, n in ((ka, 11, 250), (kb, 12, 180)):
         ws, hello, history, (header, cols) = await open_and_skip_history(api, kid)
         assert hello["session"]["id"] == kid and hello["writable"] is True
+        assert hello["controls"] == table_json(replay_manager.policy)  # the browser enables buttons from it
         assert history["rows"] == n and header["rows"] == n and header["first_row"] == 0
         expected = sample_trades(n=n, seed=seed)
         np.testing.assert_array_equal(cols["timestamp_ns"], ts_ns(expected))
@@ -193,8 +195,8 @@ def tally(msgs):
     """(frames after the last resync, reported frames_merged count, whether a resync happened)."""
     got, merged, resynced = [], 0, False
     for kind, msg in msgs:
-        if kind == "text" and msg["type"] == "frames_merged":
-            merged += msg["count"]
+        if kind == "text" and msg["type"] == "merged":
+            merged += msg["frames_merged"]
         elif kind == "text" and msg["type"] in ("reset", "history"):
             resynced = resynced or msg.get("reason") == "resync"
             got = []
@@ -221,8 +223,8 @@ def caught_up(connection, next_row: int):
     def pred(kind, msg):
         if kind == "frame":
             state["row"] = msg[0]["first_row"] + msg[0]["rows"]
-        elif msg["type"] == "frames_merged":
-            state["told"] = msg["total"] == total
+        elif msg["type"] == "merged":
+            state["told"] = msg["total_frames_merged"] == total
         return state["row"] == next_row and state["told"]
 
     return pred
@@ -285,6 +287,7 @@ async def test_slow_client_is_coalesced_and_bounded(api, raw_ws, replay_ext, rep
     values = np.concatenate([c["c0"] for _, c in got])
     np.testing.assert_array_equal(values, np.arange(position, position + 10 * step, dtype=np.float64))
     assert connection.rows_dropped == 10 * step
+    assert sum(m["rows_dropped"] for k, m in msgs if k == "text" and m["type"] == "merged") == 10 * step  # told
     status = await api.status(kid)
     assert status["rows_dropped"] == 10 * step and status["frames_merged"] == merged + connection.frames_merged
     assert connection.max_frames_queued <= 4  # bounded throughout, whatever the client did

@@ -151,8 +151,8 @@ class SoakClient:
             else:
                 self.seq, self.next_row = msg["seq"], None
             return
-        if kind == "frames_merged":
-            self.stats.frames_merged += msg["count"]
+        if kind == "merged":
+            self.stats.frames_merged += msg["frames_merged"]
             return
         if kind in ("ack", "pong"):
             return
