@@ -373,12 +373,12 @@ class SessionManager:
             self._check_speed(settings["speed"])
         if not isinstance(settings.get("loop", False), bool):
             raise InvalidValueError(f"loop must be true or false, got {brief(settings['loop'])}")
-        self._check_can_create(kernel_id, owner, reclaim)  # fail fast, before any heavy work
+        # the source is validated (400) before the kernel is looked up (404/409), as for every other field
         replay_source = await self.run_heavy(self.make_source, source) if source is not None else None
         try:
             size = source_size(replay_source)
             with self._admit(size):
-                kernelless = self._check_can_create(kernel_id, owner, reclaim)  # the loop ran meanwhile
+                kernelless = self._check_can_create(kernel_id, owner, reclaim)
                 foreign = self._sessions.get(kernel_id)
                 if foreign is not None:
                     self.log.warning(
