@@ -141,8 +141,6 @@ class ReplayAPIHandler(CapabilityMixin, ExtensionHandlerMixin, APIHandler):
         if isinstance(value, (ReplayError, *BAD_INPUT_ERRORS)):  # the client's error, not a server fault
             self.log.warning("%s %s: %s", self.request.method, self.request.path, brief_message(_exc_text(value)))
             return
-        if isinstance(value, web.HTTPError) and value.log_message:
-            value.log_message = brief_message(value.log_message)
         super().log_exception(typ, value, tb)
 
 
