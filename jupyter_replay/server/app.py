@@ -9,7 +9,7 @@ from typing import Any, Callable
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Enum, Float, Integer, List, Unicode, observe, validate
 
-from ..controller import MAX_SPEED, MIN_SPEED
+from ..controls import MAX_SPEED, MAX_STEP_ROWS, MIN_SPEED
 from .manager import SessionManager
 from .settings import ServerSettings
 
@@ -67,7 +67,7 @@ class ReplayExtension(ExtensionApp):
     ).tag(config=True)
 
     max_step_rows = Integer(
-        1_000_000,
+        MAX_STEP_ROWS,
         help="Most rows one 'step' may release (step n= or duration=); larger steps answer 400.",
     ).tag(config=True)
 

@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterable, Iterator, Protocol, TypeVar
 from tornado.ioloop import PeriodicCallback
 
 from ..batch import Batch, Event
-from ..controller import parse_speed
+from ..controls import Policy, parse_loop, parse_speed
 from ..exceptions import (
     DataError,
     IllegalTransitionError,
@@ -369,10 +369,8 @@ class SessionManager:
         unknown = set(settings) - {"speed", "loop"}
         if unknown:
             raise InvalidValueError(f"unknown session setting(s) {brief(sorted(unknown))}")
-        if "speed" in settings:
-            self._check_speed(settings["speed"])
-        if not isinstance(settings.get("loop", False), bool):
-            raise InvalidValueError(f"loop must be true or false, got {brief(settings['loop'])}")
+        speed = parse_speed(settings.get("speed", 1.0), self.policy)
+        loop = parse_loop(settings.get("loop", False))
         # the source is validated (400) before the kernel is looked up (404/409), as for every other field
         replay_source = await self.run_heavy(self.make_source, source) if source is not None else None
         try:
@@ -391,9 +389,9 @@ class SessionManager:
                     replay_source,
                     session_id=kernel_id,
                     buffer_rows=limits.buffer_rows,
-                    max_speed=limits.max_speed,
-                    speed=settings.get("speed", 1.0),
-                    loop=settings.get("loop", False),
+                    policy=self.policy,
+                    speed=speed,
+                    loop=loop,
                     live_factory=self.live_factory,
                 )
                 managed = ManagedSession(
@@ -450,21 +448,14 @@ class SessionManager:
             self.log.error("replay session cleanup failed", exc_info=task.exception())
 
     # ----------------------------------------------------------------- control
-    def _check_speed(self, value: Any) -> None:
-        speed = parse_speed(value, self.settings.max_speed)
-        if speed == float("inf") and not self.settings.allow_max_speed:
-            raise InvalidValueError("speed 'max' is disabled on this server (ReplayExtension.allow_max_speed)")
+    @property
+    def policy(self) -> Policy:
+        """The server's limits on control values (one ``controls.Policy`` for every session)."""
+        return self.settings.policy()
 
     def control(self, managed: ManagedSession, action: Any, args: dict[str, Any] | None) -> dict[str, Any]:
-        """Run a control action on a session (server policy first); returns the session model."""
-        if not isinstance(action, str):
-            raise InvalidValueError("'action' must be a string")
-        if args is not None and not isinstance(args, dict):
-            raise InvalidValueError("action arguments must be a JSON object")
-        args = dict(args or {})
-        if action == "speed" and "speed" in args:
-            self._check_speed(args["speed"])
-        managed.session.control(action, args)
+        """Run a control action on a session under the server's policy; returns the session model."""
+        managed.session.control(action, args, self.policy)
         return managed.model()
 
     def make_source(self, spec: Any) -> ReplaySource:

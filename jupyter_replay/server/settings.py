@@ -8,7 +8,8 @@ new value whenever one of those traits changes (``ReplayExtension._settings_chan
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+
+from ..controls import MAX_SPEED, MAX_STEP_ROWS, Policy
 
 __all__ = ["ServerSettings"]
 
@@ -19,10 +20,10 @@ class ServerSettings:
 
     max_sessions: int = 64
     buffer_rows: int = 100_000
-    max_speed: float = 1000.0
+    max_speed: float = MAX_SPEED
     allow_max_speed: bool = True
     #: rows one ``step`` may release (``controls.Policy.max_step_rows``)
-    max_step_rows: int = 1_000_000
+    max_step_rows: int = MAX_STEP_ROWS
     idle_timeout: float = 3600.0
     idle_check_interval: float = 30.0
     #: directories file sources may be read from (already defaulted to the server's root_dir)
@@ -40,10 +41,8 @@ class ServerSettings:
     resume_events: int = 1024
     allow_kernelless_sessions: bool = False
 
-    def policy(self) -> Any:
+    def policy(self) -> Policy:
         """The control table's ``Policy`` for these limits (speed range, speed 'max', step size)."""
-        from ..controls import Policy
-
         return Policy(
             max_speed=self.max_speed, allow_max_speed=self.allow_max_speed, max_step_rows=self.max_step_rows
         )
