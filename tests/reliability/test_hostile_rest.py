@@ -228,7 +228,7 @@ async def test_step_is_capped_by_max_step_rows(api, replay_ext):
     replay_ext.max_step_rows = 1000
     for n in (40_000_000, HUGE, 1001):
         code, err = await api.action(sid, "step", n=n)
-        assert code == 400 and "1000" in err["message"] and len(err["message"]) < 600, (n, err)
+        assert code == 400 and "1,000" in err["message"] and len(err["message"]) < 600, (n, err)
     model = await api.ok(sid, "step", n=1000)
     assert model["position"] == 1000
 
