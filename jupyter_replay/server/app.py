@@ -9,9 +9,9 @@ from typing import Any, Callable
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Enum, Float, Integer, List, Unicode, observe, validate
 
-from ..controls import MAX_SPEED, MAX_STEP_ROWS, MIN_SPEED
+from ..controls import MAX_SPEED, MIN_SPEED
 from .manager import SessionManager
-from .settings import ServerSettings
+from .settings import SERVER_MAX_STEP_ROWS, ServerSettings
 
 __all__ = ["ReplayExtension"]
 
@@ -67,8 +67,12 @@ class ReplayExtension(ExtensionApp):
     ).tag(config=True)
 
     max_step_rows = Integer(
-        MAX_STEP_ROWS,
-        help="Most rows one 'step' may release (step n= or duration=); larger steps answer 400.",
+        SERVER_MAX_STEP_ROWS,
+        help=(
+            "Most rows one 'step' may release (step n= or duration=); larger steps answer 400 (use seek to jump). "
+            "A step runs on the event loop: the default (the default buffer_rows) keeps it short for the "
+            "other sessions; the engine's own limit is higher."
+        ),
     ).tag(config=True)
 
     max_session_rows = Integer(

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..controls import MAX_SPEED, MAX_STEP_ROWS, Policy
+from ..controls import MAX_SPEED, Policy
 
-__all__ = ["ServerSettings"]
+__all__ = ["ServerSettings", "SERVER_MAX_STEP_ROWS"]
+
+#: a server's default step limit: a step runs on the event loop every session shares (the engine allows more)
+SERVER_MAX_STEP_ROWS = 100_000
 
 
 @dataclass(frozen=True)
@@ -23,7 +26,7 @@ class ServerSettings:
     max_speed: float = MAX_SPEED
     allow_max_speed: bool = True
     #: rows one ``step`` may release (``controls.Policy.max_step_rows``)
-    max_step_rows: int = MAX_STEP_ROWS
+    max_step_rows: int = SERVER_MAX_STEP_ROWS
     idle_timeout: float = 3600.0
     idle_check_interval: float = 30.0
     #: directories file sources may be read from (already defaulted to the server's root_dir)
