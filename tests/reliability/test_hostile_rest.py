@@ -317,3 +317,19 @@ async def test_the_kernels_user_reclaims_a_session_someone_else_created(api, rep
     code, err, _ = await api.request("POST", *SESSIONS, body={"kernel_id": kid}, headers=who("alice"))
     assert code == 409 and err["reason"] == "IllegalTransitionError"
     assert (await api.status(kid, headers=who("alice")))["instance"] == mine["instance"]
+
+
+def test_decoded_width_counts_every_encoding():
+    """Rows x decoded width for the encodings that expand: dictionaries, REE strings, nested nulls."""
+    n = 1_000_000
+    words = pa.array(["a" * 100, "b" * 100]).dictionary_encode()
+    dictionary = pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)), words.dictionary)
+    ree_text = pa.RunEndEncodedArray.from_arrays(pa.array([n], pa.int32()), pa.array(["x" * 1000]))
+    nested = pa.ListArray.from_arrays(pa.array([0, n], pa.int32()), pa.nulls(n))  # one row holding 1M nulls
+    ts = pa.array(np.arange(n, dtype=np.int64), pa.timestamp("ns"))
+    table = pa.table({"timestamp": ts, "d": dictionary, "r": ree_text})
+    size = measure_upload(ipc(table), max_rows=10**9)
+    assert size.rows == n
+    assert size.nbytes >= n * (8 + 8) + n * 1000  # time + dictionary pointers + the expanded REE strings
+    one_row = pa.table({"timestamp": ts.slice(0, 1), "l": nested})
+    assert measure_upload(ipc(one_row), max_rows=10**9).nbytes >= n * 8  # a list's 1M nulls count
