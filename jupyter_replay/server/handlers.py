@@ -10,6 +10,7 @@ Messages and log lines never echo unbounded input (``exceptions.brief``).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from http.client import responses
 from typing import Any
@@ -44,6 +45,9 @@ ARROW_STREAM_TYPE = "application/vnd.apache.arrow.stream"
 
 #: exceptions Python raises on values a request carried (huge integers, deep nesting, bad text): a 400
 BAD_INPUT_ERRORS = (OverflowError, RecursionError, UnicodeError, ValueError)
+
+#: bytes of a streamed upload between two returns to the event loop
+_YIELD_EVERY = 4 * 1024 * 1024
 
 #: the Authorizer's permission jupyter_server's kernel WebSocket requires to run code in a kernel
 KERNELS_RESOURCE, KERNELS_ACTION = "kernels", "execute"
@@ -252,15 +256,20 @@ class SessionDataHandler(ReplayAPIHandler):
         if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
             raise web.HTTPError(400, "request body too large (max_body_bytes=%d)", self.max_body_bytes)
 
-    def data_received(self, chunk: bytes) -> None:
+    async def data_received(self, chunk: bytes) -> None:
         if self._too_large:
             return
+        before = self._size
         self._size += len(chunk)
         if self._size > self.max_body_bytes:
             self._too_large = True
             self._chunks.clear()
             return
         self._chunks.append(chunk)
+        if before // _YIELD_EVERY != self._size // _YIELD_EVERY:
+            # tornado reads a body that is already in the socket buffer without returning to the loop:
+            # let the other sessions run every few MiB of a big upload
+            await asyncio.sleep(0)
 
     @web.authenticated
     @replay_authorized("write")
@@ -269,7 +278,8 @@ class SessionDataHandler(ReplayAPIHandler):
         await require_access(self, managed, "manage")
         if self._too_large:
             raise web.HTTPError(400, "request body too large (max_body_bytes=%d)", self.max_body_bytes)
-        body, self._chunks = b"".join(self._chunks), []
+        chunks, self._chunks = self._chunks, []
+        body = await self.replay_manager.run_heavy(b"".join, chunks)  # a copy of up to max_body_bytes
         time_column = self.get_query_argument("time", "timestamp")
         await self.replay_manager.load_arrow(managed, body, time_column)
         self.write_json(await self.session_model(managed, with_token=False))

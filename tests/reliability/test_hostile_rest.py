@@ -233,6 +233,23 @@ async def test_step_is_capped_by_max_step_rows(api, replay_ext):
     assert model["position"] == 1000
 
 
+@on_server_loop
+async def test_a_maximal_step_reaches_clients_in_bounded_frames(api, replay_ext, replay_manager):
+    """A step of ``max_step_rows`` goes out as several frames of at most ``max_batch_rows``, never one."""
+    sid = await kernelless(api, "s", source={"kind": "sample", "n": 150_000})
+    ws = await api.ws(sid)
+    await ws.until(lambda k, m: k == "text" and m.get("type") == "hello")
+    n = replay_ext.max_step_rows
+    await api.ok(sid, "step", n=n)
+    frames = []
+    msgs = await ws.until(lambda k, m: k == "frame" and m[0]["first_row"] + m[0]["rows"] >= n, timeout=30)
+    frames = [m[0] for k, m in msgs if k == "frame" and not m[0].get("history")]
+    limit = replay_manager.get(sid).session.controller.max_batch_rows
+    assert sum(h["rows"] for h in frames) == n
+    assert len(frames) >= 2 and all(h["rows"] <= limit for h in frames), [h["rows"] for h in frames]
+    ws.close()
+
+
 def test_wire_loads_refuses_long_integer_literals_and_deep_nesting():
     for text in ('{"type": "control", "id": ' + "9" * 5000 + "}", "[" * 100_000 + "]" * 100_000):
         with pytest.raises(wire.WireError) as excinfo:
