@@ -291,8 +291,6 @@ class SessionBufferHandler(ReplayAPIHandler):
     @web.authenticated
     @replay_authorized("read")
     async def get(self, session_id: str) -> None:
-        import pyarrow as pa
-
         managed = self.replay_manager.get(session_id)
         await require_access(self, managed, "read")
         frame, seq = managed.session.frame(), managed.session.seq  # a copy, taken on the loop

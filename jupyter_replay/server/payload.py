@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+
 import numpy as np
 import pyarrow as pa
 
@@ -20,7 +21,7 @@ from ..exceptions import DataError, PayloadTooLargeError, brief
 from ..sources import DataFrameSource
 from ..sources.base import ReplaySource
 
-__all__ = ["DataSize", "measure_upload", "decode_upload", "source_size", "array_bytes"]
+__all__ = ["DataSize", "array_bytes", "decode_upload", "describe", "measure_upload", "source_size"]
 
 #: what a Python object costs beyond its pointer (a str header, a small list, a None is shared: 0)
 _OBJECT_OVERHEAD = 56

@@ -241,7 +241,6 @@ async def test_a_maximal_step_reaches_clients_in_bounded_frames(api, replay_ext,
     await ws.until(lambda k, m: k == "text" and m.get("type") == "hello")
     n = replay_ext.max_step_rows
     await api.ok(sid, "step", n=n)
-    frames = []
     msgs = await ws.until(lambda k, m: k == "frame" and m[0]["first_row"] + m[0]["rows"] >= n, timeout=30)
     frames = [m[0] for k, m in msgs if k == "frame" and not m[0].get("history")]
     limit = replay_manager.get(sid).session.controller.max_batch_rows
@@ -277,7 +276,7 @@ async def test_errors_and_logs_never_echo_unbounded_input(api, caplog):
             )
             assert code == 400, (action, code)
             assert len(resp.body) < 1000, (action, len(resp.body))
-        code, err, resp = await api.request(
+        code, _, resp = await api.request(
             "POST", *SESSIONS, body=json.dumps({"kernel_id": "t", **many_names}), headers=who("alice")
         )
         assert code == 400 and len(resp.body) < 1000
