@@ -90,7 +90,10 @@ class ReplayExtension(ExtensionApp):
 
     max_server_bytes = Integer(
         4 * 1024**3,
-        help="Most bytes the replay data of all sessions may take together once decoded; more answers 413.",
+        help=(
+            "Most bytes the replay data of all sessions may take together once decoded, and (separately) all "
+            "upload bodies being received at once; more answers 413."
+        ),
     ).tag(config=True)
 
     heavy_workers = Integer(

@@ -22,7 +22,7 @@ from jupyter_server.utils import url_escape, url_path_join
 from tornado import web
 
 from .. import wire
-from ..exceptions import InvalidValueError, ReplayError, brief
+from ..exceptions import InvalidValueError, PayloadTooLargeError, ReplayError, brief
 from .auth import AUTH_RESOURCE, CapabilityMixin, replay_authorized
 from .feedhub import FEEDS_SETTING, HUB_SETTING, ReplayFeeds
 from .manager import ManagedSession, SessionManager, unknown_kernel
@@ -237,14 +237,31 @@ class SessionActionHandler(ReplayAPIHandler):
 class SessionDataHandler(ReplayAPIHandler):
     """``replay/api/sessions/{id}/data``: replace the replay data with an Arrow IPC stream body.
 
-    The body is streamed and refused past ``max_body_bytes`` without being buffered.
+    The body is streamed and refused past ``max_body_bytes`` (400), or when it and the other bodies being
+    received would pass ``max_server_bytes`` (413), without being buffered.
     """
 
     def initialize(self, *args: Any, **kwargs: Any) -> None:
         super().initialize(*args, **kwargs)
         self._chunks: list[bytes] = []
         self._size = 0
-        self._too_large = False
+        self._too_large = False  # past max_body_bytes
+        self._over_budget = False  # past max_server_bytes with everything else the server holds
+        self._held = 0  # bytes reserved with the manager (reserve_body)
+
+    def _release(self) -> None:
+        if self._held:
+            self.replay_manager.release_body(self._held)
+            self._held = 0
+
+    def on_finish(self) -> None:
+        self._release()
+        super().on_finish()
+
+    def on_connection_close(self) -> None:
+        self._chunks = []
+        self._release()
+        super().on_connection_close()
 
     @property
     def max_body_bytes(self) -> int:
@@ -257,13 +274,19 @@ class SessionDataHandler(ReplayAPIHandler):
             raise web.HTTPError(400, "request body too large (max_body_bytes=%d)", self.max_body_bytes)
 
     async def data_received(self, chunk: bytes) -> None:
-        if self._too_large:
+        if self._too_large or self._over_budget:
             return
         before = self._size
         self._size += len(chunk)
         if self._size > self.max_body_bytes:
             self._too_large = True
+        elif self.replay_manager.reserve_body(len(chunk)):
+            self._held += len(chunk)
+        else:
+            self._over_budget = True
+        if self._too_large or self._over_budget:
             self._chunks.clear()
+            self._release()
             return
         self._chunks.append(chunk)
         if before // _YIELD_EVERY != self._size // _YIELD_EVERY:
@@ -278,6 +301,12 @@ class SessionDataHandler(ReplayAPIHandler):
         await require_access(self, managed, "manage")
         if self._too_large:
             raise web.HTTPError(400, "request body too large (max_body_bytes=%d)", self.max_body_bytes)
+        if self._over_budget:
+            limit = self.replay_manager.settings.max_server_bytes
+            raise PayloadTooLargeError(
+                f"the upload does not fit in max_server_bytes={limit:,} next to the other uploads the server "
+                "is receiving; retry later or send less data"
+            )
         chunks, self._chunks = self._chunks, []
         body = await self.replay_manager.run_heavy(b"".join, chunks)  # a copy of up to max_body_bytes
         time_column = self.get_query_argument("time", "timestamp")

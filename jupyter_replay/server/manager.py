@@ -230,6 +230,7 @@ class SessionManager:
         self.log = log or logging.getLogger(__name__)
         self._sessions: dict[str, ManagedSession] = {}
         self._reserved_bytes = 0  # decoded bytes of uploads/sources being built, not yet installed
+        self._body_bytes = 0  # upload bodies being received (see reserve_body)
         self._heavy: ThreadPoolExecutor | None = None
         self._dead_callbacks: dict[str, Callable[[], None]] = {}
         self._idle_check: PeriodicCallback | None = None
@@ -295,6 +296,22 @@ class SessionManager:
     def data_bytes(self) -> int:
         """Decoded bytes of all sessions' replay data, plus what is being built right now."""
         return sum(m.data_size.nbytes for m in self._sessions.values()) + self._reserved_bytes
+
+    def reserve_body(self, nbytes: int) -> bool:
+        """Count ``nbytes`` more of upload bodies being received against ``max_server_bytes``.
+
+        False (nothing reserved) when the bodies in flight would pass it: many concurrent uploads, each
+        under ``max_body_bytes``, cannot add up to unbounded memory. (Bodies have their own budget of
+        ``max_server_bytes``: a body replacing a session's data briefly coexists with it.)
+        """
+        if self._body_bytes + nbytes > self.settings.max_server_bytes:
+            return False
+        self._body_bytes += nbytes
+        return True
+
+    def release_body(self, nbytes: int) -> None:
+        """The body of an upload is no longer held (request finished or connection lost)."""
+        self._body_bytes = max(0, self._body_bytes - nbytes)
 
     @contextlib.contextmanager
     def _admit(self, size: DataSize, replacing: ManagedSession | None = None) -> Iterator[None]:

@@ -183,6 +183,15 @@ async def test_server_byte_budget_counts_every_session(api, replay_ext, replay_m
     )
     assert code == 413 and "max_server_bytes" in err["message"], err
     assert "c" not in replay_manager
+    # upload bodies being received have a budget too (concurrent uploads cannot add up): with another
+    # upload's 1.5 MiB in flight, b's 1.2 MB body is refused while it streams in
+    assert replay_manager.reserve_body(1536 * 1024)
+    code, err = await put_data(api, b, data)
+    assert code == 413 and "other uploads" in err["message"], err
+    replay_manager.release_body(1536 * 1024)
+    assert (await put_data(api, b, data))[0] == 200
+    assert replay_manager.reserve_body(2 * 1024 * 1024)  # every body was released when its request ended
+    replay_manager.release_body(2 * 1024 * 1024)
 
 
 # ---------------------------------------------------------------- no 500s
