@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 
 from .batch import TIME_COLUMN, Chunk, _frame
+from .exceptions import DataError, InvalidValueError, brief
+from .timeconv import temporal_to_ns
 
 __all__ = ["RollingBuffer"]
 
@@ -20,7 +22,7 @@ class RollingBuffer:
 
     def __init__(self, capacity: int, dtypes: Mapping[str, Any] | None = None, tz: Any = None) -> None:
         if int(capacity) < 1:
-            raise ValueError("capacity must be >= 1")
+            raise InvalidValueError(f"buffer capacity must be >= 1 row, got {brief(capacity)}")
         self.capacity = int(capacity)
         self.dtypes: dict[str, np.dtype] = {k: np.dtype(v) for k, v in (dtypes or {}).items()}
         self.tz = tz
@@ -48,7 +50,7 @@ class RollingBuffer:
             return
         missing = set(self._cols) - set(chunk.columns)
         if missing:
-            raise ValueError(f"chunk lacks buffer columns {sorted(missing)}")
+            raise DataError(f"chunk lacks buffer columns {brief(sorted(missing))}: a new schema needs a new buffer")
         self.total += n
         if n >= self.capacity:
             self.rolled_over += self._len + n - self.capacity
@@ -69,7 +71,10 @@ class RollingBuffer:
         k = hi - lo
         self._ts[at : at + k] = chunk.ts[lo:hi]
         for name, col in self._cols.items():
-            col[at : at + k] = chunk.columns[name][lo:hi]
+            values = chunk.columns[name][lo:hi]
+            if col.dtype.kind in "mM" and values.dtype != col.dtype and values.dtype.kind == col.dtype.kind:
+                values = temporal_to_ns(values, f"column {brief(name)}")  # numpy would wrap other units
+            col[at : at + k] = values
 
     def _ordered(self, arr: np.ndarray) -> np.ndarray:
         end = self._start + self._len

@@ -5,7 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
 
 from .batch import Chunk, Mode
 from .clock import ReplayClock
@@ -24,7 +28,7 @@ from .controls import (
 )
 from .exceptions import InvalidValueError
 from .sources.base import Cursor, ReplaySource
-from .timeconv import TimeLike, ns_to_iso
+from .timeconv import NS_MAX, TimeLike, ns_to_iso
 from .timer import Timer
 
 __all__ = ["State", "ReplayController", "MIN_SPEED", "MAX_SPEED", "parse_speed", "speed_to_json"]
@@ -33,6 +37,21 @@ log = logging.getLogger(__name__)
 
 DEFAULT_FRAME_NS = 16_666_667  # one 60 Hz display frame
 _REPLAY = Mode.REPLAY
+
+
+def _advance(base_ns: int, span: int | pd.DateOffset) -> int:
+    """``base_ns`` plus a fixed span (ns) or a calendar span (months and years in UTC), range-checked."""
+    if isinstance(span, int):
+        end = base_ns + span
+    else:
+        try:
+            # rows strictly before (base + 1 ns) + span: "3 months" from Jan 31 is Jan, Feb and Mar
+            end = int((pd.Timestamp(base_ns + 1, tz="UTC") + span).value) - 1
+        except (OverflowError, ValueError):
+            end = NS_MAX + 1
+    if end > NS_MAX:
+        raise InvalidValueError(f"step from {ns_to_iso(base_ns)} goes past the last representable time (year 2262)")
+    return end
 
 
 class ReplayController:
@@ -150,12 +169,14 @@ class ReplayController:
         """
         args = parse_step(n, duration, self.policy)
         target = check_allowed("step", _REPLAY, self.state)
-        if self._cursor.peek_ns() is None:
+        next_ns = self._cursor.peek_ns()
+        if next_ns is None:
             check_allowed("step", _REPLAY, State.FINISHED)  # raises: nothing left to step over
+            return 0
         epoch = self._epoch
         if "duration" in args:
-            base = self.clock.now_ns() if self.state is State.PAUSED else self._cursor.peek_ns() - 1
-            end = base + args["duration"]
+            base = self.clock.now_ns() if self.state is State.PAUSED else next_ns - 1
+            end = _advance(base, args["duration"])
             released = self._release_until(end)
             if self._epoch == epoch:
                 self.clock.set_time(end)
@@ -184,13 +205,16 @@ class ReplayController:
                 raise InvalidValueError(f"seek row must be an integer in [0, {src.num_rows}), got {args['row']}")
             at, skip = None, args["row"]
         elif "fraction" in args:
-            at = src.start_ns + int(round((src.end_ns - src.start_ns) * args["fraction"]))
+            at = src.start_ns + round((src.end_ns - src.start_ns) * args["fraction"])
         else:
             at = args["target"]
             if not src.start_ns <= at <= src.end_ns:
+                hint = ""
+                if isinstance(target, (int, np.integer)) and abs(int(target)) < 10**12:
+                    hint = "; an int is nanoseconds since the epoch: for a year or a date pass text ('2005', '2005-03')"
                 raise InvalidValueError(
                     f"seek target {ns_to_iso(at)} is outside the data "
-                    f"({ns_to_iso(src.start_ns)} .. {ns_to_iso(src.end_ns)})"
+                    f"({ns_to_iso(src.start_ns)} .. {ns_to_iso(src.end_ns)}){hint}"
                 )
         self._cancel_task()
         self._cursor.close()
@@ -199,6 +223,7 @@ class ReplayController:
             skip -= len(self._cursor.read(min(skip, 1 << 20)))
         if at is None:
             at = self._cursor.peek_ns()
+            assert at is not None  # row < num_rows: a row is there
         self._on_rewind("seek")
         self.clock.set_time(at)
         self.state = new_state
@@ -236,7 +261,7 @@ class ReplayController:
         if task is not None:
             try:
                 await task
-            except (asyncio.CancelledError, Exception):
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - _run already logged any failure
                 pass
         self._cursor.close()
 
@@ -292,7 +317,7 @@ class ReplayController:
             await self._pace()
         except asyncio.CancelledError:
             raise
-        except Exception:  # a broken source must not kill the event loop; surface as a paused replay
+        except Exception:  # a broken source must not kill the loop; surface as a paused replay (logged)
             log.exception("replay pacing failed")
             self.clock.pause()
             self.state = next_state(_REPLAY, self.state, "fail")

@@ -11,12 +11,15 @@ every control method calls at entry, ``next_state`` the only way a state changes
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from numbers import Real
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from .batch import Mode
 from .exceptions import IllegalTransitionError, InvalidValueError, brief
@@ -37,6 +40,7 @@ __all__ = [
     "parse_mode",
     "check_symbol",
     "parse_step",
+    "parse_calendar",
     "parse_seek",
     "normalise_args",
     "check_allowed",
@@ -155,11 +159,43 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
-def parse_step(n: Any = None, duration: Any = None, policy: Policy = DEFAULT_POLICY) -> dict[str, int]:
-    """``{"n": rows}`` (1 .. policy.max_step_rows) or ``{"duration": ns}`` (positive); never both."""
+_CALENDAR = re.compile(
+    r"\s*(\d{1,4})?\s*(M|mo|mon|mons|month|months|Q|quarter|quarters|Y|y|yr|yrs|year|years)\s*", re.ASCII
+)
+_CALENDAR_MONTHS = {"m": 1, "mo": 1, "mon": 1, "mons": 1, "month": 1, "months": 1, "q": 3, "quarter": 3,
+                    "quarters": 3, "y": 12, "yr": 12, "yrs": 12, "year": 12, "years": 12}
+
+
+def parse_calendar(value: Any) -> pd.DateOffset | None:
+    """A calendar span (months, quarters, years) as a ``pd.DateOffset``; None for fixed spans.
+
+    ``"1M"``, ``"3 months"``, ``"1Q"``, ``"1Y"``, ``"2 years"`` or a ``pd.DateOffset`` (months and years
+    vary in length, so they are not nanosecond durations). ``"1m"`` stays one minute, as in pandas.
+    """
+    if isinstance(value, pd.DateOffset):
+        return value
+    if not isinstance(value, str) or len(value) > _MAX_TEXT:
+        return None
+    match = _CALENDAR.fullmatch(value)
+    if match is None or match.group(2) == "m":
+        return None
+    count = int(match.group(1) or 1)
+    unit = match.group(2) if match.group(2) == "M" else match.group(2).lower()
+    return pd.DateOffset(months=count * _CALENDAR_MONTHS["m" if unit == "M" else unit])
+
+
+def parse_step(n: Any = None, duration: Any = None, policy: Policy = DEFAULT_POLICY) -> dict[str, Any]:
+    """``{"n": rows}`` (1 .. policy.max_step_rows), ``{"duration": ns}`` (positive) or ``{"duration":
+    DateOffset}`` for calendar spans (``"1M"``, ``"3 months"``, ``"1Y"``); never both n and duration."""
     if n is not None and duration is not None:
         raise InvalidValueError("step takes n or duration, not both")
     if duration is not None:
+        offset = parse_calendar(duration)
+        if offset is not None:
+            probe = pd.Timestamp("2000-01-01") + offset
+            if probe <= pd.Timestamp("2000-01-01"):
+                raise InvalidValueError(f"step duration must be positive, got {brief(duration)}")
+            return {"duration": offset}
         d = to_duration_ns(duration)
         if d <= 0:
             raise InvalidValueError(f"step duration must be positive, got {brief(duration)}")
@@ -267,6 +303,7 @@ INTERNAL_TRIGGERS = ("end", "at_start", "fail", "leave")
 _S = State
 _R, _L = Mode.REPLAY, Mode.LIVE
 _ALL = tuple(State)
+_SAME = {s: s for s in _ALL}
 
 
 def _rows(mode: Mode, trigger: str, moves: Mapping[State, State]) -> dict[tuple[Mode, State, str], State]:
@@ -275,27 +312,27 @@ def _rows(mode: Mode, trigger: str, moves: Mapping[State, State]) -> dict[tuple[
 
 TRANSITIONS: dict[tuple[Mode, State, str], State] = {
     # REPLAY
-    **_rows(_R, "play", {s: _S.PLAYING for s in _ALL}),  # from FINISHED: rewinds first
+    **_rows(_R, "play", dict.fromkeys(_ALL, _S.PLAYING)),  # from FINISHED: rewinds first
     **_rows(_R, "pause", {_S.PLAYING: _S.PAUSED, _S.PAUSED: _S.PAUSED}),
-    **_rows(_R, "stop", {s: _S.STOPPED for s in _ALL}),
+    **_rows(_R, "stop", dict.fromkeys(_ALL, _S.STOPPED)),
     **_rows(_R, "step", {_S.STOPPED: _S.PAUSED, _S.PAUSED: _S.PAUSED}),
     **_rows(_R, "seek", {_S.STOPPED: _S.PAUSED, _S.PAUSED: _S.PAUSED, _S.FINISHED: _S.PAUSED, _S.PLAYING: _S.PLAYING}),
-    **_rows(_R, "speed", {s: s for s in _ALL}),
-    **_rows(_R, "loop", {s: s for s in _ALL}),
-    **_rows(_R, "mode", {s: s for s in _ALL}),
+    **_rows(_R, "speed", _SAME),
+    **_rows(_R, "loop", _SAME),
+    **_rows(_R, "mode", _SAME),
     **_rows(_R, "end", {_S.PLAYING: _S.FINISHED, _S.PAUSED: _S.FINISHED}),
     **_rows(_R, "at_start", {_S.PAUSED: _S.STOPPED, _S.STOPPED: _S.STOPPED}),
     **_rows(_R, "fail", {_S.PLAYING: _S.PAUSED}),
     **_rows(_R, "leave", {s: (_S.PAUSED if s is _S.PLAYING else s) for s in _ALL}),
     # LIVE: rows flow while PLAYING; no step, seek or speed (there is no recorded data to move in)
-    **_rows(_L, "play", {s: _S.PLAYING for s in _ALL}),
+    **_rows(_L, "play", dict.fromkeys(_ALL, _S.PLAYING)),
     **_rows(_L, "pause", {_S.PLAYING: _S.PAUSED, _S.PAUSED: _S.PAUSED}),
-    **_rows(_L, "stop", {s: _S.STOPPED for s in _ALL}),
-    **_rows(_L, "loop", {s: s for s in _ALL}),
-    **_rows(_L, "mode", {s: s for s in _ALL}),
-    **_rows(_L, "end", {_S.PLAYING: _S.FINISHED, _S.PAUSED: _S.FINISHED, _S.STOPPED: _S.STOPPED, _S.FINISHED: _S.FINISHED}),
-    **_rows(_L, "fail", {_S.PLAYING: _S.PAUSED, _S.PAUSED: _S.PAUSED, _S.STOPPED: _S.STOPPED, _S.FINISHED: _S.FINISHED}),
-    **_rows(_L, "leave", {s: _S.STOPPED for s in _ALL}),
+    **_rows(_L, "stop", dict.fromkeys(_ALL, _S.STOPPED)),
+    **_rows(_L, "loop", _SAME),
+    **_rows(_L, "mode", _SAME),
+    **_rows(_L, "end", {**_SAME, _S.PLAYING: _S.FINISHED, _S.PAUSED: _S.FINISHED}),
+    **_rows(_L, "fail", {**_SAME, _S.PLAYING: _S.PAUSED}),
+    **_rows(_L, "leave", dict.fromkeys(_ALL, _S.STOPPED)),
 }
 
 #: Why a user action is refused where the table has no row (the fix is part of the message).
@@ -347,7 +384,9 @@ def normalise_args(action: Any, args: Mapping[str, Any] | None, policy: Policy =
         raise InvalidValueError(f"arguments of {action!r} must be an object, got {type(args).__name__}")
     unknown = [k for k in args if k not in control.args]
     if unknown:
-        names = ", ".join(brief(k, 40) for k in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        names = ", ".join(brief(k, 40) for k in unknown[:5])
+        if len(unknown) > 5:
+            names += f" and {len(unknown) - 5} more"
         raise InvalidValueError(f"unknown argument(s) {names} for {action!r}; accepted: {list(control.args)}")
     return control.normalise(args, policy)
 
