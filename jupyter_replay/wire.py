@@ -24,12 +24,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .batch import TIME_COLUMN, Batch, ResetEvent, StateEvent
-<<<<<<< HEAD
-from .exceptions import brief
-=======
 from .exceptions import ReplayError, brief
 from .timeconv import temporal_to_ns
->>>>>>> main
 
 __all__ = [
     "TIME_MS_COLUMN",
