@@ -79,10 +79,20 @@ async def watched(session: Any, request: Awaitable[Any]) -> tuple[Any, Watch]:
     return result, watch
 
 
+@pytest.fixture(scope="module")
+def heavy_files(tmp_path_factory: Any) -> Any:
+    """The big files, written once per module (outside the tests' time limit on the server loop)."""
+    directory = tmp_path_factory.mktemp("heavy")
+    big_frame(500_000).to_csv(directory / "big.csv", index=False)
+    table = pa.Table.from_pandas(big_frame(4_000_000, cols=2), preserve_index=False)
+    pq.write_table(table, directory / "nostats.parquet", write_statistics=False, row_group_size=100_000)
+    return directory
+
+
 @pytest.fixture
-def data_dir(tmp_path: Any, replay_ext: Any) -> Any:
-    replay_ext.data_dirs = [str(tmp_path)]
-    return tmp_path
+def data_dir(heavy_files: Any, replay_ext: Any) -> Any:
+    replay_ext.data_dirs = [str(heavy_files)]
+    return heavy_files
 
 
 def big_frame(rows: int, cols: int = 4) -> pd.DataFrame:
@@ -121,12 +131,9 @@ async def test_a_bystander_keeps_releasing_rows_while_a_heavy_request_runs(
 ):
     if heavy == "csv":
         path = data_dir / "big.csv"
-        big_frame(500_000).to_csv(path, index=False)
         request = post_source(api, "heavy", {"kind": "csv", "path": str(path)})
     elif heavy in ("parquet_no_stats", "max_step"):
         path = data_dir / "nostats.parquet"
-        table = pa.Table.from_pandas(big_frame(4_000_000, cols=2), preserve_index=False)
-        pq.write_table(table, path, write_statistics=False, row_group_size=100_000)
         request = post_source(api, "heavy", {"kind": "parquet", "path": str(path)})
         if heavy == "max_step":  # a maximal step over that Parquet file
             code, model = await request
