@@ -48,7 +48,7 @@ from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketClosedError
 
 from .. import wire
-from ..batch import Batch, Event, ResetEvent, StateEvent
+from ..batch import Batch, Event, ResetEvent, StateEvent, can_merge
 from ..controls import table_json
 from ..exceptions import ReplayError
 
@@ -117,13 +117,8 @@ class _Frames:
         self.epoch = epoch
 
     def can_take(self, batch: Batch, max_rows: int) -> bool:
-        last = self.batches[-1]
-        return (
-            batch.mode == last.mode
-            and batch.first_row == last.first_row + len(last)
-            and list(batch.columns) == list(last.columns)
-            and self.rows + len(batch) <= max_rows
-        )
+        """The one merge rule (``batch.can_merge``) plus this frame's row limit."""
+        return can_merge(self.batches[-1], batch) and self.rows + len(batch) <= max_rows
 
     def add(self, batch: Batch, nbytes: int) -> None:
         self.batches.append(batch)
