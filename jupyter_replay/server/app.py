@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import urllib.parse
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Enum, Float, Integer, List, Unicode, observe, validate
@@ -223,6 +224,7 @@ class ReplayExtension(ExtensionApp):
         if self.server_url:
             return self.server_url
         app = self.serverapp
+        assert app is not None, "the extension is not loaded into a server yet"
         if getattr(app, "sock", ""):
             return f"http+unix://{urllib.parse.quote(app.sock, safe='')}{app.base_url}"
         proto = "https" if getattr(app, "certfile", None) else "http"
@@ -256,6 +258,7 @@ class ReplayExtension(ExtensionApp):
     def server_settings(self) -> ServerSettings:
         """The limits handed to the session manager (a new value each time: traits may change)."""
         values = {name: getattr(self, name) for name in ServerSettings.__dataclass_fields__}
+        assert self.serverapp is not None, "the extension is not loaded into a server yet"
         values["data_dirs"] = tuple(self.data_dirs) or (self.serverapp.root_dir,)
         return ServerSettings(**values)
 

@@ -10,9 +10,10 @@ previous ``hello``), ``ms_only=1`` omits the int64 ``timestamp_ns`` column, ``ac
 (the client acknowledges binary frames with ``ack_frames``; see ``connection.py``), ``tail=<n>`` limits a
 history to the newest ``n`` buffered rows.
 
-Limits (``ReplayExtension`` ``ws_*`` traitlets, read from the manager's ``ServerSettings``): connections per session and per user (one more answers
-the upgrade request with 429), the size of a client message (``ws_max_message_bytes``; tornado closes with
-1009 beyond it), and each connection's output budget in bytes (``ws_max_bytes``, see ``connection.py``).
+Limits (``ReplayExtension`` ``ws_*`` traitlets, read from the manager's ``ServerSettings``): connections per
+session and per user (one more answers the upgrade request with 429), the size of a client message
+(``ws_max_message_bytes``; tornado closes with 1009 beyond it), and each connection's output budget in
+bytes (``ws_max_bytes``, see ``connection.py``).
 """
 
 from __future__ import annotations
@@ -137,11 +138,11 @@ class ReplayWebSocketHandler(CapabilityMixin, ExtensionHandlerMixin, WebSocketMi
         self.connection.grant = grant  # type: ignore[attr-defined]  # room changes re-check it
 
     @ws_authenticated
-    async def get(self, session_id: str) -> None:  # type: ignore[override]
+    async def get(self, session_id: str) -> None:
         await self.pre_get(session_id)
         await super().get(session_id=session_id)
 
-    def open(self, session_id: str) -> None:  # type: ignore[override]
+    def open(self, session_id: str) -> None:
         super().open()  # starts the keep-alive pings
         if self.connection is not None:
             self.connection.open()
