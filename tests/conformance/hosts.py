@@ -402,8 +402,13 @@ class AttachedHost(Host):
         self.kid = kernel_id
         self.kc = BlockingKernelClient(connection_file=connection_file)
         self.kc.load_connection_file()
-        self.kc.start_channels(stdin=False)
-        self.kc.wait_for_ready(timeout=TIMEOUT)
+        self.kc.start_channels(iopub=False, stdin=False, hb=False)
+        # a starting kernel on a busy machine takes seconds: wait for its kernel_info reply (jupyter_client's
+        # wait_for_ready gives up when the heartbeat misses a beat during start-up)
+        msg_id = self.kc.kernel_info()
+        deadline = time.monotonic() + TIMEOUT
+        while self.kc.get_shell_msg(timeout=max(0.1, deadline - time.monotonic()))["parent_header"].get("msg_id") != msg_id:
+            pass
         setup = "import sys\n" + "".join(f"sys.path.insert(0, {p!r})\n" for p in paths) + (
             "import host_side\n_conf = host_side.WidgetDriver()\n"
             "import jupyter_replay\n_conf_file = jupyter_replay.__file__\n")
