@@ -1,66 +1,38 @@
-"""``ReplayController``: the replay state machine and its pacing loop."""
+"""``ReplayController``: releases a source's rows on a virtual clock; states move through ``controls``."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import math
-from enum import Enum
-from numbers import Real
 from typing import Any, Callable
 
-import numpy as np
-
-from .batch import Chunk
+from .batch import Chunk, Mode
 from .clock import ReplayClock
-from .exceptions import IllegalTransitionError, InvalidValueError
+from .controls import (
+    MAX_SPEED,
+    MIN_SPEED,
+    Policy,
+    State,
+    check_allowed,
+    next_state,
+    parse_loop,
+    parse_seek,
+    parse_speed,
+    parse_step,
+    speed_to_json,
+)
+from .exceptions import InvalidValueError
 from .sources.base import Cursor, ReplaySource
-from .timeconv import TimeLike, ns_to_iso, to_duration_ns, to_ns
+from .timeconv import TimeLike, ns_to_iso
 from .timer import Timer
 
 __all__ = ["State", "ReplayController", "MIN_SPEED", "MAX_SPEED", "parse_speed", "speed_to_json"]
 
 log = logging.getLogger(__name__)
 
-MIN_SPEED = 0.1
-MAX_SPEED = 1000.0
 DEFAULT_FRAME_NS = 16_666_667  # one 60 Hz display frame
-
-
-class State(str, Enum):
-    """Where a replay is."""
-
-    STOPPED = "stopped"  # at the start; nothing released since the last stop or reset
-    PLAYING = "playing"  # the pacing loop is releasing rows on time
-    PAUSED = "paused"  # position kept, nothing released until play or step
-    FINISHED = "finished"  # the end of the data was reached with loop off
-
-
-def parse_speed(value: Any, max_speed: float = MAX_SPEED) -> float:
-    """Validate a speed: a real number in [0.1, max_speed], or ``"max"`` / ``inf`` (as fast as possible)."""
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text in ("max", "inf", "fastest"):
-            return math.inf
-        try:
-            value = float(text[:-1] if text.endswith("x") else text)
-        except ValueError:
-            raise InvalidValueError(f"speed must be a number or 'max', got {value!r}") from None
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise InvalidValueError(f"speed must be a number or 'max', got {value!r}")
-    value = float(value)
-    if math.isnan(value):
-        raise InvalidValueError("speed must not be NaN")
-    if value == math.inf:
-        return math.inf
-    if not (MIN_SPEED <= value <= max_speed):
-        raise InvalidValueError(f"speed must be between {MIN_SPEED} and {max_speed:g} or 'max', got {value!r}")
-    return value
-
-
-def speed_to_json(speed: float) -> float | str:
-    """``"max"`` for infinite speed, else the float."""
-    return "max" if math.isinf(speed) else speed
+_REPLAY = Mode.REPLAY
 
 
 class ReplayController:
@@ -70,6 +42,11 @@ class ReplayController:
     runs as a task on that loop. A row is released when ``timer.now() >= clock.wall_deadline(ts)``:
     never early. Rows falling due within one ``frame_ns`` of wall time after the previous release go
     out together in one chunk (coalescing); no row is ever dropped or released twice.
+
+    Every control calls ``controls.check_allowed`` at entry and changes ``state`` only through
+    ``controls.TRANSITIONS``. A control called from inside ``emit`` (an ``on_batch`` callback calling
+    ``stop()``, ``pause()`` or ``seek()``) takes effect at once: it bumps ``_epoch`` and any release loop
+    in progress stops before reading another row.
     """
 
     def __init__(
@@ -85,24 +62,30 @@ class ReplayController:
         frame_ns: int = DEFAULT_FRAME_NS,
         max_batch_rows: int = 65_536,
         max_speed: float = MAX_SPEED,
+        policy: Policy | None = None,
     ) -> None:
         self.source = source
         self._emit = emit
         self._on_state = on_state or (lambda: None)
         self._on_rewind = on_rewind or (lambda reason: None)
-        self.max_speed = float(max_speed)
-        self.clock = ReplayClock(timer, start_ns=source.start_ns, speed=parse_speed(speed, self.max_speed))
+        self.policy = policy or Policy(max_speed=float(max_speed))
+        self.clock = ReplayClock(timer, start_ns=source.start_ns, speed=parse_speed(speed, self.policy))
         self.timer = self.clock.timer
-        self.loop = self._check_loop(loop)
+        self.loop = parse_loop(loop)
         self.frame_ns = int(frame_ns)
         self.max_batch_rows = int(max_batch_rows)
         self.state = State.STOPPED
+        self._epoch = 0  # bumped whenever a release in progress must stop (pause, stop, seek, speed)
         self._cursor: Cursor = source.open(None)
         self._task: asyncio.Task[None] | None = None
         self.last_release_lateness_ns: int | None = None  # for pacing diagnostics and benchmarks
         self.on_release: Callable[[int, int], None] | None = None  # (deadline, actual) hook for benches
 
     # ----------------------------------------------------------------- properties
+    @property
+    def max_speed(self) -> float:
+        return self.policy.max_speed
+
     @property
     def speed(self) -> float:
         return self.clock.speed
@@ -131,32 +114,33 @@ class ReplayController:
     # ----------------------------------------------------------------- controls
     def play(self) -> None:
         """Start or resume releasing rows (from the start again once finished)."""
-        if self.state is State.PLAYING:
+        target = check_allowed("play", _REPLAY, self.state)
+        if self.state is target:
             return
         if self.state is State.FINISHED:
             self._rewind("stop")
-        self.state = State.PLAYING
+        self.state = target
         self.clock.resume()
         self._restart_task()
         self._on_state()
 
     def pause(self) -> None:
         """Keep the position and stop releasing rows."""
-        if self.state is State.PAUSED:
+        target = check_allowed("pause", _REPLAY, self.state)
+        if self.state is target:
             return
-        if self.state is not State.PLAYING:
-            raise IllegalTransitionError(f"cannot pause a replay that is {self.state.value}")
         self._cancel_task()
         self.clock.pause()
-        self.state = State.PAUSED
+        self.state = target
         self._on_state()
 
     def stop(self) -> None:
         """Stop and rewind to the start."""
+        target = check_allowed("stop", _REPLAY, self.state)
         self._cancel_task()
         self.clock.pause()
         self._rewind("stop")
-        self.state = State.STOPPED
+        self.state = target
         self._on_state()
 
     def step(self, n: int | None = None, *, duration: Any = None) -> int:
@@ -164,32 +148,25 @@ class ReplayController:
 
         Only while not playing; the replay is paused afterwards. Returns the number of rows released.
         """
-        if self.state is State.PLAYING:
-            raise IllegalTransitionError("cannot step while playing; pause first")
-        if n is not None and duration is not None:
-            raise InvalidValueError("step takes n or duration, not both")
-        if self.state is State.FINISHED or self._cursor.peek_ns() is None:
-            raise IllegalTransitionError("cannot step past the end of the data; stop or seek first")
-        if duration is not None:
-            d = to_duration_ns(duration)
-            if d <= 0:
-                raise InvalidValueError(f"step duration must be positive, got {duration!r}")
+        args = parse_step(n, duration, self.policy)
+        target = check_allowed("step", _REPLAY, self.state)
+        if self._cursor.peek_ns() is None:
+            check_allowed("step", _REPLAY, State.FINISHED)  # raises: nothing left to step over
+        epoch = self._epoch
+        if "duration" in args:
             base = self.clock.now_ns() if self.state is State.PAUSED else self._cursor.peek_ns() - 1
-            end = base + d
-            released = self._release_until(end, limit=None)
-            self.clock.set_time(end)
+            end = base + args["duration"]
+            released = self._release_until(end)
+            if self._epoch == epoch:
+                self.clock.set_time(end)
         else:
-            if n is None:
-                n = 1
-            if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-                raise InvalidValueError(f"step n must be a positive integer, got {n!r}")
-            chunk = self._cursor.read(int(n))
-            released = len(chunk)
-            if released:
-                self._emit(chunk)
-                self.clock.set_time(int(chunk.ts[-1]))
+            released = self._release_rows(args["n"])
+        if self._epoch != epoch:  # a callback took control while rows went out: its state stands
+            return released
         self.clock.pause()
-        self.state = State.FINISHED if self._cursor.peek_ns() is None and not self.loop else State.PAUSED
+        self.state = target
+        if self._cursor.peek_ns() is None and not self.loop:
+            self.state = next_state(_REPLAY, self.state, "end")
         self._on_state()
         return released
 
@@ -198,28 +175,23 @@ class ReplayController:
 
         Returns the new position (row index). Raises ``InvalidValueError`` outside the data.
         """
-        if sum(x is not None for x in (target, fraction, row)) != 1:
-            raise InvalidValueError("seek takes exactly one of a timestamp, fraction= or row=")
+        args = parse_seek(target, fraction, row)
+        new_state = check_allowed("seek", _REPLAY, self.state)
         src = self.source
         skip = 0
-        if row is not None:
-            if isinstance(row, bool) or not isinstance(row, (int, np.integer)) or not 0 <= row < src.num_rows:
-                raise InvalidValueError(f"seek row must be an integer in [0, {src.num_rows}), got {row!r}")
-            at, skip = None, int(row)
-        elif fraction is not None:
-            if isinstance(fraction, bool) or not isinstance(fraction, Real) or not math.isfinite(fraction):
-                raise InvalidValueError(f"seek fraction must be a finite number in [0, 1], got {fraction!r}")
-            if not 0.0 <= float(fraction) <= 1.0:
-                raise InvalidValueError(f"seek fraction must be in [0, 1], got {fraction!r}")
-            at = src.start_ns + int(round((src.end_ns - src.start_ns) * float(fraction)))
+        if "row" in args:
+            if not args["row"] < src.num_rows:
+                raise InvalidValueError(f"seek row must be an integer in [0, {src.num_rows}), got {args['row']}")
+            at, skip = None, args["row"]
+        elif "fraction" in args:
+            at = src.start_ns + int(round((src.end_ns - src.start_ns) * args["fraction"]))
         else:
-            at = to_ns(target)
+            at = args["target"]
             if not src.start_ns <= at <= src.end_ns:
                 raise InvalidValueError(
                     f"seek target {ns_to_iso(at)} is outside the data "
                     f"({ns_to_iso(src.start_ns)} .. {ns_to_iso(src.end_ns)})"
                 )
-        playing = self.state is State.PLAYING
         self._cancel_task()
         self._cursor.close()
         self._cursor = src.open(at)
@@ -229,18 +201,21 @@ class ReplayController:
             at = self._cursor.peek_ns()
         self._on_rewind("seek")
         self.clock.set_time(at)
-        if playing:
+        self.state = new_state
+        if new_state is State.PLAYING:
             self.clock.resume()
             self._restart_task()
         else:
             self.clock.pause()
-            self.state = State.STOPPED if self.position == 0 else State.PAUSED
+            if self.position == 0:
+                self.state = next_state(_REPLAY, self.state, "at_start")
         self._on_state()
         return self.position
 
     def set_speed(self, value: Any) -> float:
         """Change speed (0.1..max_speed or "max"); takes effect immediately, no jump in data time."""
-        speed = parse_speed(value, self.max_speed)
+        speed = parse_speed(value, self.policy)
+        check_allowed("speed", _REPLAY, self.state)
         self.clock.set_speed(speed)
         if self.state is State.PLAYING:
             self._restart_task()
@@ -249,14 +224,10 @@ class ReplayController:
 
     def set_loop(self, flag: Any) -> None:
         """Restart from the beginning at the end of the data (True) or finish (False)."""
-        self.loop = self._check_loop(flag)
+        loop = parse_loop(flag)
+        check_allowed("loop", _REPLAY, self.state)
+        self.loop = loop
         self._on_state()
-
-    @staticmethod
-    def _check_loop(flag: Any) -> bool:
-        if not isinstance(flag, (bool, np.bool_)):
-            raise InvalidValueError(f"loop must be true or false, got {flag!r}")
-        return bool(flag)
 
     async def aclose(self) -> None:
         """Stop the pacing task and release the cursor."""
@@ -270,11 +241,10 @@ class ReplayController:
         self._cursor.close()
 
     def cancel(self) -> None:
-        """Stop releasing rows without a state change (used when a session leaves REPLAY)."""
+        """Stop releasing rows (the session leaves REPLAY): a playing replay is paused where it is."""
         self._cancel_task()
         self.clock.pause()
-        if self.state is State.PLAYING:
-            self.state = State.PAUSED
+        self.state = next_state(_REPLAY, self.state, "leave")
 
     # ----------------------------------------------------------------- internals
     def _rewind(self, reason: str) -> None:
@@ -283,18 +253,32 @@ class ReplayController:
         self.clock.set_time(self.source.start_ns)
         self._on_rewind(reason)
 
-    def _release_until(self, end_ns: int, limit: int | None) -> int:
-        released = 0
-        while True:
-            chunk = self._cursor.read_until(end_ns, self.max_batch_rows if limit is None else limit)
+    def _release_until(self, end_ns: int) -> int:
+        """Emit every row with ts <= end_ns in chunks of at most ``max_batch_rows``."""
+        released, epoch = 0, self._epoch
+        while self._epoch == epoch:
+            chunk = self._cursor.read_until(end_ns, self.max_batch_rows)
             if not len(chunk):
-                return released
+                break
             self._emit(chunk)
             released += len(chunk)
-            if limit is not None:
-                return released
+        return released
+
+    def _release_rows(self, n: int) -> int:
+        """Emit the next ``n`` rows in chunks of at most ``max_batch_rows``; the clock follows the rows."""
+        released, epoch = 0, self._epoch
+        while released < n and self._epoch == epoch:
+            chunk = self._cursor.read(min(n - released, self.max_batch_rows))
+            if not len(chunk):
+                break
+            self._emit(chunk)
+            released += len(chunk)
+            if self._epoch == epoch:
+                self.clock.set_time(int(chunk.ts[-1]))
+        return released
 
     def _cancel_task(self) -> None:
+        self._epoch += 1
         if self._task is not None and not self._task.done():
             self._task.cancel()
         self._task = None
@@ -311,14 +295,15 @@ class ReplayController:
         except Exception:  # a broken source must not kill the event loop; surface as a paused replay
             log.exception("replay pacing failed")
             self.clock.pause()
-            self.state = State.PAUSED
+            self.state = next_state(_REPLAY, self.state, "fail")
             self._task = None
             self._on_state()
 
     async def _pace(self) -> None:
         clock, timer = self.clock, self.timer
+        epoch = self._epoch
         next_wake = timer.now()
-        while True:
+        while self._epoch == epoch:
             nxt = self._cursor.peek_ns()
             if nxt is None:
                 if self.loop and self.source.num_rows:
@@ -329,14 +314,12 @@ class ReplayController:
                     continue
                 clock.pause()
                 clock.set_time(self.source.end_ns)
-                self.state = State.FINISHED
+                self.state = next_state(_REPLAY, self.state, "end")
                 self._task = None
                 self._on_state()
                 return
             if math.isinf(clock.speed):
-                chunk = self._cursor.read(self.max_batch_rows)
-                self._emit(chunk)
-                clock.set_time(int(chunk.ts[-1]))
+                self._release_rows(self.max_batch_rows)
                 await asyncio.sleep(0)
                 continue
             deadline = max(clock.wall_deadline(nxt), next_wake)
@@ -346,5 +329,5 @@ class ReplayController:
             if self.on_release is not None:
                 self.on_release(deadline, now)
             # Every row due by now goes out; never early, and each row exactly once.
-            self._release_until(max(clock.now_ns(), nxt), limit=None)
+            self._release_until(max(clock.now_ns(), nxt))
             next_wake = now + self.frame_ns

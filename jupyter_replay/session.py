@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import re
 import uuid
 from typing import Any, Callable
 
@@ -19,42 +18,33 @@ import pandas as pd
 from .batch import TIME_COLUMN, Batch, Chunk, Event, Mode, ResetEvent, StateEvent
 from .buffer import RollingBuffer
 from .clock import Clock, LiveClock
-from .controller import DEFAULT_FRAME_NS, MAX_SPEED, ReplayController, State, parse_speed, speed_to_json
-from .exceptions import FeedError, IllegalTransitionError, InvalidValueError
+from .controller import DEFAULT_FRAME_NS, ReplayController
+from .controls import (
+    CONTROLS,
+    MAX_SPEED,
+    Policy,
+    State,
+    check_allowed,
+    check_symbol,
+    next_state,
+    normalise_args,
+    parse_loop,
+    parse_mode,
+    parse_seek,
+    parse_speed,
+    parse_step,
+    speed_to_json,
+)
+from .exceptions import FeedError, IllegalTransitionError
 from .sources.base import LiveSource, ReplaySource
 from .timeconv import ns_to_iso
 from .timer import Timer
 
-__all__ = ["Session", "Mode", "State", "ACTIONS", "BatchCallback", "check_symbol"]
+__all__ = ["Session", "Mode", "State", "BatchCallback", "check_symbol"]
 
 log = logging.getLogger(__name__)
 
 BatchCallback = Callable[[Batch, Clock], Any]
-
-#: Control actions and the argument names each accepts (shared by REST, WebSocket and Python clients).
-ACTIONS: dict[str, tuple[str, ...]] = {
-    "play": (),
-    "pause": (),
-    "stop": (),
-    "step": ("n", "duration"),
-    "seek": ("timestamp", "fraction", "row"),
-    "speed": ("speed",),
-    "mode": ("mode", "symbol"),
-    "loop": ("loop",),
-}
-
-_SYMBOL_RE = re.compile(r"[A-Za-z0-9._\-:/]{1,64}")
-
-
-def check_symbol(symbol: Any) -> str:
-    """A live-feed symbol: 1-64 ASCII letters, digits or ``. _ - : /``, not starting with ``/`` or ``.``
-    and without ``..`` (symbols end up in stream keys and upstream URLs)."""
-    if not isinstance(symbol, str) or not _SYMBOL_RE.fullmatch(symbol):
-        raise InvalidValueError(f"symbol must be 1-64 letters, digits or . _ - : / characters, got {symbol!r}")
-    if ".." in symbol or symbol.startswith(("/", ".")):
-        raise InvalidValueError(f"symbol must not start with '/' or '.' or contain '..', got {symbol!r}")
-    return symbol
-
 
 def _default_live_factory(symbol: str) -> LiveSource:
     from .sources.synthetic import SyntheticFeed
@@ -96,13 +86,14 @@ class Session:
         frame_ns: int = DEFAULT_FRAME_NS,
         symbol: str = "DEMO",
         max_speed: float = MAX_SPEED,
+        policy: Policy | None = None,
     ) -> None:
         self.id = session_id or uuid.uuid4().hex
+        self.policy = policy or Policy(max_speed=float(max_speed))
         self.live_factory = live_factory or _default_live_factory
         self.buffer_rows = int(buffer_rows)
         self.timer = timer
         self.frame_ns = int(frame_ns)
-        self.max_speed = float(max_speed)
         self.symbol = check_symbol(symbol)
         self.mode = Mode.REPLAY
         self.seq = 0
@@ -111,8 +102,8 @@ class Session:
         self.callback_errors = 0
         self.last_error: str | None = None
         self.last: dict[str, Any] | None = None  # latest row snapshot, cleared with the buffer
-        self._speed_setting: float | str = speed
-        self._loop_setting = loop
+        self._speed_setting: float = parse_speed(speed, self.policy)
+        self._loop_setting = parse_loop(loop)
         self._subscribers: list[Callable[[Event], None]] = []
         self._callbacks: list[BatchCallback] = []
         self._live_clock = LiveClock()
@@ -142,8 +133,12 @@ class Session:
         return self.controller.clock
 
     @property
+    def max_speed(self) -> float:
+        return self.policy.max_speed
+
+    @property
     def speed(self) -> float:
-        return self.controller.speed if self.controller else parse_speed(self._speed_setting, self.max_speed)
+        return self.controller.speed if self.controller else self._speed_setting
 
     @property
     def loop(self) -> bool:
@@ -220,57 +215,62 @@ class Session:
         self._callbacks = [f for f in self._callbacks if f is not fn]
 
     # ----------------------------------------------------------------- controls
+    # One method per row of ``controls.CONTROLS``. The rule on every host: argument values are checked
+    # first (InvalidValueError, HTTP 400, whatever the state), then the transition table's guard
+    # (IllegalTransitionError, HTTP 409); checks that need the data (a seek target's range) come last.
     def play(self) -> None:
         if self.mode is Mode.LIVE:
+            target = check_allowed("play", Mode.LIVE, self._live_state)
             if self._live_task is None:
                 self._start_live()
-            self._live_state = State.PLAYING
+            self._live_state = target
             self._emit_state()
             return
         self._ctl().play()
 
     def pause(self) -> None:
         if self.mode is Mode.LIVE:
-            if self._live_state is not State.PLAYING:
-                if self._live_state is State.PAUSED:
-                    return
-                raise IllegalTransitionError("cannot pause a live feed that is stopped")
-            self._live_state = State.PAUSED
-            self._emit_state()
+            target = check_allowed("pause", Mode.LIVE, self._live_state)
+            if target is not self._live_state:
+                self._live_state = target
+                self._emit_state()
             return
         self._ctl().pause()
 
     def stop(self) -> None:
         if self.mode is Mode.LIVE:
+            target = check_allowed("stop", Mode.LIVE, self._live_state)
             self._stop_live()
             self._reset("stop")
-            self._live_state = State.STOPPED
+            self._live_state = target
             self._emit_state()
             return
         self._ctl().stop()
 
     def step(self, n: int | None = None, *, duration: Any = None) -> int:
-        self._replay_only("step")
-        return self._ctl().step(n, duration=duration)
+        args = parse_step(n, duration, self.policy)
+        check_allowed("step", self.mode, self.state)
+        return self._ctl().step(**args)
 
     def seek(self, target: Any = None, *, fraction: float | None = None, row: int | None = None) -> int:
-        self._replay_only("seek")
-        return self._ctl().seek(target, fraction=fraction, row=row)
+        args = parse_seek(target, fraction, row)
+        check_allowed("seek", self.mode, self.state)
+        return self._ctl().seek(**args)
 
     def set_speed(self, value: Any) -> float:
-        self._replay_only("change speed")
+        speed = parse_speed(value, self.policy)
+        check_allowed("speed", self.mode, self.state)
         if self.controller is None:
-            parsed = parse_speed(value, self.max_speed)
-            self._speed_setting = speed_to_json(parsed)
+            self._speed_setting = speed
             self._emit_state()
-            return parsed
-        return self.controller.set_speed(value)
+            return speed
+        return self.controller.set_speed(speed)
 
     def set_loop(self, flag: Any) -> None:
-        ReplayController._check_loop(flag)
-        self._loop_setting = bool(flag)
+        self._loop_setting = parse_loop(flag)
+        check_allowed("loop", self.mode, self.state)
         if self.controller is not None:
-            self.controller.set_loop(flag)
+            self.controller.set_loop(self._loop_setting)
         else:
             self._emit_state()
 
@@ -280,25 +280,22 @@ class Session:
         LIVE starts streaming ``symbol`` (default: the current symbol) right away; back in REPLAY the
         replay is paused where it was.
         """
-        try:
-            new = Mode(mode.lower() if isinstance(mode, str) else mode)
-        except ValueError:
-            raise InvalidValueError(f"mode must be 'replay' or 'live', got {mode!r}") from None
+        new = parse_mode(mode)
         sym = self.symbol if symbol is None else check_symbol(symbol)
+        check_allowed("mode", self.mode, self.state)
         if new is self.mode and (new is Mode.REPLAY or sym == self.symbol):
             return
         self.symbol = sym
         if self.mode is Mode.LIVE:
             self._stop_live()
+            self._live_state = next_state(Mode.LIVE, self._live_state, "leave")
         elif self.controller is not None:
             self.controller.cancel()
         self.mode = new
         if new is Mode.LIVE:
             self._live = None
             self._start_live()
-            self._live_state = State.PLAYING
-        else:
-            self._live_state = State.STOPPED
+            self._live_state = next_state(Mode.LIVE, State.STOPPED, "play")
         self._reset("mode")
         self._emit_state()
 
@@ -318,40 +315,11 @@ class Session:
         self._reset(reason)
         self._emit_state()
 
-    def control(self, action: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Run a named action with keyword arguments (REST, WebSocket and clients); returns ``status()``."""
-        args = dict(args or {})
-        if action not in ACTIONS:
-            raise InvalidValueError(f"unknown action {action!r}; expected one of {sorted(ACTIONS)}")
-        unknown = set(args) - set(ACTIONS[action])
-        if unknown:
-            raise InvalidValueError(
-                f"unknown argument(s) {sorted(unknown)} for {action!r}; accepted: {list(ACTIONS[action])}"
-            )
-        if action == "step":
-            self.step(args.get("n"), duration=args.get("duration"))
-        elif action == "seek":
-            given = [k for k in ("timestamp", "fraction", "row") if k in args]
-            if len(given) != 1:
-                raise InvalidValueError("seek needs exactly one of 'timestamp', 'fraction' or 'row'")
-            if given[0] == "timestamp":
-                self.seek(args["timestamp"])
-            else:
-                self.seek(**{given[0]: args[given[0]]})
-        elif action == "speed":
-            if "speed" not in args:
-                raise InvalidValueError("speed needs a 'speed' argument")
-            self.set_speed(args["speed"])
-        elif action == "mode":
-            if "mode" not in args:
-                raise InvalidValueError("mode needs a 'mode' argument")
-            self.set_mode(args["mode"], args.get("symbol"))
-        elif action == "loop":
-            if "loop" not in args:
-                raise InvalidValueError("loop needs a 'loop' argument")
-            self.set_loop(args["loop"])
-        else:
-            getattr(self, action)()
+    def control(self, action: str, args: dict[str, Any] | None = None, policy: Policy | None = None) -> dict[str, Any]:
+        """Run a named action (REST, WebSocket and clients): normalise its arguments with the control
+        table (under ``policy``, default this session's), call its method; returns ``status()``."""
+        kwargs = normalise_args(action, args, policy or self.policy)
+        getattr(self, CONTROLS[action].method)(**kwargs)
         return self.status()
 
     async def aclose(self) -> None:
@@ -382,10 +350,10 @@ class Session:
             on_state=self._emit_state,
             on_rewind=self._reset,
             timer=self.timer,
-            speed=self._speed_setting if self.controller is None else speed_to_json(self.controller.speed),
+            speed=self._speed_setting if self.controller is None else self.controller.speed,
             loop=self._loop_setting if self.controller is None else self.controller.loop,
             frame_ns=self.frame_ns,
-            max_speed=self.max_speed,
+            policy=self.policy,
         )
         if self.mode is Mode.REPLAY:
             self.buffer = RollingBuffer(self.buffer_rows, source.dtypes, tz=source.tz)
@@ -478,6 +446,6 @@ class Session:
             log.exception("session %s live feed failed", self.id)
             self.last_error = f"live feed failed: {exc!r}"
         if self._live is source:  # the feed ended or failed by itself
-            self._live_state = State.PAUSED if self.last_error else State.FINISHED
+            self._live_state = next_state(Mode.LIVE, self._live_state, "fail" if self.last_error else "end")
             self._live_task = None
             self._emit_state()

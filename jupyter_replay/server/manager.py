@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
 from tornado.ioloop import PeriodicCallback
 
 from ..batch import Batch, Event
-from ..controller import parse_speed
+from ..controls import Policy, parse_loop, parse_speed
 from ..exceptions import (
     DataError,
     IllegalTransitionError,
@@ -272,10 +272,8 @@ class SessionManager:
         unknown = set(settings) - {"speed", "loop"}
         if unknown:
             raise InvalidValueError(f"unknown session setting(s) {sorted(unknown)}")
-        if "speed" in settings:
-            self._check_speed(settings["speed"])
-        if not isinstance(settings.get("loop", False), bool):
-            raise InvalidValueError(f"loop must be true or false, got {settings['loop']!r}")
+        speed = parse_speed(settings.get("speed", 1.0), self.policy)
+        loop = parse_loop(settings.get("loop", False))
         replay_source = self.make_source(source) if source is not None else None
         try:
             kernelless = kernel_id not in self.kernel_manager
@@ -291,9 +289,9 @@ class SessionManager:
                 replay_source,
                 session_id=kernel_id,
                 buffer_rows=self.app.buffer_rows,
-                max_speed=self.app.max_speed,
-                speed=settings.get("speed", 1.0),
-                loop=settings.get("loop", False),
+                policy=self.policy,
+                speed=speed,
+                loop=loop,
                 live_factory=self.app.live_factory,
             )
         except BaseException:
@@ -331,21 +329,14 @@ class SessionManager:
             self.log.error("replay session cleanup failed", exc_info=task.exception())
 
     # ----------------------------------------------------------------- control
-    def _check_speed(self, value: Any) -> None:
-        speed = parse_speed(value, self.app.max_speed)
-        if speed == float("inf") and not self.app.allow_max_speed:
-            raise InvalidValueError("speed 'max' is disabled on this server (ReplayExtension.allow_max_speed)")
+    @property
+    def policy(self) -> Policy:
+        """The server's limits on control values (one ``controls.Policy`` for every session)."""
+        return Policy(max_speed=self.app.max_speed, allow_max_speed=self.app.allow_max_speed)
 
     def control(self, managed: ManagedSession, action: Any, args: dict[str, Any] | None) -> dict[str, Any]:
-        """Run a control action on a session (server policy first); returns the session model."""
-        if not isinstance(action, str):
-            raise InvalidValueError("'action' must be a string")
-        if args is not None and not isinstance(args, dict):
-            raise InvalidValueError("action arguments must be a JSON object")
-        args = dict(args or {})
-        if action == "speed" and "speed" in args:
-            self._check_speed(args["speed"])
-        managed.session.control(action, args)
+        """Run a control action on a session under the server's policy; returns the session model."""
+        managed.session.control(action, args, self.policy)
         return managed.model()
 
     def make_source(self, spec: Any) -> ReplaySource:

@@ -42,7 +42,7 @@ DURATIONS = [("1s", SEC), (SEC // 4, SEC // 4), ("250ms", SEC // 4), (pd.Timedel
              (2**63 - 1, 2**63 - 1),
              (0, None), (-5, None), ("-1s", None), ("soon", None), (float("nan"), None), (1e308, None),
              (2**64, None), ([1], None), (True, None)]
-STEP_NS = [(1, 1), (3, 3), (1000, 1000), (2**64, 2**64), (0, None), (-1, None), (1.5, None), ("2", None), (True, None)]
+STEP_NS = [(1, 1), (3, 3), (1000, 1000), (2**64, None), (0, None), (-1, None), (1.5, None), ("2", None), (True, None)]
 FRACTIONS = [(0.0, 0.0), (0.25, 0.25), (0.5, 0.5), (1.0, 1.0), (1, 1.0), (-0.1, None), (1.5, None),
              (float("nan"), None), (float("inf"), None), ("0.5", None), (True, None), (None, None)]
 
@@ -195,17 +195,18 @@ class Model:
                 self.rstate, self.next_row = State.STOPPED, 0
             return None, "R:stop S", nothing
         if action == "step":
+            # values first (400 whatever the state), then the state guard (409)
             n, duration = args.get("n"), args.get("duration")
-            if live or self.rstate is State.PLAYING:
-                return IllegalTransitionError, "", nothing
             if n is not None and duration is not None:
                 return InvalidValueError, "", nothing
-            if self.rstate is State.FINISHED or self.next_row >= self.n:
-                return IllegalTransitionError, "", nothing
             if duration is not None and lookup(self.tables['duration'], duration) is None:
                 return InvalidValueError, "", nothing
             if n is not None and lookup(self.tables['n'], n) is None:
                 return InvalidValueError, "", nothing
+            if live or self.rstate is State.PLAYING:
+                return IllegalTransitionError, "", nothing
+            if self.rstate is State.FINISHED or self.next_row >= self.n:
+                return IllegalTransitionError, "", nothing
 
             def after_step() -> None:
                 self.rstate = State.FINISHED if self.next_row >= self.n and not self.loop else State.PAUSED
@@ -213,6 +214,10 @@ class Model:
             return None, ("B S" if duration is None else "(B )?S"), after_step
         if action == "seek":
             if ("timestamp" in args) == ("fraction" in args):
+                return InvalidValueError, "", nothing
+            if "fraction" in args and lookup(self.tables['fraction'], args["fraction"]) is None:
+                return InvalidValueError, "", nothing
+            if "timestamp" in args and args["timestamp"][1] is None:
                 return InvalidValueError, "", nothing
             if live:
                 return IllegalTransitionError, "", nothing
@@ -233,11 +238,11 @@ class Model:
         if action == "speed":
             if "speed" not in args:
                 return InvalidValueError, "", nothing
-            if live:
-                return IllegalTransitionError, "", nothing
             speed = lookup(self.tables['speed'], args["speed"])
             if speed is None:
                 return InvalidValueError, "", nothing
+            if live:
+                return IllegalTransitionError, "", nothing
             self.speed = speed
             return None, "S", nothing
         if action == "loop":
