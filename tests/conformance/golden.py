@@ -142,6 +142,19 @@ def frame_problems(got: pd.DataFrame, want: pd.DataFrame) -> list[str]:
     return problems
 
 
+def normaliser_message(action: str, args: dict[str, Any]) -> str | None:
+    """The message of the one control table's refusal of ``action(args)`` (None if the table accepts it:
+    then the session refuses it later, e.g. a seek outside the data). Every host must say the same."""
+    from jupyter_replay import controls
+    from jupyter_replay.exceptions import InvalidValueError
+
+    try:
+        controls.normalise_args(action, args)
+    except InvalidValueError as exc:
+        return str(exc)
+    return None
+
+
 def json_safe(value: Any) -> Any:
     """Values as they survive JSON (used to compare statuses)."""
     if isinstance(value, float) and not np.isfinite(value):

@@ -237,6 +237,8 @@ def test_speed_grammar_is_the_same_everywhere(host) -> None:
             continue
         if "speed" not in message or len(message) > MAX_MESSAGE:
             problems.append(f"speed {golden_brief(value)}: message {message[:200]!r} must name 'speed' and be bounded")
+        elif message != (want_msg := golden.normaliser_message("speed", {"speed": value})):
+            problems.append(f"speed {golden_brief(value)}: message {message!r}, the control table says {want_msg!r}")
     if host.status()["speed"] != 1.0:
         problems.append(f"a refused speed changed the speed to {host.status()['speed']!r}")
     assert not problems, f"{host.name}:\n  " + "\n  ".join(problems)
@@ -267,6 +269,9 @@ def test_bad_values_raise_typed_bounded_errors(host) -> None:
         if fragment not in message or len(message) > MAX_MESSAGE:
             problems.append(f"{golden_brief(action)} {golden_brief(args)}: message {message[:200]!r} "
                             f"must mention {fragment!r} and be at most {MAX_MESSAGE} characters")
+        elif (want_msg := golden.normaliser_message(action, args)) is not None and message != want_msg:
+            problems.append(f"{golden_brief(action)} {golden_brief(args)}: message {message!r}, "
+                            f"the control table says {want_msg!r}")
     st = host.status()
     if (st["state"], st["position"], st["mode"]) != ("stopped", 0, "replay"):
         problems.append(f"a refused control changed the session: {st['state']}, position {st['position']}, {st['mode']}")
