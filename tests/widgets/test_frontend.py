@@ -1,43 +1,75 @@
-"""The widget's ESM: valid module syntax, and its wire decoder agrees with ``wire.decode_frame``."""
+"""The widget's browser code under node: the bundle anywidget loads, and its modules (js/src) against
+frames and messages as the kernel and the server send them."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import struct
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
-from jupyter_replay import wire
+from jupyter_replay import controls, wire
 from jupyter_replay.batch import Batch, Mode
 from jupyter_replay.widgets.replay import STATIC, Replay
 
-NODE = shutil.which("node")
-JS = STATIC / "replay.js"
-needs_node = pytest.mark.skipif(NODE is None, reason="node is not installed")
+ROOT = Path(__file__).resolve().parents[2]
+SRC = ROOT / "js" / "src"
+BUNDLE = STATIC / "replay.js"
+ESBUILD = ROOT / "node_modules" / ".bin" / "esbuild"
 
 
-def test_static_files_are_the_widget_assets() -> None:
-    assert JS.is_file() and (STATIC / "replay.css").is_file()
-    text = JS.read_text()
-    assert "export default" in text and "render" in text
-    assert "cdn.bokeh.org" not in text  # BokehJS comes from the kernel's bokeh package, inline
-    # the widget sends the ESM text itself (anywidget), so a notebook needs no lab extension
-    assert Replay._esm is not None
+@pytest.fixture(scope="module")
+def node() -> str:
+    path = shutil.which("node")
+    if path is None:
+        pytest.fail("node is not installed: run ./dev setup")
+    return path
 
 
-@needs_node
-def test_js_is_a_valid_es_module(tmp_path: Path) -> None:
-    mod = tmp_path / "replay.mjs"
-    mod.write_text(JS.read_text())
-    proc = subprocess.run([NODE, "--check", str(mod)], capture_output=True, text=True, timeout=30)
+def run_node(node: str, script_dir: Path, code: str) -> Any:
+    """Run an ES module (``code``; ``SRC`` is the js/src file URL prefix) and return its JSON output."""
+    script = script_dir / "run.mjs"
+    script.write_text(code.replace("SRC/", SRC.as_uri() + "/"))
+    proc = subprocess.run([node, str(script)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
 
 
-@needs_node
-def test_js_decoder_reads_python_frames(tmp_path: Path) -> None:
+def test_bundle_is_the_widget_asset() -> None:
+    assert BUNDLE.is_file(), "the widget bundle is missing: run ./dev setup (npm run build)"
+    assert (STATIC / "replay.css").is_file()
+    assert str(Replay._esm) == BUNDLE.read_text()  # anywidget sends this file (no lab extension needed)
+    assert "cdn.bokeh.org" not in BUNDLE.read_text()  # BokehJS comes from the kernel's bokeh package, inline
+
+
+def test_bundle_is_built_from_the_sources(tmp_path: Path) -> None:
+    """The bundle is exactly what esbuild makes of js/src now (a stale bundle would test old code)."""
+    assert ESBUILD.exists(), "esbuild is missing: run ./dev setup (npm ci)"
+    script = json.loads((ROOT / "package.json").read_text())["scripts"]["build"]
+    out = tmp_path / "replay.js"
+    args = [a if not a.startswith("--outfile=") else f"--outfile={out}" for a in script.split()[1:]]
+    proc = subprocess.run([str(ESBUILD), *args, "--log-level=error"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert out.read_text() == BUNDLE.read_text(), "the bundle is stale: run npm run build (or ./dev setup)"
+
+
+def test_bundle_is_an_es_module_with_render(node: str, tmp_path: Path) -> None:
+    """anywidget imports the bundle and calls its default export's render({model, el})."""
+    (tmp_path / "replay.mjs").write_text(BUNDLE.read_text())
+    out = run_node(node, tmp_path, """
+const mod = await import("./replay.mjs");
+console.log(JSON.stringify({ keys: Object.keys(mod), render: typeof mod.default.render }));
+""")
+    assert out == {"keys": ["default"], "render": "function"}
+
+
+def test_js_decoder_reads_python_frames(node: str, tmp_path: Path) -> None:
     """Frames as the kernel and the server send them decode identically in the browser code."""
     n = 7
     batch = Batch(
@@ -49,20 +81,15 @@ def test_js_decoder_reads_python_frames(tmp_path: Path) -> None:
             "size": np.arange(n, dtype=np.int64) * 10,
             "i8": np.array([1, -1] * 3 + [1], np.int8),
             "flag": np.array([True, False] * 3 + [True]),
-            "name": np.array(["x"] * n, dtype=object),  # not sent
         },
         first_row=3,
     )
     frames = {"ms_only": wire.encode_batch(batch, ms_only=True), "full": wire.encode_batch(batch)}
     for name, data in frames.items():
         (tmp_path / f"{name}.bin").write_bytes(data)
-    mod = tmp_path / "replay.mjs"
-    mod.write_text(JS.read_text())
-    script = tmp_path / "run.mjs"
-    script.write_text(
-        """
+    result = run_node(node, tmp_path, """
 import { readFileSync } from "node:fs";
-import { decodeFrame } from "./replay.mjs";
+import { decodeFrame } from "SRC/wire.js";
 const out = {};
 for (const name of ["ms_only", "full"]) {
   const buf = readFileSync(new URL("./" + name + ".bin", import.meta.url));
@@ -76,11 +103,7 @@ for (const name of ["ms_only", "full"]) {
   out[name] = { header, cols };
 }
 console.log(JSON.stringify(out));
-"""
-    )
-    proc = subprocess.run([NODE, str(script)], capture_output=True, text=True, timeout=30)
-    assert proc.returncode == 0, proc.stderr
-    result = json.loads(proc.stdout)
+""")
     for name, data in frames.items():
         header, cols = wire.decode_frame(data)
         js = result[name]
@@ -93,12 +116,105 @@ console.log(JSON.stringify(out));
                 assert got == expected, key
             else:
                 assert np.allclose(np.array(got, dtype=float), expected), key
-    assert "name" not in result["full"]["cols"] and "timestamp_ns" not in result["ms_only"]["cols"]
+    assert "timestamp_ns" not in result["ms_only"]["cols"]
     assert result["full"]["cols"]["timestamp_ns"][0] == str(batch.ts[0])
 
 
-@needs_node
-def test_js_streams_only_the_last_rollover_rows_per_frame(tmp_path: Path) -> None:
+def dictionary_frame(seq: int, ts_ms: list[float], text: dict[str, tuple[list[int], int, list[str]]],
+                     numeric: dict[str, np.ndarray] | None = None) -> bytes:
+    """A binary frame built by hand per the wire contract: ``text`` maps a column name to (int32 codes,
+    dictionary base, new dictionary values)."""
+    arrays: list[tuple[str, np.ndarray, dict[str, Any]]] = [(wire.TIME_MS_COLUMN, np.asarray(ts_ms, "<f8"), {})]
+    arrays += [(k, np.ascontiguousarray(v), {}) for k, v in (numeric or {}).items()]
+    for name, (codes, base, values) in text.items():
+        arrays.append((name, np.asarray(codes, "<i4"), {"dictionary": {"base": base, "values": values}}))
+    specs, offset = [], 0
+    for name, arr, extra in arrays:
+        specs.append({"name": name, "dtype": arr.dtype.name, "offset": offset, "nbytes": arr.nbytes, **extra})
+        offset += arr.nbytes + (-arr.nbytes) % 8
+    head = json.dumps({"type": "batch", "seq": seq, "first_row": 0, "mode": "replay", "rows": len(ts_ms),
+                       "columns": specs}).encode()
+    prefix = 4 + len(head)
+    out = bytearray(prefix + (-prefix) % 8 + offset)
+    out[:prefix] = struct.pack("<I", len(head)) + head
+    base = prefix + (-prefix) % 8
+    for (_, arr, _), spec in zip(arrays, specs):
+        out[base + spec["offset"]: base + spec["offset"] + arr.nbytes] = arr.tobytes()
+    return bytes(out)
+
+
+def test_js_decodes_dictionary_columns_per_stream(node: str, tmp_path: Path) -> None:
+    """Text columns arrive as int32 codes plus dictionary deltas: one dictionary per column per stream,
+    values appended at ``base`` (0 replaces it), -1 is null; a new socket connection starts afresh."""
+    frames = [
+        dictionary_frame(1, [1.0, 2.0, 3.0, 4.0], {"symbol": ([0, 1, -1, 0], 0, ["AAPL", "MSFT"]),
+                                                   "venue": ([0, 0, 0, 0], 0, ["X"])},
+                         {"price": np.array([1.5, 2.5, 3.5, 4.5])}),
+        dictionary_frame(2, [5.0, 6.0], {"symbol": ([2, 1], 2, ["GOOG"]), "venue": ([0, -1], 2, [])}),
+        dictionary_frame(3, [7.0], {"symbol": ([0], 0, ["TSLA"]), "venue": ([0], 1, [])}),  # symbol restarts
+    ]
+    for i, f in enumerate(frames):
+        (tmp_path / f"d{i}.bin").write_bytes(f)
+        header, cols = wire.decode_frame(f)  # the numeric decoder reads the codes as int32
+        assert cols[header["columns"][-1]["name"]].dtype == np.int32
+    out = run_node(node, tmp_path, """
+import { readFileSync } from "node:fs";
+globalThis.window = { location: { href: "http://127.0.0.1:8888/lab" } };
+globalThis.document = { cookie: "", hidden: false };
+const sockets = [];
+globalThis.WebSocket = class { constructor(url) { this.url = url; this.readyState = 0; sockets.push(this); }
+  send() {} close() {} };
+globalThis.WebSocket.OPEN = 1;
+const { decodeFrame, Dictionaries } = await import("SRC/wire.js");
+const { SocketTransport, CommTransport } = await import("SRC/transport.js");
+const { tailColumns } = await import("SRC/plots/columns.js");
+const frame = (i) => readFileSync(new URL("./d" + i + ".bin", import.meta.url));
+const ab = (b) => b.buffer.slice(b.byteOffset, b.byteOffset + b.length);
+
+// one stream: the deltas accumulate
+const dicts = new Dictionaries();
+const decoded = [0, 1, 2].map((i) => decodeFrame(frame(i), dicts));
+const cols = decoded.map((d) => ({ symbol: d.columns.symbol, venue: d.columns.venue, codes: Array.from(d.codes.symbol) }));
+const tail = tailColumns(decoded.map((d) => ({ columns: d.columns, rows: d.header.rows })), ["symbol", "price"], 4);
+
+// the socket transport: a new connection starts with empty dictionaries
+const got = [];
+const entry = { acksSent: 0 };
+const t = new SocketTransport({ baseUrl: "/", token: "tk" }, "s1", (m) => got.push(m),
+                              { entry, pending: () => false, query: () => ({}) });
+t.open();
+sockets[0].onmessage({ data: ab(frame(0)) });
+sockets[0].onmessage({ data: ab(frame(1)) });
+sockets[0].onclose();
+t.open();  // reconnected: frame 1's base-2 delta finds no earlier values
+sockets[1].onmessage({ data: ab(frame(1)) });
+t.close();
+const batches = got.filter((m) => m.type === "batch").map((m) => m.frame.columns.symbol);
+
+// the comm transport: its history frame (base 0) restarts the dictionaries
+const handlers = {};
+const model = { on: (e, f) => { handlers[e] = f; }, off() {}, get: () => undefined, send() {} };
+const commGot = [];
+const c = new CommTransport(model, (m) => commGot.push(m));
+handlers["msg:custom"]({ type: "frame" }, [new DataView(ab(frame(0)))]);
+handlers["msg:custom"]({ type: "history", rows: 1, seq: 3 }, [new DataView(ab(frame(2)))]);
+const comm = commGot.map((m) => m.type === "batch" ? [m.type, m.history, m.frame.columns.symbol] : [m.type]);
+console.log(JSON.stringify({ cols, tail: { symbol: tail.symbol, price: Array.from(tail.price) }, batches,
+                             types: got.map((m) => m.type), url: sockets[0].url, comm }));
+""")
+    assert out["cols"][0] == {"symbol": ["AAPL", "MSFT", None, "AAPL"], "venue": ["X"] * 4, "codes": [0, 1, -1, 0]}
+    assert out["cols"][1]["symbol"] == ["GOOG", "MSFT"] and out["cols"][1]["venue"] == ["X", None]
+    assert out["cols"][2]["symbol"] == ["TSLA"]  # base 0: the dictionary was replaced
+    # text columns reach the plot code as strings (numeric ones as float64; missing -> NaN = JSON null)
+    assert out["tail"] == {"symbol": ["AAPL", "GOOG", "MSFT", "TSLA"], "price": [4.5, None, None, None]}
+    # after the reconnect the delta's new value is known, codes of values sent on the old socket are null
+    assert out["batches"] == [["AAPL", "MSFT", None, "AAPL"], ["GOOG", "MSFT"], ["GOOG", None]]
+    assert out["types"] == ["batch", "batch", "closed", "batch"]
+    assert "ms_only=1" in out["url"] and "ack=1" in out["url"] and "token=tk" in out["url"]
+    assert out["comm"] == [["batch", False, ["AAPL", "MSFT", None, "AAPL"]], ["history"], ["batch", True, ["TSLA"]]]
+
+
+def test_js_streams_only_the_last_rollover_rows_per_frame(node: str, tmp_path: Path) -> None:
     """Frames queued between two animation frames go to BokehJS as one stream() of their last `rollover`
     rows (converted to float64); every row still counts, candles are built from every row, and a clear is
     applied together with the rows that follow it (no blank frame)."""
@@ -117,14 +233,12 @@ def test_js_streams_only_the_last_rollover_rows_per_frame(tmp_path: Path) -> Non
         first += n
     for i, b in enumerate(batches):
         (tmp_path / f"f{i}.bin").write_bytes(wire.encode_batch(b, ms_only=True))
-    (tmp_path / "replay.mjs").write_text(JS.read_text())
-    script = tmp_path / "run.mjs"
-    script.write_text(
-        """
+    out = run_node(node, tmp_path, """
 import { readFileSync } from "node:fs";
 const rafs = [];
 globalThis.requestAnimationFrame = (f) => rafs.push(f);
-const { decodeFrame, StreamPlot } = await import("./replay.mjs");
+const { decodeFrame } = await import("SRC/wire.js");
+const { StreamPlot, CandlesPlot, kindFor } = await import("SRC/plots/index.js");
 const frame = (i) => decodeFrame(readFileSync(new URL("./f" + i + ".bin", import.meta.url)));
 const events = [];
 const fakeSource = (name) => ({
@@ -141,11 +255,12 @@ const fakeSource = (name) => ({
   patch(p) { events.push([name, "patch", p]); },
 });
 const entry = { streamCalls: 0, rowsStreamed: 0 };
-const plot = new StreamPlot(null, entry);
-plot.spec = { columns: ["timestamp", "price", "size", "missing"], rollover: %d, price: "price", volume: "size",
-              bar_ms: 1000, bar_rollover: 100 };
+const plot = new StreamPlot(null, entry, kindFor);
+plot.spec = { kind: "ohlc", columns: ["timestamp", "price", "size", "missing"], rollover: %d, price: "price",
+              volume: "size", bar_ms: 1000, bar_rollover: 100 };
 plot.source = fakeSource("raw");
-plot.bars = fakeSource("bars");
+plot.kind = new CandlesPlot(plot.spec, null, fakeSource("bars"));
+const kinds = [kindFor({ kind: "ohlc" }).name, kindFor({ kind: "line" }).name, kindFor({ kind: "?" }).name];
 let flushes = 0;
 plot.onFlush = () => { flushes += 1; };
 const run = () => { const fs = rafs.splice(0); for (const f of fs) f(); };
@@ -157,13 +272,10 @@ plot.clear();
 const { header, columns } = frame(0);
 plot.push(columns, 2);  // a clear and the first 2 rows of frame 0, in the same animation frame
 run();
-console.log(JSON.stringify({ scheduled, afterFirst, afterClear: events, entry, flushes, pending: rafs.length }));
+console.log(JSON.stringify({ scheduled, afterFirst, afterClear: events, entry, flushes, pending: rafs.length, kinds }));
 process.exit(0);
-""" % rollover
-    )
-    proc = subprocess.run([NODE, str(script)], capture_output=True, text=True, timeout=30)
-    assert proc.returncode == 0, proc.stderr
-    out = json.loads(proc.stdout)
+""" % rollover)
+    assert out["kinds"] == ["CandlesPlot", "LinePlot", "LinePlot"]
     assert out["scheduled"] is True and out["flushes"] == 2
     raw = [e for e in out["afterFirst"] if e[0] == "raw"]
     assert len(raw) == 1 and raw[0][1] == "stream"  # one stream() for three frames
@@ -182,7 +294,104 @@ process.exit(0);
     candles = bars[0][2]
     assert sum(candles["volume"]) == sum(range(1, total + 1))
     assert candles["open"][0] == 100.0 and candles["close"][-1] == 100.0 + total - 1
-    # the clear is applied right before the rows that follow it, in the same flush
+    # the clear is applied right before the rows that follow it, in the same flush (bars restart too)
     after = out["afterClear"]
     assert [e[:2] for e in after if e[0] == "raw"] == [["raw", "set"], ["raw", "stream"]]
     assert [e for e in after if e[0] == "raw"][1][2]["price"] == [100.0, 101.0]
+    assert [e[:2] for e in after if e[0] == "bars"] == [["bars", "set"], ["bars", "stream"]]
+
+
+def test_js_dispatcher_controls_table_and_flow_counts(node: str, tmp_path: Path) -> None:
+    """One dispatcher for both transports: `hello` carries the control table (buttons follow it), merged
+    frames show neutrally, lost rows only when there are any; old (`dropped`) and new (`merged`) names."""
+    table = {
+        "actions": {
+            "play": {"args": [], "allowed": {"replay": ["stopped", "paused"], "live": ["stopped", "paused"]}},
+            "pause": {"args": [], "allowed": {"replay": ["playing"], "live": ["playing"]}},
+            "stop": {"args": [], "allowed": {"replay": ["playing", "paused"], "live": ["playing", "paused"]}},
+            "step": {"args": ["n"], "allowed": {"replay": ["stopped", "paused"], "live": []}},
+            "seek": {"args": ["fraction"], "allowed": {"replay": ["stopped", "paused", "playing"], "live": []}},
+            "speed": {"args": ["speed"], "allowed": {"replay": ["stopped", "paused", "playing"], "live": []}},
+            "loop": {"args": ["loop"], "allowed": {"replay": ["stopped", "paused", "playing"], "live": []}},
+            "mode": {"args": ["mode", "symbol"], "allowed": {"replay": ["stopped", "paused"], "live": ["stopped"]}},
+        },
+        "speed": {"min": 0.5, "max": 100.0, "allow_max": False},
+    }
+    out = run_node(node, tmp_path, """
+globalThis.requestAnimationFrame = (f) => f();
+const { ReplayView } = await import("SRC/view.js");
+const { allowedBy, speedChoices } = await import("SRC/controls.js");
+const table = %s;
+const real = %s;  // controls.table_json(), what the server sends in hello
+const realAllowed = {};
+for (const mode of ["replay", "live"]) {
+  for (const state of ["stopped", "playing", "paused", "finished"]) {
+    realAllowed[mode + "/" + state] = Object.keys(real.actions).filter((a) => allowedBy(real, a, mode, state));
+  }
+}
+const updates = [];
+const bar = { update: (st, t) => updates.push({ state: st.state, mode: st.mode, table: !!t }), progress() {} };
+const attrs = {};
+const root = { dataset: {}, getAttribute: (k) => attrs[k] ?? null, setAttribute: (k, v) => { attrs[k] = v; } };
+const statusLine = { textContent: "" };
+const embeds = [];
+const plot = { hold() {}, release() {}, clear() {}, push() {}, scheduled: false, embed: async (s) => embeds.push(s) };
+const traits = { status: { state: "stopped", mode: "replay", position: 0, buffer_rows: 0 },
+                 plot: { replay: "replay-spec" } };
+const model = { get: (k) => traits[k], send() {}, on() {}, off() {} };
+const entry = { transport: "local", framesMerged: 0, rowsDropped: 0, lastSeq: 0, errors: [], controls: null,
+                rowsReceived: 0, resets: 0 };
+const view = new ReplayView(model, entry, { root, bar, statusLine, plot });
+const t = { name: "ws", flushed() {}, control() {} };
+view.transport = t;
+const lines = [];
+const snap = () => { view.progressKey = null; view.updateUi(); lines.push(statusLine.textContent); };
+snap();
+view.dispatch({ type: "hello", status: { state: "playing", mode: "replay", position: 5, buffer_rows: 5 },
+                controls: table, instance: "i1" }, t);
+snap();
+view.dispatch({ type: "merged", frames_merged: 3, rows_dropped: 0 }, t);
+view.dispatch({ type: "dropped", count: 2, total: 2 }, t);
+snap();
+view.dispatch({ type: "merged", frames_merged: 0, rows_dropped: 7 }, t);
+snap();
+view.dispatch({ type: "state", seq: 9, status: { state: "paused", mode: "replay", frames_merged: 40 } }, t);
+snap();
+view.dispatch({ type: "merged", frames_merged: 100 }, { name: "other" });  // not the followed transport
+view.dispatch({ type: "error", message: "boom", status: 400 }, { name: "other" });  // errors always show
+snap();
+const allowed = {};
+for (const [mode, state] of [["replay", "playing"], ["replay", "paused"], ["live", "playing"]]) {
+  allowed[mode + "/" + state] = Object.keys(table.actions).filter((a) => allowedBy(table, a, mode, state));
+}
+console.log(JSON.stringify({ lines, entry: { framesMerged: entry.framesMerged, rowsDropped: entry.rowsDropped,
+  lastSeq: entry.lastSeq, instance: entry.instance, controls: !!entry.controls, errors: entry.errors },
+  last: updates[updates.length - 1], allowed, embeds, noTable: allowedBy(null, "play", "replay", "stopped"),
+  speeds: speedChoices(table), allSpeeds: speedChoices(null).length, realAllowed,
+  realSpeeds: speedChoices(real).length }));
+process.exit(0);  // (the view's redraw timers)
+""" % (json.dumps(table), json.dumps(controls.table_json())))
+    lines = out["lines"]
+    assert lines[0] == "stopped · replay · row 0 (0%) · 0 rows buffered · kernel"
+    assert "merged" not in lines[1] and "dropped" not in lines[1]  # ordinary play: nothing about flow
+    assert "merged 5 frames" in lines[2] and "rows dropped" not in lines[2]
+    assert "7 rows dropped" in lines[3]
+    assert "merged 40 frames" in lines[4]  # the session's count in status (frames_merged)
+    assert lines[5].endswith("error: boom")
+    assert out["entry"] == {"framesMerged": 5, "rowsDropped": 7, "lastSeq": 9, "instance": "i1", "controls": True,
+                            "errors": ["boom"]}
+    assert out["last"] == {"state": "paused", "mode": "replay", "table": True}
+    assert out["allowed"] == {
+        "replay/playing": ["pause", "stop", "seek", "speed", "loop"],
+        "replay/paused": ["play", "stop", "step", "seek", "speed", "loop", "mode"],
+        "live/playing": ["pause", "stop"],
+    }
+    assert out["embeds"] == ["replay-spec"]  # hello from the server: the plot of its mode
+    assert out["noTable"] is None  # no table: the built-in rule
+    assert out["speeds"] == ["0.5", "1", "2", "5", "10", "25", "50", "100"] and out["allSpeeds"] == 14
+    # the real table reads as intended: step only when stopped/paused in replay, no seek/speed/step in live
+    real = out["realAllowed"]
+    assert {"pause", "seek", "speed", "stop"} <= set(real["replay/playing"]) and "step" not in real["replay/playing"]
+    assert {"play", "step", "seek"} <= set(real["replay/paused"])
+    assert not {"step", "seek", "speed"} & set(real["live/playing"]) and "pause" in real["live/playing"]
+    assert out["realSpeeds"] == 14  # the default policy: 0.1x .. 1000x and max

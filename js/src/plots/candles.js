@@ -1,0 +1,73 @@
+// Plot kind "ohlc": candles (and a volume panel) built in the browser from every streamed row, bucketed by
+// `bar_ms` of data time, into the spec's bars source (time open high low close volume dir).
+import { emptyData, num } from "./columns.js";
+
+const BAR_KEYS = ["time", "open", "high", "low", "close", "volume", "dir"];
+
+export class CandlesPlot {
+  static kind = "ohlc";
+
+  /** `bars`: the bars ColumnDataSource (default: the document's model named `spec.bars`). */
+  constructor(spec, doc, bars = null) {
+    this.spec = spec;
+    this.bars = bars || (spec.bars && doc ? doc.get_model_by_name(spec.bars) : null);
+    this.lastBar = null;  // the open (last) candle, patched while its interval lasts
+  }
+
+  /** Candles are built from every row: keep more than the raw source does. */
+  keep(rollover) { return Math.max(rollover * 2, 1 << 20); }
+
+  clear(now) {
+    this.lastBar = null;
+    if (now && this.bars) this.bars.data = emptyData(this.bars);
+  }
+
+  /** Candles from every queued row (read from the frames' views, no copies). */
+  update(parts) {
+    if (!this.bars) return;
+    const spec = this.spec;
+    const w = spec.bar_ms;
+    let cur = this.lastBar ? { ...this.lastBar } : null;
+    const wasOpen = this.lastBar ? this.lastBar.time : null;
+    const done = [];
+    for (const part of parts) {
+      const t = part.columns.timestamp; const p = part.columns[spec.price];
+      const v = spec.volume ? part.columns[spec.volume] : null;
+      if (!t || !p) continue;
+      for (let i = 0; i < part.rows; i++) {
+        const price = num(p[i]);
+        if (!Number.isFinite(price)) continue;
+        const bt = Math.floor(num(t[i]) / w) * w + w / 2;  // candles are centred on their interval
+        const vi = v ? num(v[i]) : 1;
+        const vol = Number.isFinite(vi) ? vi : 0;
+        if (cur && cur.time === bt) {
+          cur.high = Math.max(cur.high, price); cur.low = Math.min(cur.low, price);
+          cur.close = price; cur.volume += vol;
+        } else {
+          if (cur) done.push(cur);
+          cur = { time: bt, open: price, high: price, low: price, close: price, volume: vol };
+        }
+      }
+    }
+    if (!cur) return;
+    done.push(cur);
+    for (const b of done) b.dir = b.close >= b.open ? 1 : -1;
+    let k = 0;
+    const len = this.bars.get_length ? (this.bars.get_length() ?? 0) : 0;
+    if (wasOpen !== null && done[0].time === wasOpen && len > 0) {
+      const b = done[0]; const i = len - 1;
+      this.bars.patch({
+        open: [[i, b.open]], high: [[i, b.high]], low: [[i, b.low]], close: [[i, b.close]],
+        volume: [[i, b.volume]], dir: [[i, b.dir]],
+      });
+      k = 1;
+    }
+    if (k < done.length) {
+      const rest = done.slice(k);
+      const out = {};
+      for (const key of BAR_KEYS) out[key] = Float64Array.from(rest, (b) => b[key]);
+      this.bars.stream(out, spec.bar_rollover);
+    }
+    this.lastBar = cur;
+  }
+}
