@@ -1,4 +1,4 @@
-"""Conformance fixtures: ``host`` is parametrised over the four hosts (module scope: one server and one
+"""Conformance fixtures: ``host`` is parametrised over the hosts of ``hosts.py`` (module scope: one server and one
 kernel per host for the whole module; every scenario loads a fresh session with ``host.load``).
 
 The server is a real Jupyter server subprocess (the e2e harness's ``start_lab``, no browser), so the
@@ -17,9 +17,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "e2e"))  # lab_harness: start_lab / stop_lab
 
-from hosts import AttachedHost, EngineHost, RestHost, Server, ThreadedHost  # noqa: E402
+from hosts import AttachedHost, EngineHost, LocalWidgetHost, RestHost, Server, ThreadedHost  # noqa: E402
 
-HOSTS = ("engine", "threaded", "attached", "rest")
+HOSTS = ("engine", "threaded", "widget_local", "attached", "rest")
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +47,8 @@ def host(request: pytest.FixtureRequest) -> Iterator[Any]:
         h: Any = EngineHost()
     elif name == "threaded":
         h = ThreadedHost()
+    elif name == "widget_local":
+        h = LocalWidgetHost()
     else:
         server = request.getfixturevalue("server")
         kid = server.start_kernel()

@@ -2,6 +2,7 @@
 
     engine    ``Session`` on an asyncio loop in a thread of the test process
     threaded  ``runner.ThreadedSession`` (a kernel without a server)
+    widget_local  the ``Replay`` widget with no server (what nbval, nbclient, VS Code and scripts run)
     attached  the ``Replay`` widget in a real kernel, attached to that kernel's session on a real server
     rest      plain HTTP + a WebSocket client and ``wire.decode_frame`` (no jupyter_replay client code)
 
@@ -33,7 +34,9 @@ import golden
 import host_side
 from jupyter_replay import exceptions, wire
 
-__all__ = ["Host", "EngineHost", "ThreadedHost", "AttachedHost", "RestHost", "raise_error", "TIMEOUT"]
+__all__ = [
+    "Host", "EngineHost", "ThreadedHost", "LocalWidgetHost", "AttachedHost", "RestHost", "raise_error", "TIMEOUT",
+]
 
 TIMEOUT = 60.0
 NOT_PLAYING = ("stopped", "paused", "finished")
@@ -208,6 +211,54 @@ class ThreadedHost(Host):
         if self.session is not None:
             self.session.close()
             self.session = None
+
+
+class LocalWidgetHost(Host):
+    """The ``Replay`` widget with no server to attach to (nbval, nbclient, VS Code, scripts), in-process:
+    the same ``WidgetDriver`` the attached host runs in its kernel."""
+
+    name = "widget_local"
+
+    def __init__(self) -> None:
+        self.driver = host_side.WidgetDriver()
+
+    def _call(self, name: str, **args: Any) -> Any:
+        answer = json.loads(self.driver.call(name, json.dumps(args)))
+        if "error" in answer:
+            err = answer["error"]
+            try:
+                raise_error(err["types"], err["message"])
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}\n{err['traceback']}") from None
+        return answer["ok"]
+
+    def load(self, dataset: str) -> None:
+        self._call("load", dataset=dataset)
+
+    def control(self, action: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
+        return self._call("control", action=action, args=dict(args or {}))
+
+    def status(self) -> dict[str, Any]:
+        return self._call("status")
+
+    def wait_state(self, states: tuple[str, ...] = NOT_PLAYING, timeout: float = TIMEOUT) -> dict[str, Any]:
+        self._call("wait", states=list(states), timeout=timeout)
+        return self.status()
+
+    def events(self) -> list[dict[str, Any]]:
+        return self._call("events")
+
+    def frame(self) -> pd.DataFrame:
+        return pickle.loads(base64.b64decode(self._call("frame")))
+
+    def add_callback(self, kind: str, **params: Any) -> None:
+        self._call("add_callback", kind=kind, params=params)
+
+    def store(self) -> dict[str, Any]:
+        return self._call("store")
+
+    def close(self) -> None:
+        self._call("close")
 
 
 # ----------------------------------------------------------------------------------------- server side
