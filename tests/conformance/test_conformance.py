@@ -72,6 +72,13 @@ def assert_frame(host: Any, name: str, start: int = 0, stop: int | None = None) 
     assert not problems, f"{host.name}: r.buffer differs: " + "; ".join(problems)
 
 
+def assert_cleared(host: Any, name: str) -> None:
+    """The buffer after a reset: no rows, the same columns (dtypes: ``test_empty_buffer_keeps_its_dtypes``)."""
+    frame = host.frame()
+    assert (list(frame.columns), len(frame)) == (list(golden.BUFFER_DTYPES[name]), 0), (
+        f"{host.name}: cleared buffer has columns {list(frame.columns)} and {len(frame)} rows")
+
+
 def refused(host: Any, action: str, args: dict, cls: type[Exception]) -> str:
     """The message of the error ``control(action, args)`` raises; AssertionError if it is not ``cls``."""
     try:
@@ -151,7 +158,16 @@ def test_stop_rewinds_and_resets_with_reason_stop(host) -> None:
     events = host.wait_events(lambda ev: "stop" in resets(ev), what="reset 'stop'")
     check_stream(events)
     assert resets(events) == ["stop"] and batches(since_last_reset(events)) == []
-    assert_frame(host, "mixed", 0, 0)  # empty, with the columns and dtypes
+    assert_cleared(host, "mixed")
+
+
+def test_empty_buffer_keeps_its_dtypes(host) -> None:
+    """After a reset the buffer is empty but typed as before: code that concatenates or filters it works."""
+    host.load("mixed")
+    host.control("step", {"n": 3})
+    assert_frame(host, "mixed", 0, 3)
+    host.control("stop")
+    assert_frame(host, "mixed", 0, 0)
 
 
 def test_seek_by_fraction_and_timestamp(host) -> None:
@@ -169,7 +185,7 @@ def test_seek_by_fraction_and_timestamp(host) -> None:
     st = host.control("seek", {"timestamp": target})
     assert (st["state"], st["position"]) == ("paused", 10)
     host.wait_events(lambda ev: resets(ev) == ["seek", "seek"], what="second reset 'seek'")
-    assert_frame(host, "mixed", 0, 0)
+    assert_cleared(host, "mixed")
 
 
 def test_loop_restarts_with_reason_loop_then_finishes(host) -> None:
@@ -202,7 +218,7 @@ def test_mode_switch_resets_and_refuses_replay_only_actions(host) -> None:
     first, second = [e["seq"] for e in events if e["kind"] == "reset"]
     assert [b["mode"] for b in batches(events) if b["seq"] < first] == ["replay"]
     assert {b["mode"] for b in batches(events) if first < b["seq"] < second} <= {"live"}
-    assert_frame(host, "mixed", 0, 0)
+    assert_cleared(host, "mixed")
 
 
 # ----------------------------------------------------------------------------------------- values and errors
@@ -349,7 +365,7 @@ def test_stop_from_a_callback_takes_effect_at_once(host, needs_callbacks) -> Non
     late = _action_stretch(host, store)
     assert not late, f"rows after stop() in the callback: {[(b['first_row'], b['n']) for b in late]}"
     assert store.get("rows_after_action", 0) == 0, f"the callback saw {store['rows_after_action']} rows after stop()"
-    assert_frame(host, "long", 0, 0)
+    assert_cleared(host, "long")
 
 
 def test_pause_from_a_callback_takes_effect_at_once(host, needs_callbacks) -> None:
