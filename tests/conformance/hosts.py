@@ -4,7 +4,7 @@
     threaded  ``runner.ThreadedSession`` (a kernel without a server)
     widget_local  the ``Replay`` widget with no server (what nbval, nbclient, VS Code and scripts run)
     attached  the ``Replay`` widget in a real kernel, attached to that kernel's session on a real server
-    rest      plain HTTP + a WebSocket client and ``wire.decode_frame`` (no jupyter_replay client code)
+    rest      plain HTTP + a WebSocket client and the wire decoder (no jupyter_replay client code)
 
 Every host: ``load(dataset)``, ``control(action, args) -> status`` (raises the typed error of
 ``jupyter_replay.exceptions``), ``status()``, ``wait_state(states)``, ``events()`` (records from
@@ -310,7 +310,7 @@ def _raise_http(code: int, payload: Any) -> None:
 
 
 class RestHost(Host):
-    """Raw REST + WebSocket: JSON over HTTP, Arrow for data and buffer, ``wire.decode_frame`` for rows."""
+    """Raw REST + WebSocket: JSON over HTTP, Arrow for data and buffer, the wire decoder for rows."""
 
     name = "rest"
     callbacks = False
@@ -360,6 +360,9 @@ class RestHost(Host):
         import websocket
 
         history_next = False
+        # one decoder per connection: text columns travel as dictionary codes, the dictionary once per stream
+        decoder = wire.FrameDecoder() if hasattr(wire, "FrameDecoder") else None
+        decode = decoder.decode if decoder is not None else wire.decode_frame
         while True:
             try:
                 opcode, data = ws.recv_data()
@@ -368,7 +371,7 @@ class RestHost(Host):
             if opcode == websocket.ABNF.OPCODE_CLOSE:
                 return
             if opcode == websocket.ABNF.OPCODE_BINARY:
-                header, cols = wire.decode_frame(data)
+                header, cols = decode(data)
                 if history_next or header.get("history"):
                     history_next = False
                     self._synced.set()
