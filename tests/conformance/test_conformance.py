@@ -125,6 +125,24 @@ def test_status_has_the_same_keys_everywhere(host) -> None:
     assert st["callback_errors"] == 0 and st["rows_dropped"] == 0
 
 
+def test_status_values_follow_the_data(host) -> None:
+    host.load("mixed")
+    host.control("step", {"n": 5})
+    st = host.wait_status(lambda s: s.get("position") == 5, what="position 5")
+    ts = golden_ts("mixed")
+    want = {
+        "mode": "replay", "state": "paused", "speed": 1.0, "loop": False, "symbol": "DEMO", "has_data": True,
+        "position": 5, "position_ns": ts[5], "position_iso": "2024-01-02T09:30:05+00:00", "time_ns": ts[4],
+        "progress": 5 / num_rows("mixed"), "num_rows": num_rows("mixed"), "start_ns": ts[0], "end_ns": ts[-1],
+        "columns": VALUE_COLUMNS["mixed"], "buffer_rows": 5, "rows": 5, "callback_errors": 0, "error": None,
+    }
+    got = {k: st.get(k, "<missing>") for k in want}
+    assert got == want, {k: (got[k], want[k]) for k in want if got[k] != want[k]}
+    last = st.get("last") or {}
+    assert last.get("timestamp_ns") == ts[4] and set(last) == {"timestamp_ns", *VALUE_COLUMNS["mixed"]}, last
+    assert (last["side"], last["venue"], last["size"], last["odd_lot"]) == ("sell", "XNAS", 5, True), last
+
+
 def test_play_at_max_speed_releases_everything_once(host) -> None:
     host.load("mixed")
     assert host.control("speed", {"speed": "max"})["speed"] == "max"
