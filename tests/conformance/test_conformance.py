@@ -353,6 +353,11 @@ def test_raising_callback_is_counted_in_status(host, needs_callbacks) -> None:
     assert "conformance: this callback always fails" in (st.get("error") or "")
 
 
+#: fast enough that a client which only learns of rows after they were sent cannot win the race by luck:
+#: rows of a play keep coming for ~60 ms; a control from a callback must still end them at once
+CALLBACK_SPEED = 1000
+
+
 def _action_stretch(host: Any, store: dict) -> list[dict]:
     """Batches that arrived after the batch whose callback acted, up to the reset that action caused."""
     events = host.events()
@@ -371,7 +376,7 @@ def _action_stretch(host: Any, store: dict) -> list[dict]:
 
 def test_stop_from_a_callback_takes_effect_at_once(host, needs_callbacks) -> None:
     host.load("long")
-    host.control("speed", {"speed": 10})
+    host.control("speed", {"speed": CALLBACK_SPEED})
     host.add_callback("stop", at_rows=3)
     host.control("play")
     store = host.wait_store(lambda s: s.get("acted"), what="the callback to stop")
@@ -388,7 +393,7 @@ def test_stop_from_a_callback_takes_effect_at_once(host, needs_callbacks) -> Non
 
 def test_pause_from_a_callback_takes_effect_at_once(host, needs_callbacks) -> None:
     host.load("long")
-    host.control("speed", {"speed": 10})
+    host.control("speed", {"speed": CALLBACK_SPEED})
     host.add_callback("pause", at_rows=3)
     host.control("play")
     host.wait_store(lambda s: s.get("acted"), what="the callback to pause")
@@ -402,9 +407,9 @@ def test_pause_from_a_callback_takes_effect_at_once(host, needs_callbacks) -> No
 
 def test_seek_from_a_callback_takes_effect_at_once(host, needs_callbacks) -> None:
     host.load("long")
-    at = golden.rows_before("long", golden.seek_fraction_ns("long", 0.9))
-    host.control("speed", {"speed": 10})
-    host.add_callback("seek", at_rows=3, fraction=0.9)
+    at = golden.rows_before("long", golden.seek_fraction_ns("long", 0.5))
+    host.control("speed", {"speed": CALLBACK_SPEED})
+    host.add_callback("seek", at_rows=3, fraction=0.5)
     host.control("play")
     host.wait_store(lambda s: s.get("acted"), what="the callback to seek")
     st = host.wait_state(("finished",))
