@@ -10,6 +10,7 @@ import base64
 import json
 import pickle
 import threading
+import time
 import traceback
 from typing import Any, Callable
 
@@ -65,11 +66,18 @@ def _raise(target: Any, store: dict[str, Any]) -> Callable[..., None]:
 
 
 def _act_once(action: str) -> Callable[..., Callable[..., None]]:
-    def factory(target: Any, store: dict[str, Any], at_rows: int = 1, **kwargs: Any) -> Callable[..., None]:
+    def factory(target: Any, store: dict[str, Any], at_rows: int = 1, work_s: float = 0.0,
+                **kwargs: Any) -> Callable[..., None]:
+        """``work_s``: the callback first computes for that long (user code is not instant)."""
+
         def act(batch: Any, clock: Any) -> None:
             _rows(store, batch)
             if store.get("acted") or store["rows"] < at_rows:
                 return
+            if work_s:
+                end = time.monotonic() + work_s
+                while time.monotonic() < end:  # busy, like user code computing
+                    pass
             store["acted"] = True
             store["action_after_rows"] = store["rows"]
             try:

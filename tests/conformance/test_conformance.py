@@ -374,10 +374,12 @@ def _action_stretch(host: Any, store: dict) -> list[dict]:
     return out
 
 
-def test_stop_from_a_callback_takes_effect_at_once(host, needs_callbacks) -> None:
+@pytest.mark.parametrize("work_s", [0.0, 0.3], ids=["quick", "slow"])
+def test_stop_from_a_callback_takes_effect_at_once(host, needs_callbacks, work_s) -> None:
+    """A slow callback (0.3 s of work before ``stop()``) must not let rows of the play slip in meanwhile."""
     host.load("long")
     host.control("speed", {"speed": CALLBACK_SPEED})
-    host.add_callback("stop", at_rows=3)
+    host.add_callback("stop", at_rows=3, work_s=work_s)
     host.control("play")
     store = host.wait_store(lambda s: s.get("acted"), what="the callback to stop")
     host.wait_events(lambda ev: "stop" in resets(ev), what="reset 'stop'")
