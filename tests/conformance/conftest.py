@@ -8,8 +8,9 @@ attached host's kernel and the REST host talk to it over real HTTP/WebSocket whi
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -17,7 +18,14 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "e2e"))  # lab_harness: start_lab / stop_lab
 
-from hosts import AttachedHost, EngineHost, LocalWidgetHost, RestHost, Server, ThreadedHost  # noqa: E402
+from hosts import (
+    AttachedHost,
+    EngineHost,
+    LocalWidgetHost,
+    RestHost,
+    Server,
+    ThreadedHost,
+)
 
 HOSTS = ("engine", "threaded", "widget_local", "attached", "rest")
 

@@ -13,8 +13,17 @@ import numpy as np
 import pandas as pd
 
 __all__ = [
-    "DATASETS", "dataset", "TIME", "BUFFER_DTYPES", "STATUS_KEYS", "FORBIDDEN_STATUS_KEYS",
-    "SERVER_MODEL_FIELDS", "expected_frame", "ts_ns", "rows_before", "symbol_counts",
+    "BUFFER_DTYPES",
+    "DATASETS",
+    "FORBIDDEN_STATUS_KEYS",
+    "SERVER_MODEL_FIELDS",
+    "STATUS_KEYS",
+    "TIME",
+    "dataset",
+    "expected_frame",
+    "rows_before",
+    "symbol_counts",
+    "ts_ns",
 ]
 
 MIXED_ROWS = 40

@@ -12,9 +12,10 @@ import pickle
 import threading
 import time
 import traceback
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-__all__ = ["event_record", "make_callback", "CALLBACKS", "WidgetDriver", "error_record"]
+__all__ = ["CALLBACKS", "WidgetDriver", "error_record", "event_record", "make_callback"]
 
 
 def event_record(event: Any) -> dict[str, Any]:
@@ -140,6 +141,7 @@ class WidgetDriver:
 
     def do_load(self, dataset: str, attach: dict[str, Any] | None = None) -> dict[str, Any]:
         import golden
+
         from jupyter_replay.widgets import replay
 
         self.do_close()

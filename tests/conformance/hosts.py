@@ -25,17 +25,25 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any, Callable
-
-import pandas as pd
-import pyarrow as pa
+from collections.abc import Callable
+from typing import Any
 
 import golden
 import host_side
+import pandas as pd
+import pyarrow as pa
+
 from jupyter_replay import exceptions, wire
 
 __all__ = [
-    "Host", "EngineHost", "ThreadedHost", "LocalWidgetHost", "AttachedHost", "RestHost", "raise_error", "TIMEOUT",
+    "TIMEOUT",
+    "AttachedHost",
+    "EngineHost",
+    "Host",
+    "LocalWidgetHost",
+    "RestHost",
+    "ThreadedHost",
+    "raise_error",
 ]
 
 TIMEOUT = 60.0

@@ -11,9 +11,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import golden
 import pytest
 
-import golden
 from jupyter_replay.exceptions import IllegalTransitionError, InvalidValueError
 
 MAX_MESSAGE = 300  # error messages never echo unbounded input (exceptions.brief)

@@ -8,14 +8,22 @@ session, rows over the WebSocket) the counts, the buffer's columns and the callb
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
-
 from lab_harness import (
-    LabServer, kernel_eval, open_notebook, replay_button, replay_widget, run_all_cells, save_screenshot, wait_for,
-    wait_replay_attached, write_notebook,
+    LabServer,
+    kernel_eval,
+    open_notebook,
+    replay_button,
+    replay_widget,
+    run_all_cells,
+    save_screenshot,
+    wait_for,
+    wait_replay_attached,
+    write_notebook,
 )
 
 pytestmark = pytest.mark.e2e
