@@ -1,9 +1,22 @@
 """jupyter_replay: interactive replay of recorded time series, one isolated session per kernel.
 
-Engine API (pure asyncio, usable anywhere)::
+Engine API (pure asyncio, usable anywhere; never imports the widget or server stacks)::
 
-    from jupyter_replay import Session, DataFrameSource
-    r = jupyter_replay.replay(df, time="ts")   # notebook widget: controls + streaming plot
+    import asyncio
+    from jupyter_replay import DataFrameSource, Session, sample_trades
+
+    async def main() -> None:
+        session = Session(DataFrameSource(sample_trades(1_000), time="timestamp"), speed="max")
+        session.step(10)                  # release the first 10 rows now
+        print(session.frame().tail(3))    # the session's buffer as a DataFrame
+        await session.aclose()
+
+    asyncio.run(main())
+
+Notebook widget (controls + streaming plot; imported on first use)::
+
+    import jupyter_replay as jr
+    r = jr.replay(df, time="ts")
 """
 
 from __future__ import annotations
@@ -26,6 +39,19 @@ from .exceptions import (
 )
 from .runner import BackgroundLoop, ThreadedSession
 from .session import Session
+from .sources import (
+    ArraySource,
+    CSVSource,
+    DataFrameSource,
+    LiveSource,
+    MergedSource,
+    ParquetSource,
+    ReplaySource,
+    SyntheticFeed,
+    as_source,
+    sample_quotes,
+    sample_trades,
+)
 from .timer import SystemTimer, TestTimer, Timer
 
 __version__ = "0.1.0"
@@ -34,6 +60,9 @@ __all__ = [
     "__version__",
     # data and events
     "TIME_COLUMN", "Batch", "Chunk", "Event", "Mode", "ResetEvent", "StateEvent", "RollingBuffer",
+    # sources
+    "ReplaySource", "LiveSource", "ArraySource", "DataFrameSource", "CSVSource", "ParquetSource", "MergedSource",
+    "SyntheticFeed", "as_source", "sample_trades", "sample_quotes",
     # time
     "Clock", "LiveClock", "ReplayClock", "SystemTimer", "TestTimer", "Timer",
     # control

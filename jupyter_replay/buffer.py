@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from .batch import TIME_COLUMN, Chunk, _frame
+from .exceptions import DataError, InvalidValueError, brief
 
 __all__ = ["RollingBuffer"]
 
@@ -20,7 +21,7 @@ class RollingBuffer:
 
     def __init__(self, capacity: int, dtypes: Mapping[str, Any] | None = None, tz: Any = None) -> None:
         if int(capacity) < 1:
-            raise ValueError("capacity must be >= 1")
+            raise InvalidValueError(f"buffer capacity must be >= 1 row, got {brief(capacity)}")
         self.capacity = int(capacity)
         self.dtypes: dict[str, np.dtype] = {k: np.dtype(v) for k, v in (dtypes or {}).items()}
         self.tz = tz
@@ -48,7 +49,7 @@ class RollingBuffer:
             return
         missing = set(self._cols) - set(chunk.columns)
         if missing:
-            raise ValueError(f"chunk lacks buffer columns {sorted(missing)}")
+            raise DataError(f"chunk lacks buffer columns {brief(sorted(missing))}: a new schema needs a new buffer")
         self.total += n
         if n >= self.capacity:
             self.rolled_over += self._len + n - self.capacity

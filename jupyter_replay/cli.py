@@ -171,7 +171,8 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dir", default=str(DEFAULT_DEMO_DIR), help=f"demo folder (default: {DEFAULT_DEMO_DIR})")
     p.add_argument("--token", default="", help="server token (default: a random one)")
     p.add_argument("--reset", action="store_true", help="overwrite notebooks already in the demo folder")
-    p.add_argument("--notebooks", default="", help="copy the notebooks from this folder (default: the bundled examples)")
+    p.add_argument("--notebooks", default="",
+                   help="copy the notebooks from this folder (default: the bundled examples)")
     p.add_argument("--dry-run", action="store_true", help="prepare the folder and print the command, do not start")
     p.add_argument("lab_args", nargs="*", metavar="-- LAB_ARG", help="extra arguments for jupyter lab (after --)")
     p.set_defaults(func=cmd_demo)
@@ -186,29 +187,33 @@ def _bench_root() -> Path | None:
     return root if (root / "bench" / "options.py").is_file() else None
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
+def bench_options(argv: Sequence[str]) -> argparse.Namespace:
+    """Parse the bench options with ``bench/options.py`` (imported only now: building the CLI parser
+    must not import the source checkout's ``bench/``)."""
     root = _bench_root()
     if root is None:
-        print("error: the benchmarks live in the source checkout (bench/); run from a clone", file=sys.stderr)
-        return 2
+        raise SystemExit("error: the benchmarks live in the source checkout (bench/); run from a clone")
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
+    from bench.options import DESCRIPTION, build_parser
+
+    return build_parser(argparse.ArgumentParser(prog="jupyter replay bench", description=DESCRIPTION)).parse_args(
+        list(argv)
+    )
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    options = bench_options(args.rest)
     from bench.__main__ import run_from_args
 
-    return run_from_args(args, sys.argv[2:] if len(sys.argv) > 2 else [])
+    return int(run_from_args(options, list(args.rest)))
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
-    root = _bench_root()
-    p = sub.add_parser("bench", help="run the benchmarks and print the results table (source checkout)",
+    # Options (and -h) are passed through to bench/options.py, parsed when the command runs.
+    p = sub.add_parser("bench", add_help=False, help="run the benchmarks and print the results table (source checkout)",
                        description="Run the benchmarks in bench/ (same as `python -m bench`).")
-    if root is not None:
-        if str(root) not in sys.path:
-            sys.path.insert(0, str(root))
-        from bench.options import build_parser as bench_options
-
-        bench_options(p)
-    p.set_defaults(func=cmd_bench)
+    p.set_defaults(func=cmd_bench, takes_rest=True)
 
 
 # -- version ---------------------------------------------------------------------------------------
@@ -239,12 +244,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The parsed command line; ``args.rest`` holds the arguments a pass-through command parses itself."""
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if rest and not getattr(args, "takes_rest", False):
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args.rest = rest
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(argv)
     if not hasattr(args, "func"):
-        parser.print_help()
+        build_parser().print_help()
         return 2
     return args.func(args)
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .batch import Chunk, Mode
 from .clock import ReplayClock
@@ -150,11 +151,13 @@ class ReplayController:
         """
         args = parse_step(n, duration, self.policy)
         target = check_allowed("step", _REPLAY, self.state)
-        if self._cursor.peek_ns() is None:
+        next_ns = self._cursor.peek_ns()
+        if next_ns is None:
             check_allowed("step", _REPLAY, State.FINISHED)  # raises: nothing left to step over
+            return 0
         epoch = self._epoch
         if "duration" in args:
-            base = self.clock.now_ns() if self.state is State.PAUSED else self._cursor.peek_ns() - 1
+            base = self.clock.now_ns() if self.state is State.PAUSED else next_ns - 1
             end = base + args["duration"]
             released = self._release_until(end)
             if self._epoch == epoch:
@@ -184,7 +187,7 @@ class ReplayController:
                 raise InvalidValueError(f"seek row must be an integer in [0, {src.num_rows}), got {args['row']}")
             at, skip = None, args["row"]
         elif "fraction" in args:
-            at = src.start_ns + int(round((src.end_ns - src.start_ns) * args["fraction"]))
+            at = src.start_ns + round((src.end_ns - src.start_ns) * args["fraction"])
         else:
             at = args["target"]
             if not src.start_ns <= at <= src.end_ns:
@@ -199,6 +202,7 @@ class ReplayController:
             skip -= len(self._cursor.read(min(skip, 1 << 20)))
         if at is None:
             at = self._cursor.peek_ns()
+            assert at is not None  # row < num_rows: a row is there
         self._on_rewind("seek")
         self.clock.set_time(at)
         self.state = new_state
@@ -236,7 +240,7 @@ class ReplayController:
         if task is not None:
             try:
                 await task
-            except (asyncio.CancelledError, Exception):
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - _run already logged any failure
                 pass
         self._cursor.close()
 
@@ -292,7 +296,7 @@ class ReplayController:
             await self._pace()
         except asyncio.CancelledError:
             raise
-        except Exception:  # a broken source must not kill the event loop; surface as a paused replay
+        except Exception:  # a broken source must not kill the loop; surface as a paused replay (logged)
             log.exception("replay pacing failed")
             self.clock.pause()
             self.state = next_state(_REPLAY, self.state, "fail")

@@ -11,10 +11,11 @@ every control method calls at entry, ``next_state`` the only way a state changes
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from numbers import Real
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -267,6 +268,7 @@ INTERNAL_TRIGGERS = ("end", "at_start", "fail", "leave")
 _S = State
 _R, _L = Mode.REPLAY, Mode.LIVE
 _ALL = tuple(State)
+_SAME = {s: s for s in _ALL}
 
 
 def _rows(mode: Mode, trigger: str, moves: Mapping[State, State]) -> dict[tuple[Mode, State, str], State]:
@@ -275,27 +277,27 @@ def _rows(mode: Mode, trigger: str, moves: Mapping[State, State]) -> dict[tuple[
 
 TRANSITIONS: dict[tuple[Mode, State, str], State] = {
     # REPLAY
-    **_rows(_R, "play", {s: _S.PLAYING for s in _ALL}),  # from FINISHED: rewinds first
+    **_rows(_R, "play", dict.fromkeys(_ALL, _S.PLAYING)),  # from FINISHED: rewinds first
     **_rows(_R, "pause", {_S.PLAYING: _S.PAUSED, _S.PAUSED: _S.PAUSED}),
-    **_rows(_R, "stop", {s: _S.STOPPED for s in _ALL}),
+    **_rows(_R, "stop", dict.fromkeys(_ALL, _S.STOPPED)),
     **_rows(_R, "step", {_S.STOPPED: _S.PAUSED, _S.PAUSED: _S.PAUSED}),
     **_rows(_R, "seek", {_S.STOPPED: _S.PAUSED, _S.PAUSED: _S.PAUSED, _S.FINISHED: _S.PAUSED, _S.PLAYING: _S.PLAYING}),
-    **_rows(_R, "speed", {s: s for s in _ALL}),
-    **_rows(_R, "loop", {s: s for s in _ALL}),
-    **_rows(_R, "mode", {s: s for s in _ALL}),
+    **_rows(_R, "speed", _SAME),
+    **_rows(_R, "loop", _SAME),
+    **_rows(_R, "mode", _SAME),
     **_rows(_R, "end", {_S.PLAYING: _S.FINISHED, _S.PAUSED: _S.FINISHED}),
     **_rows(_R, "at_start", {_S.PAUSED: _S.STOPPED, _S.STOPPED: _S.STOPPED}),
     **_rows(_R, "fail", {_S.PLAYING: _S.PAUSED}),
     **_rows(_R, "leave", {s: (_S.PAUSED if s is _S.PLAYING else s) for s in _ALL}),
     # LIVE: rows flow while PLAYING; no step, seek or speed (there is no recorded data to move in)
-    **_rows(_L, "play", {s: _S.PLAYING for s in _ALL}),
+    **_rows(_L, "play", dict.fromkeys(_ALL, _S.PLAYING)),
     **_rows(_L, "pause", {_S.PLAYING: _S.PAUSED, _S.PAUSED: _S.PAUSED}),
-    **_rows(_L, "stop", {s: _S.STOPPED for s in _ALL}),
-    **_rows(_L, "loop", {s: s for s in _ALL}),
-    **_rows(_L, "mode", {s: s for s in _ALL}),
-    **_rows(_L, "end", {_S.PLAYING: _S.FINISHED, _S.PAUSED: _S.FINISHED, _S.STOPPED: _S.STOPPED, _S.FINISHED: _S.FINISHED}),
-    **_rows(_L, "fail", {_S.PLAYING: _S.PAUSED, _S.PAUSED: _S.PAUSED, _S.STOPPED: _S.STOPPED, _S.FINISHED: _S.FINISHED}),
-    **_rows(_L, "leave", {s: _S.STOPPED for s in _ALL}),
+    **_rows(_L, "stop", dict.fromkeys(_ALL, _S.STOPPED)),
+    **_rows(_L, "loop", _SAME),
+    **_rows(_L, "mode", _SAME),
+    **_rows(_L, "end", {**_SAME, _S.PLAYING: _S.FINISHED, _S.PAUSED: _S.FINISHED}),
+    **_rows(_L, "fail", {**_SAME, _S.PLAYING: _S.PAUSED}),
+    **_rows(_L, "leave", dict.fromkeys(_ALL, _S.STOPPED)),
 }
 
 #: Why a user action is refused where the table has no row (the fix is part of the message).
@@ -347,7 +349,9 @@ def normalise_args(action: Any, args: Mapping[str, Any] | None, policy: Policy =
         raise InvalidValueError(f"arguments of {action!r} must be an object, got {type(args).__name__}")
     unknown = [k for k in args if k not in control.args]
     if unknown:
-        names = ", ".join(brief(k, 40) for k in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        names = ", ".join(brief(k, 40) for k in unknown[:5])
+        if len(unknown) > 5:
+            names += f" and {len(unknown) - 5} more"
         raise InvalidValueError(f"unknown argument(s) {names} for {action!r}; accepted: {list(control.args)}")
     return control.normalise(args, policy)
 

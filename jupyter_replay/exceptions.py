@@ -22,7 +22,7 @@ def brief(value: object, limit: int = 80) -> str:
     """``repr(value)`` cut to ``limit`` characters: error messages and logs never echo unbounded input."""
     try:
         text = repr(value) if not isinstance(value, str) or len(value) <= 4 * limit else repr(value[: 4 * limit])
-    except Exception:  # a hostile __repr__ must not turn a 400 into a 500
+    except Exception:  # noqa: BLE001 - a hostile __repr__ must not turn a 400 into a 500
         text = f"<{type(value).__name__}>"
     return text if len(text) <= limit else text[: max(limit - 3, 1)] + "..."
 

@@ -10,7 +10,8 @@ import asyncio
 import logging
 import math
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -155,6 +156,7 @@ class Session:
     def status(self) -> dict[str, Any]:
         """JSON-safe summary of everything a client shows."""
         ctl, src = self.controller, self.source
+        time_ns: int | None
         if self.mode is Mode.REPLAY and ctl is not None:
             position, position_ns, progress = ctl.position, ctl.position_ns, ctl.progress
             time_ns = ctl.time_ns

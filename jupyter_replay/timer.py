@@ -8,6 +8,8 @@ import itertools
 import time
 from abc import ABC, abstractmethod
 
+from .exceptions import InvalidValueError, brief
+
 __all__ = ["Timer", "SystemTimer", "TestTimer"]
 
 
@@ -34,7 +36,7 @@ class SystemTimer(Timer):
 
     def __init__(self, spin_ns: int = 1_200_000, block_ns: int = 60_000) -> None:
         if spin_ns < 0 or block_ns < 0:
-            raise ValueError("spin_ns and block_ns must be >= 0")
+            raise InvalidValueError(f"spin_ns and block_ns must be >= 0, got {brief(spin_ns)} and {brief(block_ns)}")
         self.spin_ns = int(spin_ns)
         self.block_ns = min(int(block_ns), self.spin_ns)
 
@@ -83,7 +85,7 @@ class TestTimer(Timer):
     def set(self, now_ns: int) -> None:
         """Move time to ``now_ns`` (never backwards) and wake every sleeper that is due."""
         if now_ns < self._now:
-            raise ValueError("TestTimer cannot go backwards")
+            raise InvalidValueError(f"TestTimer cannot go backwards: at {self._now}, asked for {brief(now_ns)}")
         self._now = int(now_ns)
         while self._sleepers and self._sleepers[0][0] <= self._now:
             _, _, fut = heapq.heappop(self._sleepers)

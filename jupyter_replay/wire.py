@@ -24,6 +24,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .batch import TIME_COLUMN, Batch, ResetEvent, StateEvent
+from .exceptions import ReplayError
 
 __all__ = [
     "TIME_MS_COLUMN",
@@ -60,8 +61,10 @@ _LEN = struct.Struct("<I")
 _ALIGN = 8
 
 
-class WireError(ValueError):
+class WireError(ReplayError, ValueError):
     """A frame or message that does not follow the wire format."""
+
+    http_status = 400
 
 
 def _pad(n: int) -> int:

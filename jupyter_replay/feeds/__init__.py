@@ -30,12 +30,12 @@ _WHERE = {
     "redis_factory": "hub",
     "ws_factory": "hub",
     "ParquetRecorder": "recorder",
-    "RedisStreamSource": "redis_streams",
-    "RedisStreamReplay": "redis_streams",
-    "CatchUpSource": "redis_streams",
-    "catch_up_then_live": "redis_streams",
-    "publish_chunk": "redis_streams",
-    "apublish_chunk": "redis_streams",
+    "RedisStreamSource": "redis",
+    "RedisStreamReplay": "redis",
+    "CatchUpSource": "redis",
+    "catch_up_then_live": "redis",
+    "publish_chunk": "redis",
+    "apublish_chunk": "redis",
     "WebSocketJSONSource": "websocket_json",
 }
 

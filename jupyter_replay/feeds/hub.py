@@ -17,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from typing import Any, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -60,7 +61,7 @@ class HubSubscription(LiveSource):
     """A subscriber's view of a shared upstream feed (a ``LiveSource``; iterate ``batches()`` once)."""
 
     def __init__(
-        self, hub: "FeedHub", upstream: _Upstream, maxsize: int, on_chunk: Callable[[Chunk], None] | None
+        self, hub: FeedHub, upstream: _Upstream, maxsize: int, on_chunk: Callable[[Chunk], None] | None
     ) -> None:
         self._hub = hub
         self._up = upstream
@@ -136,7 +137,7 @@ class HubSubscription(LiveSource):
         if self.on_chunk is not None:
             try:
                 self.on_chunk(chunk)
-            except Exception:  # noqa: BLE001 - one subscriber's bug never stops the others
+            except Exception:
                 log.exception("feed hub subscriber callback failed")
             return
         self._queue.append(chunk)
@@ -326,7 +327,7 @@ class FeedHub:
 async def _close_source(source: LiveSource) -> None:
     try:
         await source.aclose()
-    except Exception:  # noqa: BLE001 - best effort
+    except Exception:
         log.debug("closing upstream feed failed", exc_info=True)
 
 
@@ -350,7 +351,7 @@ def redis_factory(url: Any, stream: str = "{symbol}", **kwargs: Any) -> FeedFact
     """
 
     def factory(symbol: str) -> LiveSource:
-        from .redis_streams import RedisStreamSource
+        from .redis import RedisStreamSource
 
         return RedisStreamSource(url, stream.format(symbol=symbol), symbol=symbol, **kwargs)
 

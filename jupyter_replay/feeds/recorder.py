@@ -12,8 +12,9 @@ import asyncio
 import json
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -241,13 +242,13 @@ class ParquetRecorder:
 
     # -- context managers
 
-    def __enter__(self) -> "ParquetRecorder":
+    def __enter__(self) -> ParquetRecorder:
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         self.close()  # also after an error: what was recorded before it is valid data
 
-    async def __aenter__(self) -> "ParquetRecorder":
+    async def __aenter__(self) -> ParquetRecorder:
         return self
 
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:

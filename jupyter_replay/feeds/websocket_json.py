@@ -13,7 +13,8 @@ import json
 import logging
 import random
 import time
-from typing import Any, AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -77,8 +78,8 @@ class WebSocketJSONSource(LiveSource):
         self.time_scale = _UNITS[time_unit]
         self.batch_window = float(batch_window)
         self.max_batch_rows = int(max_batch_rows)
-        self.backoff = dict(initial=float(backoff_initial), maximum=float(backoff_max),
-                            factor=float(backoff_factor), jitter=float(jitter))
+        self.backoff = {"initial": float(backoff_initial), "maximum": float(backoff_max),
+                        "factor": float(backoff_factor), "jitter": float(jitter)}
         self.max_retries = max_retries
         self.on_gap = on_gap
         self.gap_column = gap_column
@@ -187,7 +188,7 @@ class WebSocketJSONSource(LiveSource):
                        last_ns=self._last_ns, error=error)
         try:
             self.on_gap(info)
-        except Exception:  # noqa: BLE001 - a callback never stops the feed
+        except Exception:
             log.exception("on_gap callback failed")
 
     async def _subscribe(self, ws: Any) -> None:
@@ -273,7 +274,7 @@ def _stamp(value: Any, scale: int, fallback: int) -> int:
         if isinstance(value, str):
             value = float(value) if any(ch in value for ch in ".eE") else int(value)
         if isinstance(value, float):
-            return int(round(value * scale))
+            return int(round(value * scale))  # noqa: RUF046 - numpy < 2 rounds np.float64 to a float
         return int(value) * scale
     except (TypeError, ValueError, OverflowError):
         return fallback

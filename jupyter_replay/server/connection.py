@@ -34,6 +34,7 @@ from tornado.websocket import WebSocketClosedError
 
 from .. import wire
 from ..batch import Batch, Event, ResetEvent, StateEvent
+from ..controls import table_json
 from ..exceptions import ReplayError
 
 if TYPE_CHECKING:
@@ -165,7 +166,10 @@ class ReplayConnection:
             return
         session = managed.session
         managed.attach(self)
-        hello = wire.hello_message(managed.model(), session.seq, instance=managed.instance, writable=self.can_write)
+        hello = wire.hello_message(
+            managed.model(), session.seq, instance=managed.instance, writable=self.can_write,
+            controls=table_json(session.policy),
+        )
         self._put(_Text(hello))
         missed = None
         if self.since is not None and (self.instance is None or self.instance == managed.instance):

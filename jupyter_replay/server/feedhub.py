@@ -28,7 +28,7 @@ from typing import Any, Callable, Mapping
 from traitlets import Dict, Integer, Unicode, import_item, validate
 from traitlets.config import LoggingConfigurable
 
-from ..exceptions import InvalidValueError
+from ..exceptions import InvalidValueError, brief
 from ..feeds.hub import FeedHub, redis_factory, ws_factory
 from ..sources.base import LiveSource
 from .auth import replay_authorized
@@ -79,7 +79,7 @@ class ReplayFeeds(LoggingConfigurable):
     @validate("queue_size")
     def _check_queue(self, proposal: dict[str, Any]) -> int:
         if proposal["value"] < 1:
-            raise ValueError("queue_size must be >= 1")
+            raise InvalidValueError(f"queue_size must be >= 1, got {brief(proposal['value'])}")
         return proposal["value"]
 
     def build_hub(self) -> FeedHub:

@@ -18,7 +18,7 @@ from tornado import web
 from ..exceptions import IllegalTransitionError, SessionNotFoundError
 from .auth import replay_authorized
 from .handlers import ReplayAPIHandler
-from .rooms import Room, admin_model, apply_room, parse_members, require_access, requester_name
+from .rooms import Room, admin_model, apply_room, parse_members, requester_name, require_access
 
 __all__ = ["RoomHandler", "RoomMemberHandler", "AdminSessionsHandler", "room_handlers"]
 
@@ -50,13 +50,14 @@ class RoomHandler(ReplayAPIHandler):
                 "same user), so there is nothing to share; see ReplayExtension.private_sessions"
             )
         changes, replace = parse_members(self.json_body(), managed.owner)
-        created = managed.room is None
-        if created:
-            managed.room = Room(owner=managed.owner)
-        managed.room.update(changes, replace=replace)
+        room = managed.room
+        created = room is None
+        if room is None:
+            room = managed.room = Room(owner=managed.owner)
+        room.update(changes, replace=replace)
         apply_room(managed)
-        self.log.info("replay session %s shared: %s", managed.id, managed.room.model(managed.id)["members"])
-        self.write_json(managed.room.model(managed.id), status=201 if created else 200)
+        self.log.info("replay session %s shared: %s", managed.id, room.model(managed.id)["members"])
+        self.write_json(room.model(managed.id), status=201 if created else 200)
 
     @web.authenticated
     @replay_authorized("write")

@@ -15,9 +15,10 @@ see and control every session. Requests carrying the session's ``ReplayToken`` a
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 from tornado import web
 
@@ -189,7 +190,7 @@ def requester_name(handler: Any) -> str | None:
     return getattr(user, "username", None) or None
 
 
-async def session_access(handler: Any, managed: "ManagedSession", *, admin: bool | None = None) -> Access:
+async def session_access(handler: Any, managed: ManagedSession, *, admin: bool | None = None) -> Access:
     """The requester's access to ``managed`` (owner, admin, room role or none).
 
     ``admin``: the Authorizer's ``admin`` decision if already known (saves a call when listing).
@@ -210,7 +211,7 @@ async def session_access(handler: Any, managed: "ManagedSession", *, admin: bool
     return Access(role.value) if role is not None else Access.NONE
 
 
-async def require_access(handler: Any, managed: "ManagedSession", need: str) -> Access:
+async def require_access(handler: Any, managed: ManagedSession, need: str) -> Access:
     """``session_access``, or 403 unless it allows ``need`` (``read``, ``control`` or ``manage``)."""
     access = await session_access(handler, managed)
     if not access.can_read:
@@ -222,7 +223,7 @@ async def require_access(handler: Any, managed: "ManagedSession", need: str) -> 
     return access
 
 
-def apply_room(managed: "ManagedSession", only: Iterable[str] | None = None) -> int:
+def apply_room(managed: ManagedSession, only: Iterable[str] | None = None) -> int:
     """Bring the open WebSockets of ``managed`` in line with its room (after a change).
 
     Members who lost access are disconnected (close code 1008); a member demoted to viewer can no
@@ -247,7 +248,7 @@ def apply_room(managed: "ManagedSession", only: Iterable[str] | None = None) -> 
     return closed
 
 
-def admin_model(managed: "ManagedSession") -> dict[str, Any]:
+def admin_model(managed: ManagedSession) -> dict[str, Any]:
     """A session as the admin view shows it: model, owner, room with members, open connections."""
     model = managed.model()
     model["room"] = managed.room.model(managed.id) if managed.room is not None else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import numpy as np
 

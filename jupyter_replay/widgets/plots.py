@@ -26,9 +26,16 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from ..exceptions import DataError, InvalidValueError, brief
+
+if TYPE_CHECKING:  # bokeh is imported when a plot is built, not with the module
+    from bokeh.model import Model
+    from bokeh.plotting import figure
 
 __all__ = [
     "SOURCE_NAME",
@@ -159,7 +166,7 @@ def value_bounds(values: Mapping[str, Any] | None, names: Iterable[str]) -> tupl
     return (lo, hi) if lo <= hi else None
 
 
-def _figure(title: str, height: int, x_range: Any = None):
+def _figure(title: str, height: int, x_range: Any = None) -> figure:
     from bokeh.models import DataRange1d
     from bokeh.plotting import figure
 
@@ -179,7 +186,7 @@ def _figure(title: str, height: int, x_range: Any = None):
 
 
 def _anchor(fig: Any, name: str, x: tuple[float, float], y: tuple[float, float]) -> None:
-    """An invisible two-point renderer spanning ``x`` × ``y``: valid ranges (axes, grid) while empty."""
+    """An invisible two-point renderer spanning ``x`` by ``y``: valid ranges (axes, grid) while empty."""
     from bokeh.models import ColumnDataSource
 
     src = ColumnDataSource(data={"x": np.asarray(x, np.float64), "y": np.asarray(y, np.float64)})
@@ -202,7 +209,9 @@ def _empty(names: Sequence[str]) -> dict[str, np.ndarray]:
     return {name: np.empty(0, np.float64) for name in names}
 
 
-def _line(y: list[str], title: str, height: int, x: tuple[float, float], yb: tuple[float, float]):
+def _line(
+    y: list[str], title: str, height: int, x: tuple[float, float], yb: tuple[float, float]
+) -> tuple[Model, list[str]]:
     from bokeh.models import ColumnDataSource
 
     source = ColumnDataSource(data=_empty([TIME_MS, *y]), name=SOURCE_NAME)
@@ -220,7 +229,7 @@ def _line(y: list[str], title: str, height: int, x: tuple[float, float], yb: tup
 
 
 def _ohlc(price: str, volume: str | None, bar_ms: float, title: str, height: int,
-          x: tuple[float, float], yb: tuple[float, float], vb: tuple[float, float]):
+          x: tuple[float, float], yb: tuple[float, float], vb: tuple[float, float]) -> tuple[Model, list[str]]:
     from bokeh.layouts import column
     from bokeh.models import ColumnDataSource, LinearColorMapper
     from bokeh.transform import transform
@@ -243,7 +252,8 @@ def _ohlc(price: str, volume: str | None, bar_ms: float, title: str, height: int
     vol.vbar("time", bar_ms * 0.7, "volume", 0, source=bars, fill_color=transform("dir", colors), line_color=None)
     _anchor(vol, ANCHOR_NAME + "_volume", x, vb)
     vol.yaxis.axis_label = volume or "rows"
-    vol.yaxis.ticker.desired_num_ticks = 3  # a short panel: a few labels, not a crowded column
+    yaxis: Any = vol.yaxis  # bokeh's splat list: setting an attribute sets it on every y axis
+    yaxis.ticker.desired_num_ticks = 3  # a short panel: a few labels, not a crowded column
     return column(fig, vol, sizing_mode="stretch_width"), [ANCHOR_NAME, ANCHOR_NAME + "_volume"]
 
 
@@ -265,21 +275,21 @@ def plot_spec(
 
     ``{"kind", "item" (bokeh json_item), "source", "bars", "columns" (raw source columns), "price",
     "volume", "bar_ms", "rollover", "bar_rollover", "anchors", "anchor_now_ms"}``. ``y`` names the plotted
-    columns (line) or the price column (ohlc, first of ``y``); unknown names raise ``ValueError``.
+    columns (line) or the price column (ohlc, first of ``y``); unknown names raise ``InvalidValueError``.
     ``time_ns`` (first, last timestamp) and ``values`` (in-memory columns, for their min/max) set the
     extent of the empty plot; without ``time_ns`` it is a live plot (the last minute, kept current by the JS).
     """
     from bokeh.embed import json_item
 
     if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        raise InvalidValueError(f"kind must be one of {KINDS}, got {brief(kind)}")
     cols = plottable_columns(dtypes)
     ys = _as_list(y) or default_y(dtypes)
     missing = [c for c in ys if c not in cols]
     if missing:
-        raise ValueError(f"cannot plot {missing}: numeric columns are {cols}")
+        raise InvalidValueError(f"cannot plot {brief(missing)}: pass y= one of the numeric columns {brief(cols)}")
     if not ys:
-        raise ValueError("no numeric column to plot")
+        raise DataError("no numeric column to plot: the data needs an int or float column besides the time")
     rollover = max(1, int(rollover))
     spec: dict[str, Any] = {"kind": kind, "source": SOURCE_NAME, "rollover": rollover, "bars": None,
                             "price": None, "volume": None, "bar_ms": None, "bar_rollover": None,
@@ -291,10 +301,12 @@ def plot_spec(
     else:
         vol = volume if volume is not None else default_volume(dtypes)
         if vol is not None and vol not in cols:
-            raise ValueError(f"volume column {vol!r} is not a numeric column ({cols})")
+            raise InvalidValueError(
+                f"volume column {brief(vol)} is not a numeric column; pass volume= one of {brief(cols)}"
+            )
         width = float(bar_ms) if bar_ms else float(auto_bar_ms(span_ns))
         if not width > 0:
-            raise ValueError("bar width must be > 0")
+            raise InvalidValueError(f"bar width must be > 0 ms, got bar_ms={brief(bar_ms)}")
         vb = value_bounds(values, [vol]) if vol else None
         vb = (0.0, max(1.0, vb[1])) if vb is not None else (0.0, 1.0)
         model, spec["anchors"] = _ohlc(ys[0], vol, width, title, height, x,

@@ -77,7 +77,19 @@ def test_not_available_figure_renders_without_a_number() -> None:
 
 
 def test_cli_has_bench_subcommand() -> None:
-    from jupyter_replay.cli import build_parser
+    from jupyter_replay.cli import bench_options, parse_args
 
-    args = build_parser().parse_args(["bench", "--quick", "--only", "core"])
-    assert args.quick is True and args.only == ["core"] and callable(args.func)
+    args = parse_args(["bench", "--quick", "--only", "core"])
+    assert args.rest == ["--quick", "--only", "core"] and args.func.__name__ == "cmd_bench"
+    options = bench_options(args.rest)
+    assert options.quick is True and options.only == ["core"]
+    with pytest.raises(SystemExit):
+        parse_args(["version", "--quick"])  # only bench passes arguments through
+
+
+def test_cli_parser_does_not_import_bench() -> None:
+    """Building the parser (every `jupyter replay ...` call) leaves the checkout's bench/ alone."""
+    code = ("import sys; from jupyter_replay.cli import build_parser; build_parser(); "
+            "print(sorted(m for m in sys.modules if m == 'bench' or m.startswith('bench.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "[]"

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from jupyter_replay import Chunk, RollingBuffer
+from jupyter_replay.exceptions import DataError, InvalidValueError
 
 
 def chunk(lo: int, hi: int) -> Chunk:
@@ -39,9 +40,9 @@ def test_chunk_larger_than_capacity_and_clear() -> None:
 
 def test_missing_column_and_bad_capacity() -> None:
     buf = RollingBuffer(4, {"y": np.float64})
-    with pytest.raises(ValueError, match="lacks"):
+    with pytest.raises(DataError, match="lacks buffer columns \\['y'\\]"):
         buf.append(chunk(0, 1))
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidValueError, match="capacity"):
         RollingBuffer(0)
 
 

@@ -11,7 +11,7 @@ import pytest
 from jupyter_replay.batch import Chunk
 from jupyter_replay.exceptions import FeedError, InvalidValueError
 from jupyter_replay.feeds.hub import FeedHub, HubSubscription, redis_factory
-from jupyter_replay.feeds.redis_streams import apublish_chunk
+from jupyter_replay.feeds.redis import apublish_chunk
 from jupyter_replay.sources import LiveSource, SyntheticFeed
 from feed_helpers import take_rows
 

@@ -12,7 +12,7 @@ import pytest
 from jupyter_replay.batch import Chunk
 from jupyter_replay.exceptions import DataError, InvalidValueError
 from jupyter_replay.feeds.recorder import ParquetRecorder
-from jupyter_replay.feeds.redis_streams import CatchUpSource, apublish_chunk
+from jupyter_replay.feeds.redis import CatchUpSource, apublish_chunk
 from jupyter_replay.sources import ParquetSource, SyntheticFeed
 
 T0 = 1_700_000_000_000_000_000

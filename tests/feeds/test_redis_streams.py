@@ -10,7 +10,7 @@ import pytest
 
 from jupyter_replay.batch import Chunk
 from jupyter_replay.exceptions import DataError, FeedError, InvalidValueError
-from jupyter_replay.feeds.redis_streams import (
+from jupyter_replay.feeds.redis import (
     CatchUpSource,
     RedisStreamReplay,
     RedisStreamSource,
@@ -281,10 +281,15 @@ async def test_catch_up_paces_by_data_time(redis_server: str, aredis, stream_nam
 
 
 def test_catch_up_speed_must_reach_live(redis_server: str, stream_name: str) -> None:
-    for bad in (1, 0.5, "slow", float("nan")):
+    for bad in (1, 0.5, "slow", float("nan"), "inf", "fastest", True, 10**400, "9" * 10_000):
         with pytest.raises(InvalidValueError):
             CatchUpSource(redis_server, stream_name, T0, speed=bad)
     assert CatchUpSource(redis_server, stream_name, T0, speed="max").speed == float("inf")
+    assert CatchUpSource(redis_server, stream_name, T0, speed="2.5x").speed == 2.5  # the one speed grammar
+    assert CatchUpSource(redis_server, stream_name, T0, speed=5000).speed == 5000.0  # no upper bound for catch-up
+    with pytest.raises(InvalidValueError) as info:
+        CatchUpSource(redis_server, stream_name, T0, speed="9" * 10_000)
+    assert len(str(info.value)) < 300  # the message never echoes unbounded input
 
 
 async def test_catch_up_with_no_history_goes_live_without_loss(redis_server: str, aredis, stream_name: str) -> None:

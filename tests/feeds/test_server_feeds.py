@@ -13,7 +13,7 @@ from websockets.asyncio.server import serve
 
 from jupyter_replay.batch import Chunk
 from jupyter_replay.exceptions import InvalidValueError
-from jupyter_replay.feeds.redis_streams import apublish_chunk
+from jupyter_replay.feeds.redis import apublish_chunk
 from jupyter_replay.server.feedhub import ReplayFeeds, json_parser
 from jupyter_replay.sources import SyntheticFeed
 from feed_helpers import take_rows

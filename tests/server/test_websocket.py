@@ -11,6 +11,7 @@ import pytest
 from server_helpers import arrow_bytes, on_server_loop, ts_ns
 from tornado.httpclient import HTTPClientError
 
+from jupyter_replay.controls import table_json
 from jupyter_replay.sources import sample_trades
 
 SESSIONS = ("replay", "api", "sessions")
@@ -48,7 +49,7 @@ async def open_and_skip_history(api, sid, **params):
 
 
 @on_server_loop
-async def test_history_contains_only_own_session(api):
+async def test_history_contains_only_own_session(api, replay_manager):
     ka, kb = await api.start_kernel(), await api.start_kernel()
     await api.create(ka, source={"kind": "sample", "n": 250, "seed": 11}, speed="max")
     await api.create(kb, source={"kind": "sample", "n": 180, "seed": 12}, speed="max")
@@ -58,6 +59,7 @@ async def test_history_contains_only_own_session(api):
     for kid, seed, n in ((ka, 11, 250), (kb, 12, 180)):
         ws, hello, history, (header, cols) = await open_and_skip_history(api, kid)
         assert hello["session"]["id"] == kid and hello["writable"] is True
+        assert hello["controls"] == table_json(replay_manager.policy)  # the browser enables buttons from it
         assert history["rows"] == n and header["rows"] == n and header["first_row"] == 0
         expected = sample_trades(n=n, seed=seed)
         np.testing.assert_array_equal(cols["timestamp_ns"], ts_ns(expected))

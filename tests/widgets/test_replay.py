@@ -43,8 +43,14 @@ def test_bad_constructor_values() -> None:
         Replay(df, kind="pie")
     with pytest.raises(InvalidValueError):
         Replay(df, buffer_rows=0)
-    with pytest.raises(ValueError, match="cannot plot"):
+    with pytest.raises(InvalidValueError, match=r"cannot plot \['nope'\]") as info:
         Replay(df, y="nope")
+    assert "price" in str(info.value)  # names the columns that can be plotted
+    with pytest.raises(InvalidValueError, match="cannot plot") as info:
+        Replay(df, y="x" * 10_000)
+    assert len(str(info.value)) < 300  # never echoes unbounded input
+    with pytest.raises(InvalidValueError, match="volume"):
+        Replay(df, kind="ohlc", volume="nope")
 
 
 @pytest.mark.parametrize("bad", ["sideways", "", 3, None])
