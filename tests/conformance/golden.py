@@ -70,6 +70,9 @@ BUFFER_DTYPES: dict[str, dict[str, str]] = {
     "long": {"timestamp": "datetime64[ns, UTC]", "symbol": _TEXT, "price": "float64"},
 }
 
+#: columns of the built-in synthetic live feed (README: LIVE works offline) and of ``r.buffer`` in LIVE
+LIVE_DTYPES = {"timestamp": "datetime64[ns, UTC]", "price": "float64", "size": "int64", "side": "int8"}
+
 #: ``status`` keys on every host (brief, contract 3).
 STATUS_KEYS = frozenset({
     "id", "mode", "state", "speed", "loop", "symbol", "has_data", "position", "position_ns", "position_iso",

@@ -239,6 +239,25 @@ def test_mode_switch_resets_and_refuses_replay_only_actions(host) -> None:
     assert_cleared(host, "mixed")
 
 
+def test_live_mode_streams_the_feed_and_pauses(host) -> None:
+    host.load("mixed")
+    if host.callbacks:  # the same callback code runs in REPLAY and LIVE
+        host.add_callback("record")
+    host.control("mode", {"mode": "live", "symbol": "ACME"})
+    events = host.wait_events(lambda ev: n_rows(since_last_reset(ev)) >= 3, what="live rows")
+    check_stream(events)
+    live = batches(since_last_reset(events))
+    assert {b["mode"] for b in live} == {"live"} and resets(events) == ["mode"]
+    assert {tuple(b["columns"]) for b in live} == {tuple(c for c in golden.LIVE_DTYPES if c != "timestamp")}
+    if host.callbacks:
+        host.wait_store(lambda s: s.get("rows", 0) >= 1, timeout=10, what="live rows in the callback")
+    st = host.control("pause")
+    assert (st["mode"], st["state"], st["symbol"]) == ("live", "paused", "ACME")
+    frame = host.frame()
+    assert {c: str(t) for c, t in frame.dtypes.items()} == golden.LIVE_DTYPES and len(frame) >= 3
+    assert host.control("mode", {"mode": "replay"})["mode"] == "replay"
+
+
 # ----------------------------------------------------------------------------------------- values and errors
 
 SPEEDS_ACCEPTED: list[tuple[Any, Any]] = [
