@@ -24,7 +24,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .batch import TIME_COLUMN, Batch, ResetEvent, StateEvent
-from .exceptions import ReplayError
+from .exceptions import ReplayError, brief
+from .timeconv import temporal_to_ns
 
 __all__ = [
     "TIME_MS_COLUMN",
@@ -71,7 +72,7 @@ def _pad(n: int) -> int:
     return (-n) % _ALIGN
 
 
-def _wire_column(values: np.ndarray) -> tuple[np.ndarray, dict[str, Any]] | None:
+def _wire_column(values: np.ndarray, name: str = "column") -> tuple[np.ndarray, dict[str, Any]] | None:
     """The little-endian array to send for ``values`` plus extra header keys, or None (not sent)."""
     values = np.asarray(values)
     kind = values.dtype.kind
@@ -79,7 +80,7 @@ def _wire_column(values: np.ndarray) -> tuple[np.ndarray, dict[str, Any]] | None
     if kind == "b":
         values, extra = values.astype(np.uint8), {"bool": True}
     elif kind in "mM":
-        values = values.astype(f"<{kind}8[ns]").view("<i8")
+        values = temporal_to_ns(values, f"column {brief(name)}").view(np.int64).astype("<i8", copy=False)
         extra = {"unit": "ns"}
     elif kind == "f" and values.dtype.itemsize == 2:
         values = values.astype(np.float32)
@@ -106,7 +107,7 @@ def encode_columns(
             continue
         if len(values) != len(ts):
             raise WireError(f"column {name!r} has {len(values)} rows, the time column {len(ts)}")
-        wired = _wire_column(values)
+        wired = _wire_column(values, str(name))
         if wired is not None:
             arrays.append((str(name), wired[0], wired[1]))
             taken.add(name)
