@@ -118,9 +118,9 @@ def test_status_has_the_same_keys_everywhere(host) -> None:
     host.control("step", {"n": 2})
     st = host.wait_status(lambda s: s.get("position") == 2, what="position 2")
     keys = set(st)
-    assert not keys & golden.FORBIDDEN_STATUS_KEYS, f"removed keys present: {sorted(keys & golden.FORBIDDEN_STATUS_KEYS)}"
     assert keys == golden.STATUS_KEYS, (
-        f"missing {sorted(golden.STATUS_KEYS - keys)}, extra {sorted(keys - golden.STATUS_KEYS)}")
+        f"{host.name}: missing {sorted(golden.STATUS_KEYS - keys)}, extra {sorted(keys - golden.STATUS_KEYS)}"
+        f" (of which removed from the contract: {sorted(keys & golden.FORBIDDEN_STATUS_KEYS)})")
     assert st["num_rows"] == num_rows("mixed") and st["buffer_rows"] == 2 and st["has_data"] is True
     assert st["callback_errors"] == 0 and st["rows_dropped"] == 0
 
