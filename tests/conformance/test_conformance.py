@@ -113,6 +113,16 @@ def test_step_releases_rows_in_order_with_every_column(host) -> None:
     assert_frame(host, "mixed", 0, 8)
 
 
+def test_step_by_duration_releases_that_span_of_data_time(host) -> None:
+    host.load("mixed")  # one row per second
+    assert host.control("step", {"duration": "5s"})["position"] == 5  # rows at t0 .. t0+4s
+    assert host.control("step", {"duration": "2s"})["position"] == 7  # the next two seconds
+    events = host.wait_events(lambda ev: n_rows(ev) >= 7, what="7 rows")
+    check_stream(events)
+    assert rows(events) == golden_ts("mixed", 0, 7)
+    assert_frame(host, "mixed", 0, 7)
+
+
 def test_status_has_the_same_keys_everywhere(host) -> None:
     host.load("mixed")
     host.control("step", {"n": 2})
