@@ -169,8 +169,8 @@ class WidgetDriver:
             if "symbol" in args:
                 r.symbol = args["symbol"]
             r.mode = args["mode"]
-        else:  # anything else: the widget's one generic entry (what its buttons send)
-            r._control(action, dict(args))
+        else:  # anything else: the widget's one generic entry, by name (what its buttons send too)
+            r.control(action, dict(args))
         return dict(r.status)
 
     def do_status(self) -> dict[str, Any]:
