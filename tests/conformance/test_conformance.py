@@ -193,9 +193,20 @@ def test_empty_buffer_keeps_its_dtypes(host) -> None:
     """After a reset the buffer is empty but typed as before: code that concatenates or filters it works."""
     host.load("mixed")
     host.control("step", {"n": 3})
+    host.wait_events(lambda ev: n_rows(ev) >= 3, what="3 rows")
     assert_frame(host, "mixed", 0, 3)
     host.control("stop")
+    host.wait_events(lambda ev: "stop" in resets(ev), what="reset 'stop'")
     assert_frame(host, "mixed", 0, 0)
+
+
+def test_buffer_holds_the_stepped_rows_when_step_returns(host) -> None:
+    """Read your writes: ``r.step(3); r.buffer`` shows the 3 rows, with no wait in between."""
+    host.load("mixed")
+    host.control("step", {"n": 3})
+    assert len(host.frame()) == 3, f"{host.name}: the buffer lags the step that returned"
+    host.control("stop")
+    assert len(host.frame()) == 0, f"{host.name}: the buffer lags the stop that returned"
 
 
 def test_seek_by_fraction_and_timestamp(host) -> None:
