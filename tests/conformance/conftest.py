@@ -34,7 +34,12 @@ HOSTS = ("engine", "threaded", "widget_local", "attached", "rest")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     from lab_harness import start_lab, stop_lab
 
-    lab = start_lab(tmp_path_factory.mktemp("conformance-server"))
+    from jupyter_replay import controls
+
+    # the server's limits set to the headless defaults: the suite compares implementations, not settings
+    # (the server defaults to max_step_rows=100000, README "Configuration": a setting, not an implementation)
+    lab = start_lab(tmp_path_factory.mktemp("conformance-server"),
+                    extra_args=[f"--ReplayExtension.max_step_rows={controls.MAX_STEP_ROWS}"])
     try:
         yield Server(lab)
     finally:
