@@ -255,23 +255,9 @@ class ReplayExtension(ExtensionApp):
 
     def server_settings(self) -> ServerSettings:
         """The limits handed to the session manager (a new value each time: traits may change)."""
-        return ServerSettings(
-            max_sessions=self.max_sessions,
-            buffer_rows=self.buffer_rows,
-            max_speed=self.max_speed,
-            allow_max_speed=self.allow_max_speed,
-            max_step_rows=self.max_step_rows,
-            idle_timeout=self.idle_timeout,
-            idle_check_interval=self.idle_check_interval,
-            data_dirs=tuple(self.data_dirs) or (self.serverapp.root_dir,),
-            max_body_bytes=self.max_body_bytes,
-            max_session_rows=self.max_session_rows,
-            max_session_bytes=self.max_session_bytes,
-            max_server_bytes=self.max_server_bytes,
-            heavy_workers=self.heavy_workers,
-            resume_events=self.resume_events,
-            allow_kernelless_sessions=self.allow_kernelless_sessions,
-        )
+        values = {name: getattr(self, name) for name in ServerSettings.__dataclass_fields__}
+        values["data_dirs"] = tuple(self.data_dirs) or (self.serverapp.root_dir,)
+        return ServerSettings(**values)
 
     @observe(*ServerSettings.__dataclass_fields__)
     def _settings_changed(self, change: dict[str, Any]) -> None:
