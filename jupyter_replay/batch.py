@@ -134,6 +134,8 @@ class ResetEvent:
     session_id: str
     mode: Mode
     reason: str
+    #: the stream's columns after the reset as (name, numpy dtype str): clients rebuild their mirror with them
+    columns: tuple[tuple[str, str], ...] = ()
     kind: ClassVar[str] = "reset"
 
 

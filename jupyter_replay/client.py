@@ -25,6 +25,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from .batch import Batch, Event, ResetEvent, StateEvent
@@ -220,7 +221,11 @@ class SessionClient:
         ``status()["callback_errors"]``; it never stops the replay.
         """
         self._callbacks.add(fn)
+        self._callbacks_changed()
         return fn
+
+    def _callbacks_changed(self) -> None:
+        """An adapter hook: the ``on_batch`` callbacks changed (the remote one tells the server to wait)."""
 
     def on_callback_error(self, fn: Callable[[str], None]) -> None:
         """``fn(message)`` on the first failure of each ``on_batch`` callback (the widget shows it)."""
@@ -250,6 +255,10 @@ class SessionClient:
             if isinstance(event, Batch):
                 self._mirror_rows(event)
             elif isinstance(event, ResetEvent):
+                if self._mirror is not None and event.columns:  # the new stream's schema (mode, source)
+                    dtypes = {name: np.dtype(dt) for name, dt in event.columns}
+                    if dtypes != self._mirror.dtypes:
+                        self._mirror = RollingBuffer(self._buffer_rows, dtypes, tz=self._tz)
                 if self._mirror is not None:
                     self._mirror.clear()
                 self._last_ts = None

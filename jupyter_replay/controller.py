@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
@@ -99,6 +99,8 @@ class ReplayController:
         self._task: asyncio.Task[None] | None = None
         self.last_release_lateness_ns: int | None = None  # for pacing diagnostics and benchmarks
         self.on_release: Callable[[int, int], None] | None = None  # (deadline, actual) hook for benches
+        #: awaited before each release while playing (``Session.hold``): a client's callbacks set the pace
+        self.gate: Callable[[], Awaitable[None]] | None = None
 
     # ----------------------------------------------------------------- properties
     @property
@@ -329,6 +331,10 @@ class ReplayController:
         epoch = self._epoch
         next_wake = timer.now()
         while self._epoch == epoch:
+            if self.gate is not None:
+                await self.gate()
+                if self._epoch != epoch:  # a control came while we waited: its state stands
+                    return
             nxt = self._cursor.peek_ns()
             if nxt is None:
                 if self.loop and self.source.num_rows:

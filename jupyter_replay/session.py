@@ -10,7 +10,7 @@ import asyncio
 import logging
 import math
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
@@ -108,6 +108,7 @@ class Session:
         self._speed_setting: float = parse_speed(speed, self.policy)
         self._loop_setting = parse_loop(loop)
         self._subscribers: list[Callable[[Event], None]] = []
+        self._holds: list[Callable[[], Awaitable[None]]] = []
         self._callbacks = BatchCallbacks()  # a failure is logged once per callback, then counted
         self._live_clock = LiveClock()
         self._live: LiveSource | None = None
@@ -206,6 +207,25 @@ class Session:
                 pass
 
         return unsubscribe
+
+    def hold(self, gate: Callable[[], Awaitable[None]]) -> Callable[[], None]:
+        """Pacing waits for ``await gate()`` before each release (returns a function that removes it).
+
+        The server gives this to the kernel's own client while it runs ``on_batch`` callbacks, so a
+        callback in the kernel sees rows the way it does headless: the next rows wait until it returned,
+        and a ``stop()`` or ``pause()`` it calls takes effect before anything else is released.
+        """
+        self._holds.append(gate)
+
+        def release() -> None:
+            if gate in self._holds:
+                self._holds.remove(gate)
+
+        return release
+
+    async def _wait_holds(self) -> None:
+        for gate in list(self._holds):
+            await gate()
 
     def on_batch(self, fn: BatchCallback) -> BatchCallback:
         """Decorator: ``fn(batch, clock)`` runs for every batch in REPLAY and LIVE.
@@ -360,6 +380,7 @@ class Session:
             frame_ns=self.frame_ns,
             policy=self.policy,
         )
+        self.controller.gate = self._wait_holds
         if self.mode is Mode.REPLAY:
             self.buffer = RollingBuffer(self.buffer_rows, source.dtypes, tz=source.tz)
 
@@ -406,7 +427,8 @@ class Session:
             self.buffer.clear()
         self.rows = 0
         self.last = None
-        self._publish(ResetEvent(self._next_seq(), self.id, self.mode, reason))
+        columns = tuple((name, np.dtype(dt).str) for name, dt in self.buffer.dtypes.items())
+        self._publish(ResetEvent(self._next_seq(), self.id, self.mode, reason, columns))
 
     def _spawn(self, coro: Any) -> None:
         try:

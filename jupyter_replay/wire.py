@@ -453,7 +453,10 @@ def state_message(event: StateEvent) -> dict[str, Any]:
 
 def reset_message(event: ResetEvent) -> dict[str, Any]:
     """``reset`` for a ``ResetEvent``."""
-    return {"type": "reset", "seq": int(event.seq), "mode": _mode(event.mode), "reason": event.reason}
+    msg = {"type": "reset", "seq": int(event.seq), "mode": _mode(event.mode), "reason": event.reason}
+    if event.columns:
+        msg["columns"] = [list(c) for c in event.columns]
+    return msg
 
 
 def event_message(event: StateEvent | ResetEvent) -> dict[str, Any]:

@@ -150,7 +150,23 @@ class RemoteSession(SessionClient):
     def _control(self, action: str, args: dict[str, Any]) -> dict[str, Any]:
         if self.policy is not None:  # the server's own check, here first: same refusal and message, no I/O
             controls.normalise_args(action, args, self.policy)
-        return self._post_status(self._request("POST", f"/actions/{action}", _json_args(action, args)))
+        status = self._post_status(self._request("POST", f"/actions/{action}", _json_args(action, args)))
+        self._catch_up(int(status.get("seq") or 0))
+        return status
+
+    def _catch_up(self, seq: int, timeout: float = 10.0) -> None:
+        """Wait until the socket has delivered the session's events up to ``seq`` (a control's reply), so
+        ``frame()`` and the callbacks have seen what the control released, as headless. Not on the socket's
+        own thread (a callback calling a control): there the events follow once the callback returns."""
+        if self.runner.in_loop_thread or self._ws is None:
+            return
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._seq < seq and self._ws is not None and not self._closed:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self._cond.wait(min(left, 0.05))
 
     def _read_status(self) -> dict[str, Any]:
         return self._cached_status()
@@ -256,6 +272,18 @@ class RemoteSession(SessionClient):
         if loop and finished:
             self.control("loop", {"loop": True})
 
+    # ------------------------------------------------------------------ callbacks hold the server's pacing
+    def _callbacks_changed(self) -> None:
+        """As headless, the session waits for this kernel's callbacks: while any is registered the server
+        releases the next rows only after the callbacks of the previous ones returned (``hold``)."""
+        self.runner.loop.call_soon_threadsafe(self._send_hold)
+
+    def _send_hold(self) -> None:
+        """On the socket's thread: tell the server whether to wait for our callbacks."""
+        conn = self._ws
+        if conn is not None:
+            conn.write_message(wire.dumps({"type": "hold", "on": len(self._callbacks) > 0}))
+
     # ------------------------------------------------------------------ WebSocket client
     def start(self, wait: float = 10.0) -> None:
         """Connect the WebSocket (in the background) and wait for its ``hello`` and the buffer snapshot
@@ -337,6 +365,8 @@ class RemoteSession(SessionClient):
                 if isinstance(m.get("session"), dict):
                     self._post_status(m["session"])
                 self._hello.set()
+                if len(self._callbacks):
+                    self._send_hold()
                 self._on_event(StateEvent(seq, self.id, self._cached_status()))
             elif kind == "history":
                 history_next = True
@@ -351,7 +381,8 @@ class RemoteSession(SessionClient):
                     mode = Mode(m.get("mode") or "replay")
                 except ValueError:
                     mode = Mode.REPLAY
-                self._on_event(ResetEvent(seq, self.id, mode, str(m.get("reason") or "")))
+                columns = tuple((str(c[0]), str(c[1])) for c in m.get("columns") or () if len(c) == 2)
+                self._on_event(ResetEvent(seq, self.id, mode, str(m.get("reason") or ""), columns))
             elif kind == "error":
                 self.last_error = str(m.get("message"))[:300]
             elif kind == "ack" and isinstance(m.get("status"), dict):
@@ -386,6 +417,8 @@ class RemoteSession(SessionClient):
         self._seq = seq
         self._on_event(batch)
         self._run_callbacks(batch, self._clock)
+        if len(self._callbacks) and self._ws is not None:  # done with it: the server may release the next rows
+            self._ws.write_message(wire.dumps({"type": "ack_frames", "seq": seq}))
 
     # ------------------------------------------------------------------ life cycle
     def close(self) -> None:
