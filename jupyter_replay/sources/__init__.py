@@ -16,6 +16,7 @@ from .merged import STREAM_COLUMN, STREAM_ID_COLUMN, MergedSource
 from .parquet import ParquetCursor, ParquetSource
 from .sample import sample_quotes, sample_trades
 from .synthetic import SyntheticFeed
+from .table import TableSource, is_arrow_input
 
 __all__ = [
     "Cursor",
@@ -30,6 +31,7 @@ __all__ = [
     "CSVSource",
     "ParquetSource",
     "ParquetCursor",
+    "TableSource",
     "SyntheticFeed",
     "sample_trades",
     "sample_quotes",
@@ -48,6 +50,8 @@ def as_source(obj: Any, time: str | None = TIME_COLUMN, **kwargs: Any) -> Replay
       becomes a one-column frame (named after the series, else ``"value"``);
     - a path (str or ``os.PathLike``) ending in ``.parquet``/``.pq``: ``ParquetSource``; in ``.csv``
       (optionally compressed) or ``.tsv``: ``CSVSource`` (``.tsv`` read with ``sep="\\t"``);
+    - Arrow data (a pyarrow ``Table``/``RecordBatch``/``RecordBatchReader``, a Polars
+      ``DataFrame``/``LazyFrame``, a DuckDB relation, anything with ``__arrow_c_stream__``): ``TableSource``;
     - a dict ``{name: item}`` or list/tuple of items: ``MergedSource`` (items as above).
 
     Anything else raises ``InvalidValueError``.
@@ -61,6 +65,8 @@ def as_source(obj: Any, time: str | None = TIME_COLUMN, **kwargs: Any) -> Replay
             raise InvalidValueError("a Series needs a DatetimeIndex to be replayed")
         name = str(obj.name) if obj.name is not None else "value"
         return DataFrameSource(obj.to_frame(name), time=None, **kwargs)
+    if is_arrow_input(obj):  # pyarrow, Polars, DuckDB, Arrow PyCapsule streams: no pandas round trip
+        return TableSource(obj, time=time, **kwargs)
     if isinstance(obj, (str, os.PathLike)):
         path = os.fspath(obj)
         lower = path.lower()
