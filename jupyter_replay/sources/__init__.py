@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import pandas as pd
 
@@ -12,9 +13,11 @@ from ..exceptions import InvalidValueError
 from .base import Cursor, LiveSource, ReplaySource
 from .csv import CSVSource
 from .dataframe import ArrayCursor, ArraySource, DataFrameSource
+from .dataset import DatasetCursor, DatasetSource
 from .merged import STREAM_COLUMN, STREAM_ID_COLUMN, MergedSource
 from .parquet import ParquetCursor, ParquetSource
 from .sample import sample_quotes, sample_trades
+from .storage import has_glob, is_url
 from .synthetic import SyntheticFeed
 from .table import TableSource, is_arrow_input
 
@@ -31,6 +34,8 @@ __all__ = [
     "CSVSource",
     "ParquetSource",
     "ParquetCursor",
+    "DatasetSource",
+    "DatasetCursor",
     "TableSource",
     "SyntheticFeed",
     "sample_trades",
@@ -52,6 +57,8 @@ def as_source(obj: Any, time: str | None = TIME_COLUMN, **kwargs: Any) -> Replay
       (optionally compressed) or ``.tsv``: ``CSVSource`` (``.tsv`` read with ``sep="\\t"``);
     - Arrow data (a pyarrow ``Table``/``RecordBatch``/``RecordBatchReader``, a Polars
       ``DataFrame``/``LazyFrame``, a DuckDB relation, anything with ``__arrow_c_stream__``): ``TableSource``;
+    - a directory, glob or URL (``s3://``, ``gs://``, ``file://``...) of Parquet files: ``DatasetSource``
+      (hive partitions, ``filter=``/``symbols=`` pruning, out of core);
     - a dict ``{name: item}`` or list/tuple of items: ``MergedSource`` (items as above).
 
     Anything else raises ``InvalidValueError``.
@@ -69,6 +76,8 @@ def as_source(obj: Any, time: str | None = TIME_COLUMN, **kwargs: Any) -> Replay
         return TableSource(obj, time=time, **kwargs)
     if isinstance(obj, (str, os.PathLike)):
         path = os.fspath(obj)
+        if is_url(path) or has_glob(path) or os.path.isdir(path):  # files on object storage, many files
+            return DatasetSource(path, time=time, **kwargs)
         lower = path.lower()
         if lower.endswith(_PARQUET_SUFFIXES):
             return ParquetSource(path, time=time, **kwargs)

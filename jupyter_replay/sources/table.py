@@ -9,7 +9,8 @@ and ``timestamp[ns]`` time columns are zero-copy views of the Arrow buffers (rea
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -100,7 +101,8 @@ class TableSource(ArraySource):
         if len(set(names)) != len(names):
             dup = sorted({n for n in names if names.count(n) > 1})
             raise DataError(f"duplicate column names: {brief(dup)}")
-        index_cols = [c for c in ((table.schema.pandas_metadata or {}).get("index_columns") or []) if isinstance(c, str)]
+        stored = (table.schema.pandas_metadata or {}).get("index_columns") or []
+        index_cols = [c for c in stored if isinstance(c, str)]
         if time is None:
             if not index_cols:
                 raise DataError(

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
+import duckdb
 import numpy as np
 import pandas as pd
+import polars as pl
 import pyarrow as pa
 import pytest
 
 from jupyter_replay.exceptions import DataError
 from jupyter_replay.sources import DataFrameSource, MergedSource, TableSource, as_source
 from jupyter_replay.timeconv import to_ns
-
-pl = pytest.importorskip("polars")  # in the test extra
-duckdb = pytest.importorskip("duckdb")
 
 T0 = to_ns("2024-01-02 09:30")
 S = 1_000_000_000
@@ -41,7 +40,7 @@ def same_source(a, b, tz: bool = True) -> None:
     assert a.tz == b.tz or not tz
     np.testing.assert_array_equal(a.ts, b.ts)
     for c in a.columns:
-        if a.dtypes[c] == object:
+        if a.dtypes[c] == np.dtype(object):
             assert list(pd.Series(a.data[c]).fillna("<NA>")) == list(pd.Series(b.data[c]).fillna("<NA>"))
         else:
             np.testing.assert_array_equal(a.data[c], b.data[c])
@@ -80,7 +79,7 @@ def test_every_arrow_input_matches_pandas(kind):
     # DuckDB hands TIMESTAMPTZ out in its session zone (UTC here), not the column's: same instants
     same_source(src, expected, tz=kind != "duckdb")
     assert src.tz == ("Etc/UTC" if kind == "duckdb" else "America/New_York")
-    assert src.dtypes["symbol"] == object and src.dtypes["when"] == np.dtype("datetime64[ns]")
+    assert src.dtypes["symbol"] == np.dtype(object) and src.dtypes["when"] == np.dtype("datetime64[ns]")
 
 
 def test_nulls_follow_the_pandas_rules():
@@ -104,7 +103,8 @@ def test_nulls_follow_the_pandas_rules():
 
 def test_numeric_columns_and_ns_time_are_zero_copy():
     n = 1000
-    table = pa.table({"timestamp": pa.array(T0 + np.arange(n) * S, pa.timestamp("ns")), "x": np.arange(n, dtype=np.float64)})
+    ts = pa.array(T0 + np.arange(n) * S, pa.timestamp("ns"))
+    table = pa.table({"timestamp": ts, "x": np.arange(n, dtype=np.float64)})
     src = TableSource(table)
     assert src.data["x"].ctypes.data == table.column("x").chunk(0).buffers()[1].address
     assert src.ts.ctypes.data == table.column("timestamp").chunk(0).buffers()[1].address
@@ -145,5 +145,6 @@ def test_pandas_index_metadata_and_merged_inputs():
     table = pa.Table.from_pandas(df)
     src = TableSource(table, time=None)
     same_source(src, DataFrameSource(df, time=None))
-    merged = as_source({"arrow": table.select(["timestamp", "price"]), "polars": pl.from_arrow(table)}, time="timestamp")
+    items = {"arrow": table.select(["timestamp", "price"]), "polars": pl.from_arrow(table)}
+    merged = as_source(items, time="timestamp")
     assert isinstance(merged, MergedSource) and merged.num_rows == 20
