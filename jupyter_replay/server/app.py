@@ -60,6 +60,15 @@ class ReplayExtension(ExtensionApp):
         ),
     ).tag(config=True)
 
+    data_urls = List(
+        Unicode(),
+        help=(
+            "URL prefixes dataset sources may be read from (object storage), e.g. 's3://bucket/ticks/'. "
+            "A URL must start with one of them at a '/' boundary. Empty (the default): no URLs. "
+            "Credentials come from the server's standard environment (AWS_*, GOOGLE_APPLICATION_CREDENTIALS)."
+        ),
+    ).tag(config=True)
+
     max_body_bytes = Integer(
         256 * 1024 * 1024,
         help="Largest request body accepted (data uploads and JSON); larger bodies answer 400.",

@@ -8,46 +8,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from data_helpers import write_dataset
 
 from jupyter_replay.exceptions import DataError, InvalidValueError
 from jupyter_replay.sources import DatasetSource, ParquetSource, as_source
 from jupyter_replay.sources.parquet import clear_row_group_cache, row_group_cache_info
-from jupyter_replay.timeconv import to_ns
-
-T0 = to_ns("2024-01-02")
-DAY = 86_400 * 10**9
-SYMBOLS = ["AAA", "BBB", "CCC"]
-
-
-def write_dataset(root, days: int = 2, rows: int = 60, row_group_size: int = 16, seed: int = 5) -> pd.DataFrame:
-    """``root/date=.../symbol=.../part-0.parquet``, symbols overlapping in time; returns all rows in time order."""
-    rng = np.random.default_rng(seed)
-    frames = []
-    used: set[int] = set()
-    for d in range(days):
-        date = str(pd.Timestamp(T0 + d * DAY).date())
-        for sym in SYMBOLS:
-            ts = set()
-            while len(ts) < rows:  # distinct over the whole dataset: the expected order is unambiguous
-                t = int(T0 + d * DAY + rng.integers(0, 3600 * 10**9))
-                if t not in used:
-                    ts.add(t)
-                    used.add(t)
-            ts_arr = np.sort(np.fromiter(ts, np.int64))
-            table = pa.table(
-                {
-                    "timestamp": pa.array(ts_arr, pa.timestamp("ns", tz="UTC")),
-                    "price": rng.normal(100, 1, rows),
-                    "size": rng.integers(1, 100, rows),
-                }
-            )
-            out = root / f"date={date}" / f"symbol={sym}"
-            out.mkdir(parents=True)
-            pq.write_table(table, out / "part-0.parquet", row_group_size=row_group_size)
-            frame = table.to_pandas()
-            frame["date"], frame["symbol"] = date, sym
-            frames.append(frame)
-    return pd.concat(frames).sort_values("timestamp", kind="stable").reset_index(drop=True)
 
 
 def drain(cursor, sizes=(1, 7, 50, 3)) -> pd.DataFrame:

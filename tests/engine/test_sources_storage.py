@@ -7,8 +7,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import s3fs
-from s3_helpers import put_parquet, s3_server
-from test_sources_dataset import drain, write_dataset
+from data_helpers import put_parquet, s3_server, write_dataset
+from test_sources_dataset import drain
 
 from jupyter_replay.exceptions import DataError, InvalidValueError
 from jupyter_replay.sources import DatasetSource, as_source
