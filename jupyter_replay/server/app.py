@@ -69,6 +69,23 @@ class ReplayExtension(ExtensionApp):
         ),
     ).tag(config=True)
 
+    handoff_dir = Unicode(
+        "",
+        help=(
+            "Directory (mode 0700) where kernels on this host hand their data over as Arrow IPC files that "
+            "the server memory-maps instead of receiving an upload. Empty: 'jupyter-replay-handoff' in the "
+            "Jupyter runtime directory."
+        ),
+    ).tag(config=True)
+
+    max_mapped_bytes = Integer(
+        2**40,
+        help=(
+            "Largest hand-off file (kernel data attached on the same host) the server maps; larger ones answer "
+            "413. Mapped numeric columns are file-backed pages shared with the page cache, not server memory."
+        ),
+    ).tag(config=True)
+
     max_body_bytes = Integer(
         256 * 1024 * 1024,
         help="Largest request body accepted (data uploads and JSON); larger bodies answer 400.",

@@ -222,6 +222,34 @@ class SessionDataHandler(ReplayAPIHandler):
         self.write_json(await self.session_model(managed, with_token=False))
 
 
+class SessionHandoffHandler(ReplayAPIHandler):
+    """``replay/api/sessions/{id}/data/handoff``: attach a kernel's data on this host without an upload.
+
+    GET answers ``{"dir": ...}``, where the kernel writes an Arrow IPC file (``sources.handoff``); POST
+    ``{"name", "time"?}`` maps that file read-only as the session's data. A kernel that cannot write to
+    the directory (another host) uploads with ``PUT data`` instead.
+    """
+
+    @web.authenticated
+    @replay_authorized("write")
+    async def get(self, session_id: str) -> None:
+        managed = self.replay_manager.get(session_id)
+        await require_access(self, managed, "manage")
+        self.write_json({"dir": self.replay_manager.handoff_dir})
+
+    @web.authenticated
+    @replay_authorized("write")
+    async def post(self, session_id: str) -> None:
+        managed = self.replay_manager.get(session_id)
+        await require_access(self, managed, "manage")
+        body = self.json_body()
+        unknown = set(body) - {"name", "time"}
+        if unknown:
+            raise InvalidValueError(f"unknown field(s) {sorted(unknown)[:5]}; expected 'name' and 'time'")
+        self.replay_manager.load_handoff(managed, body.get("name"), body.get("time", "timestamp"))
+        self.write_json(await self.session_model(managed, with_token=False))
+
+
 class SessionBufferHandler(ReplayAPIHandler):
     """``replay/api/sessions/{id}/buffer``: the session's buffered rows as an Arrow IPC stream."""
 
@@ -248,6 +276,7 @@ default_handlers = [
     (rf"/replay/api/sessions/{_session}/?", SessionHandler),
     (rf"/replay/api/sessions/{_session}/actions/(?P<action>[\w-]+)/?", SessionActionHandler),
     (rf"/replay/api/sessions/{_session}/data/?", SessionDataHandler),
+    (rf"/replay/api/sessions/{_session}/data/handoff/?", SessionHandoffHandler),
     (rf"/replay/api/sessions/{_session}/buffer/?", SessionBufferHandler),
     (rf"/replay/api/sessions/{_session}/ws/?", ReplayWebSocketHandler),
 ]

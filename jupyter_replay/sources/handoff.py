@@ -1,0 +1,111 @@
+"""Hand replay data from a kernel to a server on the same host without copying it: an Arrow IPC file.
+
+The kernel writes its rows once, as one record batch, to a private file (mode 0600) in the server's
+hand-off directory (mode 0700, announced to the session's creator only); the server memory-maps it
+read-only (``pa.memory_map`` + ``ipc.open_file``), unlinks it, and replays straight from the mapping:
+numeric and time columns are zero-copy views of file-backed pages the kernel's own page cache shares,
+so the server's anonymous memory does not grow with the data. A kernel that cannot see the directory
+(another host) uploads over HTTP instead.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import uuid
+
+import pyarrow as pa
+
+from ..exceptions import DataError, InvalidValueError, brief
+
+__all__ = ["HANDOFF_NAME", "prepare_handoff_dir", "write_handoff", "open_handoff", "discard_handoff", "can_hand_off"]
+
+#: Names of hand-off files: nothing else in the directory is ever opened.
+HANDOFF_NAME = re.compile(r"^[0-9a-f]{32}\.arrow$")
+
+
+def prepare_handoff_dir(path: str) -> str:
+    """Create ``path`` (mode 0700, owned by this user) if needed; refuse one others could write or read."""
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+        raise DataError(f"hand-off directory {brief(path)} is not a directory owned by this user")
+    if st.st_mode & 0o077:
+        os.chmod(path, 0o700)
+    return os.path.realpath(path)
+
+
+def can_hand_off(directory: str | None) -> bool:
+    """Whether this process can write hand-off files to ``directory`` (same host and user as the server)."""
+    if not directory or not isinstance(directory, str) or not os.path.isabs(directory):
+        return False
+    try:
+        st = os.stat(directory)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and os.access(directory, os.W_OK)
+
+
+def write_handoff(data: pa.RecordBatch | pa.Table, directory: str) -> str:
+    """Write ``data`` as an Arrow IPC file (one record batch, uncompressed) in ``directory``; returns its name.
+
+    One batch keeps every column contiguous, so the reader maps them without a copy. The file is
+    created exclusively with mode 0600; on any failure it is removed.
+    """
+    batch = data.combine_chunks().to_batches()[0] if isinstance(data, pa.Table) else data
+    name = f"{uuid.uuid4().hex}.arrow"
+    path = os.path.join(directory, name)
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    os.close(fd)
+    try:
+        with pa.OSFile(path, "w") as sink, pa.ipc.new_file(sink, batch.schema) as writer:
+            writer.write_batch(batch)
+    except BaseException:
+        discard_handoff(directory, name)
+        raise
+    return name
+
+
+def _path(directory: str, name: object) -> str:
+    if not isinstance(name, str) or not HANDOFF_NAME.match(name):
+        raise InvalidValueError(f"not a hand-off file name: {brief(name)}")
+    return os.path.join(directory, name)
+
+
+def open_handoff(directory: str, name: object, max_bytes: int) -> pa.Table:
+    """Map hand-off file ``name`` read-only and unlink it; the table's buffers are views of the mapping.
+
+    The file must be a regular file of this user, not writable by others, at most ``max_bytes``
+    (``DataError`` naming the sizes otherwise); a missing file is a ``DataError`` (the
+    kernel then uploads over HTTP). The mapping lives as long as the arrays viewing it.
+    """
+    path = _path(directory, name)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        raise DataError(f"no hand-off file {brief(name)} on the server's host") from None
+    try:
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+            raise DataError(f"hand-off file {brief(name)} is not a private regular file of the server's user")
+        if st.st_size > max_bytes:
+            raise DataError(
+                f"the attached data is {st.st_size:,} bytes, above the server's limit of {max_bytes:,} bytes "
+                "(ReplayExtension.max_mapped_bytes); attach fewer rows or columns, or raise the limit"
+            )
+        try:
+            source = pa.memory_map(path, "r")
+            table = pa.ipc.open_file(source).read_all()
+        except (pa.ArrowException, OSError) as exc:
+            raise DataError(f"hand-off file {brief(name)} is not an Arrow IPC file: {brief(str(exc))}") from None
+        return table
+    finally:
+        discard_handoff(directory, name)
+
+
+def discard_handoff(directory: str, name: str) -> None:
+    """Remove a hand-off file (already gone is fine); a mapping of it stays valid."""
+    try:
+        os.unlink(_path(directory, name))
+    except FileNotFoundError:
+        pass
