@@ -397,8 +397,9 @@ class SessionManager:
         return managed.model()
 
     def make_source(self, spec: Any) -> ReplaySource:
-        """A replay source from ``{"kind": "parquet"|"csv"|"dataset", "path", "time"?, ...}`` or ``{"kind": "sample"}``.
-        """
+        """Build a replay source from ``{"kind": "parquet"|"csv"|"dataset", "path", "time"?, ...}`` or
+        ``{"kind": "sample"}``: the JSON spec is checked here, the source built by the one factory,
+        ``sources.as_source``."""
         if not isinstance(spec, dict):
             raise InvalidValueError("'source' must be a JSON object with a 'kind'")
         kind = spec.get("kind")
@@ -414,7 +415,7 @@ class SessionManager:
         if not isinstance(time_column, str) or not time_column:
             raise InvalidValueError("source 'time' must be a column name")
         if kind == "sample":
-            from ..sources import DataFrameSource, sample_trades
+            from ..sources import as_source, sample_trades
 
             kwargs = {}
             for key in ("n", "seed"):
@@ -425,17 +426,13 @@ class SessionManager:
                     kwargs[key] = value
             if not 1 <= kwargs.get("n", 1) <= _SAMPLE_MAX_ROWS:
                 raise InvalidValueError(f"sample source 'n' must be between 1 and {_SAMPLE_MAX_ROWS}")
-            return DataFrameSource(sample_trades(**kwargs), time="timestamp")
+            return as_source(sample_trades(**kwargs), time="timestamp")
         if kind in ("parquet", "csv"):
             path = resolve_data_path(spec.get("path"), self.data_dirs, self.serverapp.root_dir)
+            from ..sources import as_source
+
             try:
-                if kind == "parquet":
-                    from ..sources import ParquetSource
-
-                    return ParquetSource(path, time=time_column)
-                from ..sources import CSVSource
-
-                return CSVSource(path, time=time_column)
+                return as_source(path, time=time_column, format=kind)
             except ReplayError:
                 raise
             except (OSError, ValueError) as exc:
@@ -465,7 +462,7 @@ class SessionManager:
         symbol_column = spec.get("symbol_column", "symbol")
         if not isinstance(symbol_column, str) or not symbol_column:
             raise InvalidValueError("dataset 'symbol_column' must be a column name")
-        try:
+        try:  # the class itself: "dataset" also means one file (as_source would make that a ParquetSource)
             source = DatasetSource(location, time=time_column, symbol_column=symbol_column, **names)
         except ReplayError:
             raise

@@ -197,8 +197,19 @@ def column_to_numpy(series: pd.Series) -> np.ndarray:
     float64 (NaN), nullable bools with missing values become object; datetimes (any unit, tz-aware,
     pyarrow) become naive UTC ``datetime64[ns]`` and durations ``timedelta64[ns]``, range-checked
     (``DataError`` naming the column, never a wrapped value); strings, categoricals and anything
-    else become object arrays.
+    else become object arrays, in which a missing value is always ``None`` (not ``NaN``/``pd.NA``:
+    what an Arrow round trip and the wire give, so every host shows the same values).
     """
+    out = _column_to_numpy(series)
+    if out.dtype == object:
+        missing = pd.isna(out)
+        if missing.any():
+            out = out.copy()  # never write into the caller's frame
+            out[missing] = None
+    return out
+
+
+def _column_to_numpy(series: pd.Series) -> np.ndarray:
     dtype = series.dtype
     what = f"column {brief(str(series.name))}"
     if isinstance(dtype, np.dtype):
@@ -241,7 +252,8 @@ class DataFrameSource(ArraySource):
 
     The frame is converted once to int64 ns and numpy columns (views of the frame where pandas
     allows it); cursor reads are numpy views. Numeric and bool columns keep their dtype;
-    object/string columns are kept as object arrays (replayed, but not plotted or sent on the wire).
+    object/string/categorical columns are kept as object arrays (replayed and sent on the wire as
+    dictionary codes; not plotted).
     """
 
     def __init__(

@@ -76,8 +76,9 @@ class TableSource(ArraySource):
     Args:
         data: the data (see above); read once, to the end.
         time: the time column: a timestamp of any unit (naive = UTC; tz-aware -> UTC, the zone kept
-            in ``tz``) or integers (ns since the epoch). None: the pandas index stored in the table's
-            metadata (a table made by ``pa.Table.from_pandas``).
+            in ``tz``) or integers (ns since the epoch). None: guessed as ``sources.guess_time`` does
+            for DataFrames: ``timestamp``, else the pandas index stored in the table's metadata (a
+            table made by ``pa.Table.from_pandas``), else the only timestamp column.
         columns: value columns to keep (default: all but the time column and stored pandas index columns).
         sort: stably sort unsorted data by time (``sort=False``: ``DataError``).
         dropna: drop rows whose time is null instead of raising ``DataError``.
@@ -104,12 +105,17 @@ class TableSource(ArraySource):
         stored = (table.schema.pandas_metadata or {}).get("index_columns") or []
         index_cols = [c for c in stored if isinstance(c, str)]
         if time is None:
-            if not index_cols:
+            stamps = [f.name for f in table.schema if pa.types.is_timestamp(f.type)]
+            if TIME_COLUMN in names:
+                time = TIME_COLUMN
+            elif index_cols:
+                time = index_cols[0]
+            elif len(stamps) == 1:
+                time = stamps[0]
+            else:
                 raise DataError(
-                    "time=None needs a stored pandas index (a table from pa.Table.from_pandas); "
-                    f"pass time=<column> (columns: {brief(names)})"
+                    f"cannot tell which column holds the time: pass time=<column> (columns: {brief(names)})"
                 )
-            time = index_cols[0]
         if time not in names:
             raise DataError(f"time column {brief(time)} not found; available columns: {brief(names)}")
         if table.num_rows == 0:

@@ -145,6 +145,10 @@ def test_pandas_index_metadata_and_merged_inputs():
     table = pa.Table.from_pandas(df)
     src = TableSource(table, time=None)
     same_source(src, DataFrameSource(df, time=None))
+    guessed = as_source(pl.from_arrow(table.select(["timestamp", "price"])).rename({"timestamp": "t"}))
+    assert guessed.time_column == "t" and guessed.num_rows == 10
+    with pytest.raises(DataError, match="cannot tell which column holds the time"):
+        as_source(pa.table({"a": [1], "b": [2]}))
     items = {"arrow": table.select(["timestamp", "price"]), "polars": pl.from_arrow(table)}
     merged = as_source(items, time="timestamp")
     assert isinstance(merged, MergedSource) and merged.num_rows == 20
