@@ -225,9 +225,9 @@ class SessionDataHandler(ReplayAPIHandler):
 class SessionHandoffHandler(ReplayAPIHandler):
     """``replay/api/sessions/{id}/data/handoff``: attach a kernel's data on this host without an upload.
 
-    GET answers ``{"dir": ...}``, where the kernel writes an Arrow IPC file (``sources.handoff``); POST
-    ``{"name", "time"?}`` maps that file read-only as the session's data. A kernel that cannot write to
-    the directory (another host) uploads with ``PUT data`` instead.
+    GET answers ``{"dir", "server_id"}``: a kernel that finds ``server_id`` in ``dir/server-id`` shares
+    the server's filesystem and writes an Arrow IPC file there (``sources.handoff``); POST ``{"name",
+    "time"?}`` maps that file read-only as the session's data. Other kernels upload with ``PUT data``.
     """
 
     @web.authenticated
@@ -235,7 +235,8 @@ class SessionHandoffHandler(ReplayAPIHandler):
     async def get(self, session_id: str) -> None:
         managed = self.replay_manager.get(session_id)
         await require_access(self, managed, "manage")
-        self.write_json({"dir": self.replay_manager.handoff_dir})
+        directory, server_id = self.replay_manager.handoff()
+        self.write_json({"dir": directory, "server_id": server_id})
 
     @web.authenticated
     @replay_authorized("write")

@@ -255,7 +255,7 @@ class SessionManager:
         self.serverapp = app.serverapp
         self.log = app.log
         self._sessions: dict[str, ManagedSession] = {}
-        self._handoff_dir: str | None = None
+        self._handoff: tuple[str, str] | None = None  # (directory, server id), made on first use
         self._dead_callbacks: dict[str, Callable[[], None]] = {}
         self._idle_check: PeriodicCallback | None = None
         self._listening = False
@@ -476,17 +476,16 @@ class SessionManager:
     def data_dirs(self) -> list[str]:
         return list(self.app.data_dirs) or [self.serverapp.root_dir]
 
-    @property
-    def handoff_dir(self) -> str:
-        """The directory kernels on this host write hand-off files to (created on first use, mode 0700)."""
-        if self._handoff_dir is None:
+    def handoff(self) -> tuple[str, str]:
+        """``(directory, server id)`` kernels on this host hand data over through (made on first use, 0700)."""
+        if self._handoff is None:
             from jupyter_core.paths import jupyter_runtime_dir
 
             from ..sources.handoff import prepare_handoff_dir
 
             path = self.app.handoff_dir or os.path.join(jupyter_runtime_dir(), "jupyter-replay-handoff")
-            self._handoff_dir = prepare_handoff_dir(path)
-        return self._handoff_dir
+            self._handoff = prepare_handoff_dir(path)
+        return self._handoff
 
     def load_handoff(self, managed: ManagedSession, name: Any, time_column: str = "timestamp") -> None:
         """Replace a session's data with a kernel's hand-off file, memory-mapped (no copy, no upload)."""
@@ -495,7 +494,7 @@ class SessionManager:
 
         if not isinstance(time_column, str) or not time_column:
             raise InvalidValueError("'time' must be a column name")
-        table = open_handoff(self.handoff_dir, name, self.app.max_mapped_bytes)
+        table = open_handoff(self.handoff()[0], name, self.app.max_mapped_bytes)
         if time_column not in table.column_names:
             raise DataError(
                 f"no time column {brief(time_column)} in the attached data (columns: {brief(table.column_names)})"

@@ -19,32 +19,48 @@ import pyarrow as pa
 
 from ..exceptions import DataError, InvalidValueError, brief
 
-__all__ = ["HANDOFF_NAME", "prepare_handoff_dir", "write_handoff", "open_handoff", "discard_handoff", "can_hand_off"]
+__all__ = [
+    "HANDOFF_NAME", "SERVER_ID_FILE", "prepare_handoff_dir", "write_handoff", "open_handoff", "discard_handoff",
+    "can_hand_off",
+]
 
 #: Names of hand-off files: nothing else in the directory is ever opened.
 HANDOFF_NAME = re.compile(r"^[0-9a-f]{32}\.arrow$")
+#: The server writes a random id here; a kernel that reads the same id sees the server's directory.
+SERVER_ID_FILE = "server-id"
 
 
-def prepare_handoff_dir(path: str) -> str:
-    """Create ``path`` (mode 0700, owned by this user) if needed; refuse one others could write or read."""
+def prepare_handoff_dir(path: str) -> tuple[str, str]:
+    """``(real path, server id)``: create ``path`` (mode 0700, this user's) and write a fresh server id in it."""
     os.makedirs(path, mode=0o700, exist_ok=True)
     st = os.lstat(path)
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
         raise DataError(f"hand-off directory {brief(path)} is not a directory owned by this user")
     if st.st_mode & 0o077:
         os.chmod(path, 0o700)
-    return os.path.realpath(path)
+    real = os.path.realpath(path)
+    server_id = uuid.uuid4().hex
+    tmp = os.path.join(real, f".{server_id}.tmp")
+    with open(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600), "w") as f:
+        f.write(server_id)
+    os.replace(tmp, os.path.join(real, SERVER_ID_FILE))
+    return real, server_id
 
 
-def can_hand_off(directory: str | None) -> bool:
-    """Whether this process can write hand-off files to ``directory`` (same host and user as the server)."""
-    if not directory or not isinstance(directory, str) or not os.path.isabs(directory):
+def can_hand_off(directory: object, server_id: object) -> bool:
+    """Whether this process sees the server's hand-off ``directory`` (same host/filesystem, same user):
+    the directory's ``server-id`` file holds ``server_id`` and the directory is ours and writable."""
+    if not isinstance(directory, str) or not os.path.isabs(directory) or not isinstance(server_id, str):
         return False
     try:
         st = os.stat(directory)
-    except OSError:
+        with open(os.path.join(directory, SERVER_ID_FILE)) as f:
+            seen = f.read(64)
+    except (OSError, UnicodeDecodeError):
         return False
-    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and os.access(directory, os.W_OK)
+    return (
+        seen == server_id and stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and os.access(directory, os.W_OK)
+    )
 
 
 def write_handoff(data: pa.RecordBatch | pa.Table, directory: str) -> str:
@@ -103,7 +119,7 @@ def open_handoff(directory: str, name: object, max_bytes: int) -> pa.Table:
         discard_handoff(directory, name)
 
 
-def discard_handoff(directory: str, name: str) -> None:
+def discard_handoff(directory: str, name: object) -> None:
     """Remove a hand-off file (already gone is fine); a mapping of it stays valid."""
     try:
         os.unlink(_path(directory, name))

@@ -168,10 +168,29 @@ class TableSource(ArraySource):
         for c in keep:
             col = table.column(c)
             dtype = _numpy_dtype(col.type, col.null_count > 0)
-            data_cols[c] = _to_numpy(col, dtype, f"column {brief(c)}")
+            if pa.types.is_dictionary(col.type) and dtype == np.dtype(object):
+                data_cols[c] = _dictionary_objects(col)
+            else:
+                data_cols[c] = _to_numpy(col, dtype, f"column {brief(c)}")
         #: Name of the time column in the input.
         self.time_column = time
         super().__init__(ts, data_cols, tz=tz)
+
+
+def _dictionary_objects(col: pa.ChunkedArray) -> np.ndarray:
+    """A dictionary (categorical) column as an object array sharing one Python value per distinct entry:
+    8 bytes a row instead of one string object a row (nulls as None)."""
+    parts = []
+    for chunk in col.chunks:
+        values = np.asarray(chunk.dictionary.to_numpy(zero_copy_only=False), dtype=object)
+        codes = chunk.indices.fill_null(0).to_numpy(zero_copy_only=False)
+        out = values[codes] if len(values) else np.full(len(codes), None, dtype=object)
+        if chunk.null_count:
+            out[chunk.is_null().to_numpy(zero_copy_only=False)] = None
+        parts.append(out)
+    if not parts:
+        return np.empty(0, dtype=object)
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 def _time_ns(col: pa.ChunkedArray, name: str) -> tuple[np.ndarray, str | None]:

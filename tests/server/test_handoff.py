@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 from server_helpers import on_server_loop, ts_ns
 
-from jupyter_replay.sources.handoff import write_handoff
+from jupyter_replay.sources.handoff import can_hand_off, write_handoff
 
 SESSIONS = ("replay", "api", "sessions")
 T0 = 1_704_186_000_000_000_000
@@ -42,6 +42,8 @@ async def test_handoff_replays_like_an_upload(api):
     code, info, _ = await api.request("GET", *SESSIONS, sid, "data", "handoff")
     assert code == 200 and os.path.isabs(info["dir"])
     assert stat.S_IMODE(os.stat(info["dir"]).st_mode) == 0o700
+    assert can_hand_off(info["dir"], info["server_id"])  # this process shares the server's filesystem
+    assert not can_hand_off(info["dir"], "another-server") and not can_hand_off("/nonexistent", info["server_id"])
     table = frame(5_000)
     name = write_handoff(table, info["dir"])
     assert stat.S_IMODE(os.stat(os.path.join(info["dir"], name)).st_mode) == 0o600
@@ -85,7 +87,7 @@ async def test_handoff_refusals(api, replay_ext, tmp_path):
     big = write_handoff(frame(5_000), directory)
     code, err, _ = await api.request("POST", *SESSIONS, sid, "data", "handoff", body={"name": big})
     assert code in (400, 413) and "max_mapped_bytes" in err["message"] and "bytes" in err["message"]
-    assert os.listdir(directory) == []  # every refused file was removed too
+    assert os.listdir(directory) == ["server-id"]  # every refused file was removed too
     assert (await api.status(sid))["has_data"] is False
 
 
