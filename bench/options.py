@@ -20,6 +20,7 @@ BENCHES: dict[str, tuple[str, str]] = {
     "data": ("bench.bench_data", "100-file dataset seek vs full time read; Arrow/Polars sources vs via pandas; attach"),
     "window": ("bench.bench_window", "per-update cost with a 1M-row vs a 10k-row retained window"),
     "sessions": ("bench.bench_sessions", "concurrent sessions in one Jupyter server"),
+    "heavy": ("bench.bench_heavy", "bystander pacing while heavy requests hit the same server"),
     "browser": ("bench.bench_browser", "JupyterLab + headless Chromium vs the ipywidgets.Play baseline"),
 }
 

@@ -432,8 +432,10 @@ def loads(text: str | bytes) -> dict[str, Any]:
     """Parse a text frame into a dict (``WireError`` if it is not a JSON object with a ``type``)."""
     try:
         msg = json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # RecursionError: nested too deep
-        raise WireError(f"malformed JSON message: {exc}") from None
+    except (ValueError, RecursionError) as exc:
+        # JSONDecodeError, UnicodeDecodeError, an integer literal over 4,300 digits (ValueError), nesting
+        # too deep (RecursionError); the message is cut: it may quote the input
+        raise WireError(f"malformed JSON message: {brief(str(exc), 200)}") from None
     if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
         raise WireError("a message must be a JSON object with a string 'type'")
     return msg

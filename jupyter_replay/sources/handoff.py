@@ -17,11 +17,12 @@ import uuid
 
 import pyarrow as pa
 
-from ..exceptions import DataError, InvalidValueError, brief
+from ..exceptions import DataError, InvalidValueError, PayloadTooLargeError, brief
+from .table import TableSource
 
 __all__ = [
     "HANDOFF_NAME", "SERVER_ID_FILE", "prepare_handoff_dir", "write_handoff", "open_handoff", "discard_handoff",
-    "can_hand_off",
+    "can_hand_off", "handoff_source",
 ]
 
 #: Names of hand-off files: nothing else in the directory is ever opened.
@@ -93,7 +94,7 @@ def open_handoff(directory: str, name: object, max_bytes: int) -> pa.Table:
     """Map hand-off file ``name`` read-only and unlink it; the table's buffers are views of the mapping.
 
     The file must be a regular file of this user, not writable by others, at most ``max_bytes``
-    (``DataError`` naming the sizes otherwise); a missing file is a ``DataError`` (the
+    (``PayloadTooLargeError`` naming the sizes otherwise); a missing file is a ``DataError`` (the
     kernel then uploads over HTTP). The mapping lives as long as the arrays viewing it.
     """
     path = _path(directory, name)
@@ -105,7 +106,7 @@ def open_handoff(directory: str, name: object, max_bytes: int) -> pa.Table:
         if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
             raise DataError(f"hand-off file {brief(name)} is not a private regular file of the server's user")
         if st.st_size > max_bytes:
-            raise DataError(
+            raise PayloadTooLargeError(
                 f"the attached data is {st.st_size:,} bytes, above the server's limit of {max_bytes:,} bytes "
                 "(ReplayExtension.max_mapped_bytes); attach fewer rows or columns, or raise the limit"
             )
@@ -117,6 +118,14 @@ def open_handoff(directory: str, name: object, max_bytes: int) -> pa.Table:
         return table
     finally:
         discard_handoff(directory, name)
+
+
+def handoff_source(directory: str, name: object, max_bytes: int, time: str) -> TableSource:
+    """The replay source of hand-off file ``name``: a ``TableSource`` over the read-only mapping."""
+    table = open_handoff(directory, name, max_bytes)
+    if time not in table.column_names:
+        raise DataError(f"no time column {brief(time)} in the attached data (columns: {brief(table.column_names)})")
+    return TableSource(table, time=time)
 
 
 def discard_handoff(directory: str, name: object) -> None:

@@ -86,7 +86,7 @@ async def test_handoff_refusals(api, replay_ext, tmp_path):
     replay_ext.max_mapped_bytes = 10_000
     big = write_handoff(frame(5_000), directory)
     code, err, _ = await api.request("POST", *SESSIONS, sid, "data", "handoff", body={"name": big})
-    assert code in (400, 413) and "max_mapped_bytes" in err["message"] and "bytes" in err["message"]
+    assert code == 413 and "max_mapped_bytes" in err["message"] and "bytes" in err["message"]
     assert os.listdir(directory) == ["server-id"]  # every refused file was removed too
     assert (await api.status(sid))["has_data"] is False
 
@@ -110,3 +110,18 @@ async def test_millions_of_rows_attach_without_growing_server_memory(api):
     await api.ok(sid, "step", n=1000)
     buf = await api.buffer(sid)
     np.testing.assert_array_equal(buf["c0"], table.column("c0").to_numpy()[-1000:])
+
+
+@on_server_loop
+async def test_budgets_count_what_the_server_materialises_not_what_it_maps(api, replay_ext):
+    kid = await api.start_kernel()
+    sid = (await api.create(kid))["id"]
+    directory = (await api.request("GET", *SESSIONS, sid, "data", "handoff"))[1]["dir"]
+    replay_ext.max_session_bytes = 100_000  # far below the 5,000-row frame's ~300 KB
+    numeric = write_handoff(frame(5_000).drop_columns(["symbol"]), directory)
+    code, model, _ = await api.request("POST", *SESSIONS, sid, "data", "handoff", body={"name": numeric})
+    assert code == 200 and model["num_rows"] == 5_000  # mapped columns are not server memory
+    text = write_handoff(frame(5_000), directory)  # the symbol column becomes Python objects on the server
+    code, err, _ = await api.request("POST", *SESSIONS, sid, "data", "handoff", body={"name": text})
+    assert code == 413 and "max_session_bytes" in err["message"]
+    assert (await api.status(sid))["num_rows"] == 5_000  # the session kept its data
