@@ -89,3 +89,24 @@ async def test_a_kernel_that_cannot_see_the_directory_uploads(jp_fetch, jp_serve
         assert r.buffer["ask"].tolist() == df["ask"].tolist()
     finally:
         await asyncio.to_thread(r.close)
+
+
+@on_server_loop
+async def test_polars_input_attaches_with_the_buffer_pandas_gives(jp_fetch, jp_serverapp):
+    import polars as pl
+
+    df = big_frame(3_000)
+    kid = await kernel(jp_fetch)
+    r = await asyncio.to_thread(lambda: RecordingReplay(pl.from_pandas(df)).render())
+    try:
+        local = await asyncio.to_thread(lambda: (r.step(100), r.buffer.copy())[1])
+        await attach(jp_fetch, r, kid)
+        assert r.attached == kid and r.session.handoff_used is True
+        await asyncio.to_thread(r.step, 2_900)
+        await until(lambda: len(r.buffer) == 3_000, what="every row mirrored")
+        for name in ("price", "bid", "ask", "size"):
+            assert r.buffer[name].tolist() == df[name].tolist()
+            assert r.buffer[name].dtype == df[name].dtype
+        assert local["price"].tolist() == df["price"].iloc[:100].tolist()  # the kernel-local path too
+    finally:
+        await asyncio.to_thread(r.close)
