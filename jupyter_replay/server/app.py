@@ -10,6 +10,7 @@ from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Enum, Float, Integer, List, Unicode, observe, validate
 
 from ..controls import MAX_SPEED, MIN_SPEED
+from .connection import MAX_BYTES, STALL_TIMEOUT
 from .manager import SessionManager
 from .settings import SERVER_MAX_STEP_ROWS, ServerSettings
 
@@ -138,6 +139,44 @@ class ReplayExtension(ExtensionApp):
         ),
     ).tag(config=True)
 
+    # ---- WebSocket limits (issue 14): what one viewer may hold; see docs/design.md "Slow clients"
+    ws_max_bytes = Integer(
+        MAX_BYTES,
+        help=(
+            "Byte budget of one WebSocket connection: its queued output plus what was written and not yet "
+            "flushed to the client. A client past it is re-synchronised (its waiting frames discarded, a fresh "
+            "history sent; a history carries only the newest rows that fit), and closed (1013) if it then "
+            "leaves a write pending for ws_stall_timeout. Server memory for viewers is bounded by "
+            "ws_max_bytes x connections."
+        ),
+    ).tag(config=True)
+
+    ws_stall_timeout = Float(
+        STALL_TIMEOUT,
+        help=(
+            "Seconds a WebSocket client past its ws_max_bytes budget may leave a write pending (not reading) "
+            "before it is closed with 1013 (try again later); 0 never closes it (it still holds at most its budget)."
+        ),
+    ).tag(config=True)
+
+    ws_max_connections_per_session = Integer(
+        32,
+        help="WebSocket connections one replay session accepts; one more answers the upgrade with 429.",
+    ).tag(config=True)
+
+    ws_max_connections_per_user = Integer(
+        64,
+        help=(
+            "WebSocket connections one user may hold on this server, over all sessions (capability-token "
+            "connections count per session only); one more answers the upgrade with 429."
+        ),
+    ).tag(config=True)
+
+    ws_max_message_bytes = Integer(
+        1024 * 1024,
+        help="Largest message a WebSocket client may send (control messages are small); larger closes it (1009).",
+    ).tag(config=True)
+
     resume_events = Integer(
         1024,
         help="Recent events kept per session so a reconnecting client (?since=<seq>) resumes without a gap.",
@@ -191,13 +230,14 @@ class ReplayExtension(ExtensionApp):
     @validate(
         "max_sessions", "buffer_rows", "ws_queue_frames", "resume_events", "max_body_bytes", "max_step_rows",
         "max_session_rows", "max_session_bytes", "max_server_bytes", "heavy_workers",
+        "ws_max_bytes", "ws_max_connections_per_session", "ws_max_connections_per_user", "ws_max_message_bytes",
     )
     def _check_positive(self, proposal: dict[str, Any]) -> int:
         if proposal["value"] < 1:
             raise ValueError(f"{proposal['trait'].name} must be >= 1")
         return proposal["value"]
 
-    @validate("idle_timeout", "idle_check_interval")
+    @validate("idle_timeout", "idle_check_interval", "ws_stall_timeout")
     def _check_seconds(self, proposal: dict[str, Any]) -> float:
         if proposal["value"] < 0 or math.isnan(proposal["value"]):
             raise ValueError(f"{proposal['trait'].name} must be >= 0")

@@ -156,9 +156,10 @@ class ManagedSession:
         self.clients.discard(client)
         self.last_active = time.monotonic()
 
-    def count_dropped(self, n: int) -> None:
-        """Frames coalesced away for a slow client (reported in ``status()["dropped"]``)."""
-        self.session.dropped += int(n)
+    def count_slow_client(self, frames_merged: int = 0, rows_dropped: int = 0) -> None:
+        """A slow client's frames merged (no data lost) and rows it never received (``status()`` keys)."""
+        self.session.frames_merged += int(frames_merged)
+        self.session.rows_dropped += int(rows_dropped)
 
     def check_token(self, token: str | None) -> bool:
         return bool(token) and hmac.compare_digest(str(token), self.client_token)
