@@ -204,6 +204,8 @@ class DatasetSource(ReplaySource):
             )
         fs, inner = resolve_filesystem(path, filesystem)
         files, base = list_files(fs, inner)
+        while "/" in base.rstrip("/") and "=" in base.rstrip("/").rsplit("/", 1)[-1]:
+            base = base.rstrip("/").rsplit("/", 1)[0]  # a glob inside date=.../: keep that partition field
         return fs, files, base
 
     @staticmethod

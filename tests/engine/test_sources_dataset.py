@@ -96,6 +96,8 @@ def test_glob_and_columns(dataset, tmp_path):
     src = as_source(str(root / "date=2024-01-02" / "*" / "*.parquet"), columns=["price", "symbol"])
     assert isinstance(src, DatasetSource) and len(src.parts) == 3
     assert src.columns == ["price", "symbol"]
+    inside = as_source(str(root / "date=2024-01-03" / "*" / "*.parquet"))  # partition fields above the glob too
+    assert set(drain(inside.open())["date"]) == {"2024-01-03"}
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no Parquet files"):
         DatasetSource(tmp_path / "empty")
