@@ -38,8 +38,9 @@ from ..exceptions import (
     brief,
 )
 from ..runner import BackgroundLoop
-from ..sources.arrow import source_to_arrow_stream
+from ..sources.arrow import source_to_arrow_batch, source_to_arrow_stream
 from ..sources.base import ReplaySource
+from ..sources.handoff import can_hand_off, discard_handoff, write_handoff
 from ..timeconv import to_ns
 
 __all__ = ["RemoteSession"]
@@ -138,6 +139,8 @@ class RemoteSession(SessionClient):
         self._instance: str | None = None
         self.connects = 0
         self.last_error: str | None = None
+        #: True once ``upload`` handed the data over as a mapped file (same host) instead of an HTTP body.
+        self.handoff_used = False
         self._clock = _RemoteClock(self)
         self._task: asyncio.Task[None] | None = None
         self._ws: Any = None
@@ -227,11 +230,39 @@ class RemoteSession(SessionClient):
 
 
     def upload(self, source: ReplaySource) -> dict[str, Any]:
-        """Replace the server session's data with ``source`` (Arrow IPC stream, sent in pieces)."""
+        """Replace the server session's data with ``source``.
+
+        On the server's host (the usual case: same machine, container or single-user server) an in-memory
+        source is handed over as an Arrow IPC file the server memory-maps: no HTTP body, no second copy
+        (``sources.handoff``). Otherwise (a remote kernel, an out-of-core source, an older server) the rows
+        go as an Arrow IPC stream, sent in pieces.
+        """
+        status = self._hand_off(source)
+        if status is not None:
+            return self._post_status(status)
         return self._post_status(
             self._request("PUT", "/data", raw=source_to_arrow_stream(source),
                           content_type="application/vnd.apache.arrow.stream")
         )
+
+    def _hand_off(self, source: ReplaySource) -> dict[str, Any] | None:
+        """The server's model after mapping ``source`` from a hand-off file; None when it cannot see one."""
+        try:
+            where = self._request("GET", "/data/handoff")
+        except ReplayError:  # a server without hand-off: upload
+            return None
+        if not isinstance(where, dict) or not can_hand_off(where.get("dir"), where.get("server_id")):
+            return None  # another host or user: upload
+        batch = source_to_arrow_batch(source)
+        if batch is None:  # not in memory: stream it
+            return None
+        self.handoff_used = True
+        name = write_handoff(batch, where["dir"])
+        del batch
+        try:
+            return self._request("POST", "/data/handoff", {"name": name})
+        finally:
+            discard_handoff(where["dir"], name)  # the server unlinks it once mapped; this covers failures
 
     def apply_settings(self, status: dict[str, Any], symbol: str | None = None) -> None:
         """Carry a local session over exactly (its ``status()``, taken while not playing).
