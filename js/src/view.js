@@ -97,6 +97,8 @@ export class ReplayView {
     entry.framesReceived += 1;
     entry.rowsReceived += h.rows | 0;
     entry.rowsTotal += h.rows | 0;
+    const tsCol = frame.columns.timestamp;
+    if (tsCol && tsCol.length && (h.rows | 0) > 0) entry.newestMs = Number(tsCol[(h.rows | 0) - 1]);  // (tests)
     const first = h.first_row != null ? Number(h.first_row) : null;
     const taken = this.plot.push(frame.columns, h.rows | 0, first, !!history);
     if (!history && taken > 0) {

@@ -179,6 +179,7 @@ def _figure(title: str, height: int, x_range: Any = None) -> figure:
         sizing_mode="stretch_width",
         tools=_TOOLS,
         toolbar_location="right",
+        output_backend="webgl",  # BokehJS draws on canvas where the browser offers no WebGL
     )
     fig.xaxis.formatter = datetime_formatter()
     fig.toolbar.logo = None

@@ -77,9 +77,10 @@ export function m4Indices(x, ys, blocks, i0, i1, x0, x1, width, sorted = true) {
 }
 
 /** Columns for BokehJS from a RowWindow: the M4 decimation of the rows in [x0, x1] (null: the whole
- * window) at `width` pixels, plus the neighbour row on each side; every row when they fit in 4 x width.
+ * window) at `width` pixels, plus the neighbour row on each side; every row when there are at most
+ * `drawAll` (default 4 x width: no more than M4 would give).
  * Returns {data: {name: Float64Array}, rows: rows represented, points: rows drawn}. */
-export function decimate(win, x0, x1, width) {
+export function decimate(win, x0, x1, width, drawAll = 4 * Math.max(1, Math.floor(width))) {
   const { start, end, x } = win;
   let i0 = start; let i1 = end;
   if (win.sorted && x0 != null && x1 != null && end > start) {
@@ -90,7 +91,7 @@ export function decimate(win, x0, x1, width) {
   const cols = [x, ...win.ys];
   const data = {};
   const n = i1 - i0;
-  if (n <= 4 * Math.max(1, Math.floor(width))) {
+  if (n <= drawAll) {
     names.forEach((name, j) => { data[name] = cols[j].slice(i0, i1); });
     return { data, rows: n, points: n };
   }

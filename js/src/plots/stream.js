@@ -18,6 +18,7 @@ const MAX_SKIPPED = 3;  // ... but the picture is redrawn at least every 4th fra
 const UNDRAWN_BYTES = 4 << 20;  // received rows not yet drawn beyond which frames are acknowledged only
 const UNDRAWN_DATA_MS = 60_000;  // ... after the next draw (bytes, and data time they span)
 const SETTLE_TIMEOUT_MS = 2000;  // a frozen plot with no status answer applies what it holds
+const DRAW_ALL_ROWS = 10_000;  // windows this small are drawn row for row (as cheap as their decimation)
 
 /** The Bokeh plot model drawing `source` (its x_range is the visible range). */
 function plotOf(doc, source) {
@@ -246,6 +247,7 @@ export class StreamPlot {
   settle(position) {
     if (this.settleTimer) { clearTimeout(this.settleTimer); this.settleTimer = null; }
     const parts = this.frozenParts;
+    if (this.frozen) this.entry.settledAt = performance.now();  // (tests: when the click's answer came)
     this.frozenParts = []; this.frozen = false;
     this.stopAt = Number.isFinite(position) && position !== null ? Number(position) : this.stopAt;
     for (const p of parts) this.ingest(p);
@@ -316,7 +318,8 @@ export class StreamPlot {
     const zoomed = this.zoomed();
     const r = this.xRange;
     const width = this.pixelWidth();
-    const out = this.window ? decimate(this.window, zoomed ? r.start : null, zoomed ? r.end : null, width) : null;
+    const out = this.window ? decimate(this.window, zoomed ? r.start : null, zoomed ? r.end : null, width,
+      Math.max(4 * width, DRAW_ALL_ROWS)) : null;
     if (out) this.source.data = out.data;
     this.drawnZoomed = zoomed;
     const rows = this.undrawnRows;
