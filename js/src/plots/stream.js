@@ -199,6 +199,11 @@ export class StreamPlot {
 
   /** Into the window (and the kind's queue), up to the pause point. */
   ingest(part) {
+    const t0 = performance.now();
+    try { return this.ingestRows(part); } finally { this.entry.busyMs = (this.entry.busyMs || 0) + performance.now() - t0; }
+  }
+
+  ingestRows(part) {
     let n = part.rows;
     if (this.stopAt !== null && part.first !== null && !part.history) n = Math.min(n, this.stopAt - part.first);
     if (n <= 0) { this.entry.rowsDiscarded = (this.entry.rowsDiscarded || 0) + part.rows; return 0; }
@@ -333,6 +338,7 @@ export class StreamPlot {
     this.dirty = false;
     this.syncAnchors();
     e.drawMs = performance.now() - t0;
+    e.busyMs = (e.busyMs || 0) + e.drawMs;  // (benchmarks: the widget's own main-thread time)
     if (typeof e.onApply === "function") { try { e.onApply(rows, e.pointsDrawn); } catch {} }
     if (this.onFlush) this.onFlush();
   }
