@@ -43,12 +43,15 @@ def kernel_id() -> str:
 
 
 def bokehjs_code() -> bytes:
-    """BokehJS (core bundle) from the installed bokeh package: inline, never a CDN."""
+    """BokehJS from the installed bokeh package, inline (never a CDN): the core bundle, then its WebGL
+    bundle, which registers the ``output_backend="webgl"`` glyph views (canvas where the page has no WebGL)."""
     global _BOKEHJS
     if _BOKEHJS is None:
         from bokeh.util.paths import bokehjs_path
 
-        _BOKEHJS = (Path(bokehjs_path()) / "js" / "bokeh.min.js").read_bytes()
+        js = Path(bokehjs_path()) / "js"
+        gl = js / "bokeh-gl.min.js"
+        _BOKEHJS = (js / "bokeh.min.js").read_bytes() + (b"\n;" + gl.read_bytes() if gl.is_file() else b"")
     return _BOKEHJS
 
 
