@@ -1,0 +1,69 @@
+"""Kernel manager for dashboards: shut down kernels that no browser has been connected to for a while.
+
+jupyter_server's idle culling (``MappingKernelManager.cull_idle_timeout``) counts every kernel message as
+activity, and a playing replay sends messages all the time: the kernel of a visitor whose browser crashed
+(so no ``beforeunload`` shutdown) would never count as idle. This manager adds a second rule that does
+not look at activity: a kernel with no client connection (kernel WebSocket) for ``disconnect_timeout``
+seconds is shut down, busy or not. Its replay session goes with it (the extension drops a session when
+its kernel shuts down; on the kernel-local engine the session lives in the kernel process).
+
+Used by ``jupyter replay dashboard`` for Voilà (standalone: ``VoilaConfiguration.multi_kernel_manager_class``;
+as a server extension: ``ServerApp.kernel_manager_class``). Every kernel of such a server belongs to a
+page, so "nobody connected" means "nobody is looking".
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
+from tornado.ioloop import PeriodicCallback
+from traitlets import Float
+
+
+class DisconnectCullingKernelManager(AsyncMappingKernelManager):
+    """``AsyncMappingKernelManager`` that also shuts down kernels left without a connection."""
+
+    disconnect_timeout = Float(
+        60.0, config=True,
+        help="Shut down a kernel that has had no client connection for this many seconds (0: never). "
+             "Must exceed the time a page needs from starting its kernel to connecting to it.",
+    )
+    disconnect_check_interval = Float(5.0, config=True, help="Seconds between two checks.")
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._unwatched_since: dict[str, float] = {}
+        self._disconnect_checker: PeriodicCallback | None = None
+
+    async def _async_start_kernel(self, *args: Any, **kwargs: Any) -> str:  # type: ignore[override]
+        kernel_id = await super()._async_start_kernel(*args, **kwargs)
+        self._start_disconnect_checker()
+        return kernel_id
+
+    start_kernel = _async_start_kernel
+
+    def _start_disconnect_checker(self) -> None:
+        if self._disconnect_checker is None and self.disconnect_timeout > 0:
+            self._disconnect_checker = PeriodicCallback(self._check_disconnected,
+                                                        1000 * self.disconnect_check_interval)
+            self._disconnect_checker.start()
+
+    async def _check_disconnected(self) -> None:
+        now = time.monotonic()
+        kernel_ids = set(self.list_kernel_ids())
+        for gone in set(self._unwatched_since) - kernel_ids:
+            del self._unwatched_since[gone]
+        for kernel_id in kernel_ids:
+            if self._kernel_connections.get(kernel_id, 0) > 0:
+                self._unwatched_since.pop(kernel_id, None)
+                continue
+            since = self._unwatched_since.setdefault(kernel_id, now)
+            if now - since >= self.disconnect_timeout:
+                self.log.info("Culling kernel %s: no client connected for %.0f s", kernel_id, now - since)
+                self._unwatched_since.pop(kernel_id, None)
+                try:
+                    await self.shutdown_kernel(kernel_id)
+                except Exception:  # already gone (shut down by its page meanwhile)
+                    self.log.debug("culling kernel %s failed", kernel_id, exc_info=True)
