@@ -219,6 +219,13 @@ def dashboard_command(notebook: Path, *, ip: str, port: int, open_browser: bool,
     return cmd, f"http://{host}:{port}{default_url}?token={token}"
 
 
+def dashboard_config_dir() -> str:
+    """The Jupyter config directory with the dashboard's ``voila.py`` (the XSRF cookie hook)."""
+    from jupyter_replay.server.voila import CONFIG_DIR
+
+    return str(CONFIG_DIR)
+
+
 def cmd_dashboard(args: argparse.Namespace) -> int:
     if args.notebook:
         notebook = Path(args.notebook).expanduser().resolve()
@@ -242,6 +249,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
                                  disconnect_timeout=args.disconnect_timeout, extra=args.voila_args)
     env = dict(os.environ)
     env.setdefault("BOKEH_RESOURCES", "inline")  # works offline
+    env["JUPYTER_CONFIG_PATH"] = os.pathsep.join(p for p in (dashboard_config_dir(), env.get("JUPYTER_CONFIG_PATH")) if p)
     if args.dry_run:
         print(" ".join(cmd))
         return 0

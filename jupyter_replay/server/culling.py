@@ -30,11 +30,18 @@ class DisconnectCullingKernelManager(AsyncMappingKernelManager):
         help="Shut down a kernel that has had no client connection for this many seconds (0: never). "
              "Must exceed the time a page needs from starting its kernel to connecting to it.",
     )
+    connect_timeout = Float(
+        120.0, config=True,
+        help="Shut down a kernel no client has connected to yet after this many seconds (a page that "
+             "never finished loading). Separate from disconnect_timeout: a busy server may take a while "
+             "from starting a page's kernel (Voilà runs the notebook first) to the page connecting.",
+    )
     disconnect_check_interval = Float(5.0, config=True, help="Seconds between two checks.")
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._unwatched_since: dict[str, float] = {}
+        self._ever_connected: set[str] = set()
         self._disconnect_checker: PeriodicCallback | None = None
 
     async def _async_start_kernel(self, *args: Any, **kwargs: Any) -> str:  # type: ignore[override]
@@ -55,12 +62,15 @@ class DisconnectCullingKernelManager(AsyncMappingKernelManager):
         kernel_ids = set(self.list_kernel_ids())
         for gone in set(self._unwatched_since) - kernel_ids:
             del self._unwatched_since[gone]
+        self._ever_connected &= kernel_ids
         for kernel_id in kernel_ids:
             if self._kernel_connections.get(kernel_id, 0) > 0:
                 self._unwatched_since.pop(kernel_id, None)
+                self._ever_connected.add(kernel_id)
                 continue
             since = self._unwatched_since.setdefault(kernel_id, now)
-            if now - since >= self.disconnect_timeout:
+            limit = self.disconnect_timeout if kernel_id in self._ever_connected else self.connect_timeout
+            if now - since >= limit:
                 self.log.info("Culling kernel %s: no client connected for %.0f s", kernel_id, now - since)
                 self._unwatched_since.pop(kernel_id, None)
                 try:

@@ -179,7 +179,7 @@ class Dashboard:
         r.observe(self._on_status, "status")
         r.observe(self._on_replay_mode, "mode")
         self._snapshot.clear()
-        self._last_shown = None
+        self._last_shown = self._shown(r.status)
         self.body.children = (r,)
         self._schedule_render(now=True)
         return r
@@ -197,12 +197,17 @@ class Dashboard:
         if status.get("error"):
             self.report(str(status["error"]), error=True)
         else:
-            shown = (status.get("state"), status.get("speed"), mode, status.get("symbol"))
-            if self._last_shown is not None and shown != self._last_shown:  # a change, not the first snapshot
+            shown = self._shown(status)
+            if shown != self._last_shown:
                 what = f"LIVE {status.get('symbol')}" if mode == "live" else f"REPLAY {self.symbol_picker.value}"
                 self.report(f"{what}: {status.get('state')} at {status.get('speed')}x")
             self._last_shown = shown
         self._schedule_render(now=True)
+
+    @staticmethod
+    def _shown(status: Mapping[str, Any]) -> tuple[Any, ...]:
+        """What the status line reports a change of."""
+        return (status.get("state"), status.get("speed"), status.get("mode"), status.get("symbol"))
 
     def _on_replay_mode(self, change: Any) -> None:
         if self.mode_toggle.value != change["new"]:  # switched from the Replay's own control bar
