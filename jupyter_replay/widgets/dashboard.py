@@ -145,7 +145,8 @@ class Dashboard:
                               self.snapshot, self.status_line])
         self.widget.add_class("jr-dashboard")
 
-        self.replay: Replay = self._new_replay(self.symbol_picker.value)
+        self.replay: Replay
+        self._new_replay(self.symbol_picker.value)
         self.mode_toggle.observe(self._on_mode_toggle, "value")
         self.symbol_picker.observe(self._on_symbol_pick, "value")
         self.live_symbol.observe(self._on_live_symbol, "value")
@@ -175,16 +176,18 @@ class Dashboard:
     # -- the Replay ----------------------------------------------------------------------------------
     def _new_replay(self, symbol: str) -> Replay:
         r = self._replay_factory(self.data[symbol], time=self.time, title=symbol, **self._replay_kwargs)
-        r.on_batch(self._on_batch)
-        r.observe(self._on_status, "status")
-        r.observe(self._on_replay_mode, "mode")
+        # callbacks of a replaced Replay (still closing) must not reach the panel: bind them to ``r``
+        r.on_batch(lambda batch, clock: self._on_batch(batch) if r is self.replay else None)
+        r.observe(lambda change: self._on_status(change) if r is self.replay else None, "status")
+        r.observe(lambda change: self._on_replay_mode(change) if r is self.replay else None, "mode")
         self._snapshot.clear()
         self._last_shown = self._shown(r.status)
+        self.replay = r
         self.body.children = (r,)
         self._schedule_render(now=True)
         return r
 
-    def _on_batch(self, batch: Any, clock: Any) -> None:
+    def _on_batch(self, batch: Any) -> None:
         self._snapshot.update(batch.ts, batch.columns)
         self._schedule_render()
 
@@ -229,7 +232,7 @@ class Dashboard:
         with self._render_lock:
             self._render_timer = None
         try:
-            self.snapshot.value = self._snapshot.html(self.replay.status if hasattr(self, "replay") else {})
+            self.snapshot.value = self._snapshot.html(self.replay.status)
         except Exception:  # closing
             log.debug("snapshot render failed", exc_info=True)
 
@@ -275,7 +278,7 @@ class Dashboard:
         keep = {"speed": old.speed, "loop": old.loop}
 
         def swap() -> None:
-            self.replay = self._new_replay(symbol)
+            self._new_replay(symbol)
             self.replay.speed, self.replay.loop = keep["speed"], keep["loop"]
             old.close()
 
