@@ -249,7 +249,8 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
                                  disconnect_timeout=args.disconnect_timeout, extra=args.voila_args)
     env = dict(os.environ)
     env.setdefault("BOKEH_RESOURCES", "inline")  # works offline
-    env["JUPYTER_CONFIG_PATH"] = os.pathsep.join(p for p in (dashboard_config_dir(), env.get("JUPYTER_CONFIG_PATH")) if p)
+    config_path = (dashboard_config_dir(), env.get("JUPYTER_CONFIG_PATH"))
+    env["JUPYTER_CONFIG_PATH"] = os.pathsep.join(p for p in config_path if p)
     if args.dry_run:
         print(" ".join(cmd))
         return 0
@@ -276,7 +277,8 @@ def _add_dashboard(sub: argparse._SubParsersAction) -> None:
                    help="shut down a visitor's kernel after this many seconds without a browser connection "
                         "(a closed page is shut down at once; default: 60)")
     p.add_argument("--dry-run", action="store_true", help="print the command, do not start")
-    p.add_argument("voila_args", nargs="*", metavar="-- ARG", help="extra arguments for voila / jupyter server (after --)")
+    p.add_argument("voila_args", nargs="*", metavar="-- ARG",
+                   help="extra arguments for voila / jupyter server (after --)")
     p.set_defaults(func=cmd_dashboard)
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import html
 import logging
 import threading
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -85,14 +84,14 @@ class Snapshot:
         """The panel as a small HTML table (every value escaped)."""
         with self._lock:
             values, bar = dict(self.values), self.bar
-        fmt = lambda v: "–" if v is None else (f"{v:,.2f}" if isinstance(v, float) else str(v))  # noqa: E731
+        fmt = lambda v: "-" if v is None else (f"{v:,.2f}" if isinstance(v, float) else str(v))
         cells: list[tuple[str, str]] = [("last", fmt(values.get("price")))]
         if "bid" in values or "ask" in values:
             cells.append(("bid / ask", f"{fmt(values.get('bid'))} / {fmt(values.get('ask'))}"))
         if bar is not None:
             cells.append(("bar O H L C", " ".join(fmt(v) for v in bar[1:])))
         else:
-            cells.append(("bar O H L C", "–"))
+            cells.append(("bar O H L C", "-"))
         mode = str(status.get("mode", "replay"))
         if mode == "replay" and status.get("num_rows"):
             where = f"{int(status.get('position') or 0):,} / {int(status['num_rows']):,}"
@@ -168,7 +167,7 @@ class Dashboard:
         """Run a user action; errors (typed, from the session) go to the status line, never raise."""
         try:
             fn()
-        except Exception as exc:  # a widget callback must not raise: report and keep the dashboard alive
+        except Exception as exc:  # noqa: BLE001 - a widget callback must not raise: report and keep the dashboard alive
             self.report(f"{what} failed: {exc}", error=True)
             return False
         return True

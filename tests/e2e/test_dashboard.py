@@ -3,11 +3,10 @@
 The system this replaces kept one global controller: A's pause paused everyone, B's 10x sped up everyone,
 C's LIVE switch fed A and B live rows, newcomers got the global state, leavers were never cleaned up.
 Here three browser contexts (three visitors, so three Voilà kernels) act that out on one server started
-by the test through the real command, in both serving modes:
-
-- ``standalone``: plain Voilà; each widget runs the engine in its visitor's kernel.
-- ``server``: ``jupyter server`` with Voilà as a server extension; each widget attaches to its kernel's
-  session in the replay server extension (checked over its REST API).
+by the test through the real command (``standalone``: plain Voilà, each widget runs the engine in its
+visitor's kernel). A second, shorter test runs the ``--server`` mode (``jupyter server`` with Voilà as a
+server extension): each visitor's widget attaches to its kernel's session in the replay server extension,
+and a closed page takes its kernel and session with it (checked over the REST API).
 
 Every check reads the page (the dashboard's ipywidgets, the widget registry, the BokehJS data source) or
 the server's REST API; waits are on conditions with generous timeouts (a busy 2-core CI machine).
@@ -15,24 +14,21 @@ the server's REST API; waits are on conditions with generous timeouts (a busy 2-
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
-import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-from lab_harness import (
-    REPO_ROOT, animation_frames, free_port, jupyter_api, replay_button, replay_widget, save_screenshot, stop_server,
-    wait_for,
+from dashboard_harness import (
+    MODES,
+    Dashboard,
+    page_kernel_id,
+    snapshot,
+    start_dashboard,
+    status_text,
+    stop_dashboard,
 )
+from lab_harness import animation_frames, jupyter_api, replay_button, replay_widget, save_screenshot, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -42,78 +38,15 @@ PAGE_TIMEOUT_S = 150  # Voilà runs the notebook before it sends the page: slow 
 LEAVE_TIMEOUT_S = 45  # closed page -> kernel (and server session) gone
 
 
-@dataclass
-class Dashboard:
-    mode: str  # "standalone" | "server"
-    url: str  # the page visitors open
-    base: str  # http://127.0.0.1:<port>/
-    token: str
-    proc: subprocess.Popen
-    log_path: Path
-
-    def kernel_exists(self, kernel_id: str) -> bool:
-        """``GET api/kernels/<id>``: 200 while the kernel runs, 404 once it is shut down."""
-        try:
-            jupyter_api(self.base, self.token, "GET", f"api/kernels/{kernel_id}")
-            return True
-        except urllib.error.HTTPError as exc:
-            if exc.code == 404:
-                return False
-            raise
-
-    def sessions(self) -> set[str]:
-        """Ids of the replay extension's sessions (server mode only)."""
-        return {s["id"] for s in jupyter_api(self.base, self.token, "GET", "replay/api/sessions")}
-
-    def log_tail(self, n: int = 40) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-
-
-def _start(mode: str, tmp: Path) -> Dashboard:
-    port, token = free_port(), f"dash-{uuid.uuid4().hex}"
-    cmd = [sys.executable, "-m", "jupyter_replay.cli", "dashboard", "--no-browser", "--port", str(port),
-           "--disconnect-timeout", str(DISCONNECT_TIMEOUT_S)]
-    if mode == "server":
-        cmd += ["--server", "--token", token]
-    env = dict(os.environ, BOKEH_RESOURCES="inline", PYTHONUNBUFFERED="1",
-               JUPYTER_RUNTIME_DIR=str(tmp / "runtime"), PYTHONPATH=os.pathsep.join(
-                   p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p))
-    log_path = tmp / f"dashboard-{mode}.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
-    base = f"http://127.0.0.1:{port}/"
-    url = base + ("voila/render/dashboard.ipynb?token=" + token if mode == "server" else "")
-    dash = Dashboard(mode, url, base, token, proc, log_path)
-
-    def up() -> bool:
-        assert proc.poll() is None, f"the dashboard server exited:\n{dash.log_tail()}"
-        try:
-            urllib.request.urlopen(base + ("api/status?token=" + token if mode == "server" else "voila/static/"),
-                                   timeout=2).close()
-            return True
-        except urllib.error.HTTPError:  # answering (e.g. 404 for the static folder itself)
-            return True
-        except OSError:
-            return False
-
-    wait_for(up, timeout=90, interval=0.3, message="the dashboard server did not start")
-    return dash
-
-
-@pytest.fixture(scope="module", params=["standalone", "server"])
+@pytest.fixture(scope="module", params=MODES)
 def dashboard(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
               artifacts_dir: Path) -> Iterator[Dashboard]:
-    dash = _start(request.param, tmp_path_factory.mktemp(f"dashboard-{request.param}"))
+    dash = start_dashboard(request.param, tmp_path_factory.mktemp(f"dashboard-{request.param}"),
+                           disconnect_timeout=DISCONNECT_TIMEOUT_S)
     try:
         yield dash
     finally:
-        def shutdown() -> None:
-            if dash.mode == "server":
-                jupyter_api(dash.base, dash.token, "POST", "api/shutdown")
-            else:
-                dash.proc.terminate()
-        stop_server(dash.proc, shutdown)
+        stop_dashboard(dash)
         (artifacts_dir / "e2e").mkdir(parents=True, exist_ok=True)
         (artifacts_dir / "e2e" / dash.log_path.name).write_bytes(dash.log_path.read_bytes())
 
@@ -156,19 +89,6 @@ def _ready(page: Any, dash: Dashboard) -> dict[str, Any]:
     return w
 
 
-def _kernel_id(page: Any) -> str:
-    return page.evaluate("JSON.parse(document.getElementById('jupyter-config-data').textContent).kernelId")
-
-
-def _status_text(page: Any) -> str:
-    return page.locator(".jr-dash-status").inner_text()
-
-
-def _snapshot(page: Any) -> dict[str, str]:
-    return page.evaluate("""() => Object.fromEntries(Array.from(document.querySelectorAll('.jr-dash-snapshot td'))
-                                   .map(td => [td.dataset.key, td.textContent]))""")
-
-
 def _plotted(page: Any, column: str = "price") -> list[float]:
     """The ``column`` values in the page's one BokehJS source named ``replay_source``."""
     values = page.evaluate(
@@ -207,14 +127,15 @@ def _only_own_rows(page: Any, expected: list[float], who: str) -> None:
 
 def _pick(page: Any, symbol: str) -> None:
     page.locator(".jr-dashboard .widget-dropdown select").select_option(symbol)
-    wait_for(lambda: f"{symbol} loaded" in _status_text(page), timeout=30,
-             message=f"picking {symbol}: {_status_text(page)!r}")
+    wait_for(lambda: f"{symbol} loaded" in status_text(page), timeout=30,
+             message=f"picking {symbol}: {status_text(page)!r}")
     wait_for(lambda: (replay_widget(page) or {}).get("sourceLength") is not None, timeout=60)
 
 
 # -- the scenario ----------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("dashboard", ["standalone"], indirect=True)
 def test_three_visitors_each_have_their_own_replay(dashboard: Dashboard, visitor: Callable[[], Any],
                                                    artifacts_dir: Path) -> None:
     from jupyter_replay.widgets.dashboard import sample_universe
@@ -224,7 +145,7 @@ def test_three_visitors_each_have_their_own_replay(dashboard: Dashboard, visitor
     for page in (a, b, c):
         w = _ready(page, dashboard)
         assert w["state"] == "stopped" and w["rowsReceived"] == 0
-    ka, kb, kc = (_kernel_id(p) for p in (a, b, c))
+    ka, kb, kc = (page_kernel_id(p) for p in (a, b, c))
     assert len({ka, kb, kc}) == 3, "every visitor has their own kernel"
     if dashboard.mode == "server":
         assert {ka, kb, kc} <= dashboard.sessions(), "every visitor's widget has a session in the extension"
@@ -235,33 +156,33 @@ def test_three_visitors_each_have_their_own_replay(dashboard: Dashboard, visitor
     for page in (a, b, c):
         replay_button(page, "Play").click()
     for page in (a, b, c):
-        wait_for(lambda: _rows(page) > 0 and replay_widget(page)["state"] == "playing", timeout=30,
+        wait_for(lambda page=page: _rows(page) > 0 and replay_widget(page)["state"] == "playing", timeout=30,
                  message=f"play: no rows reached the plot {replay_widget(page)}")
 
     # -- A pauses; B and C keep playing
     replay_button(a, "Pause").click()
-    wait_for(lambda: replay_widget(a)["state"] == "paused" and "paused" in _status_text(a), timeout=30,
-             message=f"A's pause was not confirmed: {_status_text(a)!r}")
+    wait_for(lambda: replay_widget(a)["state"] == "paused" and "paused" in status_text(a), timeout=30,
+             message=f"A's pause was not confirmed: {status_text(a)!r}")
     animation_frames(a, 2)
     paused_rows = _rows(a)
     _grows(b)
     _grows(c)
     assert replay_widget(b)["state"] == replay_widget(c)["state"] == "playing", "A's pause paused another visitor"
     assert _rows(a) == paused_rows, "A's plot kept growing after pause"
-    assert _snapshot(a)["state"] == "paused" and _snapshot(b)["state"] == "playing"
+    assert snapshot(a)["state"] == "paused" and snapshot(b)["state"] == "playing"
 
     # -- B sets 10x; A and C keep 1x
     b.locator(".jr-root select[aria-label='Speed']").select_option("10")
-    wait_for(lambda: replay_widget(b)["speed"] == 10 and "10.0x" in _status_text(b), timeout=30,
-             message=f"B's speed did not change: {replay_widget(b)} {_status_text(b)!r}")
+    wait_for(lambda: replay_widget(b)["speed"] == 10 and "10.0x" in status_text(b), timeout=30,
+             message=f"B's speed did not change: {replay_widget(b)} {status_text(b)!r}")
     assert replay_widget(a)["speed"] == 1 and replay_widget(c)["speed"] == 1, "B's speed changed another visitor"
-    assert _snapshot(a)["speed"] == "1.0x" and _snapshot(c)["speed"] == "1.0x"
+    assert snapshot(a)["speed"] == "1.0x" and snapshot(c)["speed"] == "1.0x"
 
     # -- C switches to LIVE; A and B stay in REPLAY, their plots hold only their own rows
     resets_a, resets_b = replay_widget(a)["resets"], replay_widget(b)["resets"]
     c.locator(".jr-dashboard .widget-toggle-button", has_text="LIVE").click()
-    wait_for(lambda: replay_widget(c)["mode"] == "live" and "LIVE" in _snapshot(c)["mode"], timeout=30,
-             message=f"C did not switch to LIVE: {replay_widget(c)} {_status_text(c)!r}")
+    wait_for(lambda: replay_widget(c)["mode"] == "live" and "LIVE" in snapshot(c)["mode"], timeout=30,
+             message=f"C did not switch to LIVE: {replay_widget(c)} {status_text(c)!r}")
     if replay_widget(c)["state"] != "playing":
         replay_button(c, "Play").click()
     wait_for(lambda: _rows(c) > 0, timeout=30, message="LIVE: no rows reached C's plot")
@@ -270,7 +191,7 @@ def test_three_visitors_each_have_their_own_replay(dashboard: Dashboard, visitor
     for page, who, sym, resets in ((a, "A", "ACME", resets_a), (b, "B", "GLOBEX", resets_b)):
         w = replay_widget(page)
         assert w["mode"] == "replay" and w["resets"] == resets, f"{who} saw C's mode switch: {w}"
-        assert _snapshot(page)["mode"] == "REPLAY"
+        assert snapshot(page)["mode"] == "REPLAY"
         _only_own_rows(page, universe[sym], who)
     assert _rows(a) == paused_rows
     assert replay_widget(b)["state"] == "playing"
@@ -297,11 +218,11 @@ def test_three_visitors_each_have_their_own_replay(dashboard: Dashboard, visitor
     # -- a new visitor starts from the default state with an empty history
     d = visitor()
     w = _ready(d, dashboard)
-    kd = _kernel_id(d)
+    kd = page_kernel_id(d)
     assert kd not in (ka, kb, kc)
     assert (w["state"], w["mode"], w["speed"], w["rowsReceived"], w["sourceLength"]) == ("stopped", "replay", 1, 0, 0)
-    snap = _snapshot(d)
-    assert (snap["last"], snap["mode"], snap["state"], snap["speed"]) == ("–", "REPLAY", "stopped", "1.0x")
+    snap = snapshot(d)
+    assert (snap["last"], snap["mode"], snap["state"], snap["speed"]) == ("-", "REPLAY", "stopped", "1.0x")
     assert d.locator(".jr-dashboard .widget-dropdown select").input_value() == "ACME"
 
     # -- a visitor whose browser dies (no beforeunload) is culled once disconnected for the timeout
@@ -312,3 +233,28 @@ def test_three_visitors_each_have_their_own_replay(dashboard: Dashboard, visitor
         wait_for(lambda: kd not in dashboard.sessions(), timeout=30, message="culled kernel left its session")
         assert dashboard.sessions() == {kb, kc}
     assert dashboard.kernel_exists(kb) and dashboard.kernel_exists(kc)
+
+
+@pytest.mark.parametrize("dashboard", ["server"], indirect=True)
+def test_server_mode_each_visitor_drives_their_own_server_session(dashboard: Dashboard,
+                                                                  visitor: Callable[[], Any]) -> None:
+    """Voilà as a server extension: the widgets attach to per-kernel sessions of the replay extension."""
+    a, b = visitor(), visitor()
+    for page in (a, b):
+        _ready(page, dashboard)  # transport "ws": attached to the server session
+    ka, kb = page_kernel_id(a), page_kernel_id(b)
+    assert ka != kb and dashboard.sessions() == {ka, kb}
+    assert replay_widget(a)["sessionId"] == ka and replay_widget(b)["sessionId"] == kb
+
+    replay_button(a, "Play").click()
+    wait_for(lambda: _rows(a) > 0, timeout=30, message="play: no rows reached A's plot")
+    _grows(a)
+    session = lambda kid: jupyter_api(dashboard.base, dashboard.token, "GET", f"replay/api/sessions/{kid}")  # noqa: E731
+    sa, sb = session(ka), session(kb)
+    assert sa["state"] == "playing" and sa["buffer_rows"] > 0
+    assert sb["state"] == "stopped" and sb["buffer_rows"] == 0 and _rows(b) == 0, "A's play reached B"
+
+    a.close(run_before_unload=True)  # Voilà's beforeunload shutdown (needs the _xsrf cookie our hook sets)
+    wait_for(lambda: not dashboard.kernel_exists(ka) and ka not in dashboard.sessions(), timeout=LEAVE_TIMEOUT_S,
+             message=f"A's kernel or session outlived the page:\n{dashboard.log_tail()}")
+    assert dashboard.sessions() == {kb} and dashboard.kernel_exists(kb)
