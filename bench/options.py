@@ -20,6 +20,7 @@ BENCHES: dict[str, tuple[str, str]] = {
     "window": ("bench.bench_window", "per-update cost with a 1M-row vs a 10k-row retained window"),
     "sessions": ("bench.bench_sessions", "concurrent sessions in one Jupyter server"),
     "browser": ("bench.bench_browser", "JupyterLab + headless Chromium vs the ipywidgets.Play baseline"),
+    "dashboard": ("bench.bench_dashboard", "Voilà dashboard: 20 concurrent visitors (memory, CPU, first plot)"),
 }
 
 RESULTS_MD = Path(__file__).resolve().parent / "RESULTS.md"

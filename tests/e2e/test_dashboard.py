@@ -249,7 +249,7 @@ def test_server_mode_each_visitor_drives_their_own_server_session(dashboard: Das
     replay_button(a, "Play").click()
     wait_for(lambda: _rows(a) > 0, timeout=30, message="play: no rows reached A's plot")
     _grows(a)
-    session = lambda kid: jupyter_api(dashboard.base, dashboard.token, "GET", f"replay/api/sessions/{kid}")  # noqa: E731
+    session = lambda kid: jupyter_api(dashboard.base, dashboard.token, "GET", f"replay/api/sessions/{kid}")
     sa, sb = session(ka), session(kb)
     assert sa["state"] == "playing" and sa["buffer_rows"] > 0
     assert sb["state"] == "stopped" and sb["buffer_rows"] == 0 and _rows(b) == 0, "A's play reached B"
