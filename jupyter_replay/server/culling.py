@@ -60,6 +60,9 @@ class DisconnectCullingKernelManager(AsyncMappingKernelManager):
     async def _check_disconnected(self) -> None:
         now = time.monotonic()
         kernel_ids = set(self.list_kernel_ids())
+        if not kernel_ids and self._disconnect_checker is not None:  # idle server: the next kernel restarts it
+            self._disconnect_checker.stop()
+            self._disconnect_checker = None
         for gone in set(self._unwatched_since) - kernel_ids:
             del self._unwatched_since[gone]
         self._ever_connected &= kernel_ids
