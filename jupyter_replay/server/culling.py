@@ -44,12 +44,12 @@ class DisconnectCullingKernelManager(AsyncMappingKernelManager):
         self._ever_connected: set[str] = set()
         self._disconnect_checker: PeriodicCallback | None = None
 
-    async def _async_start_kernel(self, *args: Any, **kwargs: Any) -> str:  # type: ignore[override]
+    async def _async_start_kernel(self, *args: Any, **kwargs: Any) -> str:
         kernel_id = await super()._async_start_kernel(*args, **kwargs)
         self._start_disconnect_checker()
         return kernel_id
 
-    start_kernel = _async_start_kernel
+    start_kernel = _async_start_kernel  # type: ignore[assignment]  # (as jupyter_server does)
 
     def _start_disconnect_checker(self) -> None:
         if self._disconnect_checker is None and self.disconnect_timeout > 0:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -111,7 +112,7 @@ def test_two_dashboards_share_nothing(universe: dict[str, pd.DataFrame]) -> None
 def test_sample_universe_symbols_have_distinct_price_levels() -> None:
     u = sample_universe(n=200)
     ranges = sorted((df["price"].min(), df["price"].max()) for df in u.values())
-    assert all(hi < lo for (_, hi), (lo, _) in zip(ranges, ranges[1:])), "a visitor's rows must be recognisable"
+    assert all(hi < lo for (_, hi), (lo, _) in pairwise(ranges)), "a visitor's rows must be recognisable"
 
 
 # -- the command line --------------------------------------------------------------------------------
