@@ -142,7 +142,8 @@ def run(quick: bool = False, tiny: bool = False, **_: Any) -> list[Figure]:
     timeout_s = 600.0
     log = lambda *a: print(*a, file=sys.stderr, flush=True)  # noqa: T201 - progress on stderr
     with tempfile.TemporaryDirectory(prefix="jr-bench-dashboard-") as tmp:
-        dash = start_dashboard("standalone", Path(tmp), disconnect_timeout=timeout_s)
+        # culling must not touch a visitor during the run: both timeouts beyond the bench's own
+        dash = start_dashboard("standalone", Path(tmp), disconnect_timeout=2 * timeout_s, connect_timeout=2 * timeout_s)
         try:
             time.sleep(2.0)  # let the freshly started server settle before its idle RSS is taken
             idle_rss = _rss(_tree(dash.proc.pid))

@@ -186,7 +186,8 @@ CULLING_KERNEL_MANAGER = "jupyter_replay.server.culling.DisconnectCullingKernelM
 
 
 def dashboard_command(notebook: Path, *, ip: str, port: int, open_browser: bool, server: bool, token: str,
-                      disconnect_timeout: float, extra: Sequence[str] = ()) -> tuple[list[str], str]:
+                      disconnect_timeout: float, connect_timeout: float = 300.0,
+                      extra: Sequence[str] = ()) -> tuple[list[str], str]:
     """The command line serving ``notebook`` with Voilà, and the URL visitors open.
 
     Standalone (default): ``voila`` alone. Every visitor gets a kernel that may only exchange widget
@@ -199,7 +200,8 @@ def dashboard_command(notebook: Path, *, ip: str, port: int, open_browser: bool,
     kernels that no browser has been connected to for ``disconnect_timeout`` seconds.
     """
     host = f"[{ip}]" if ":" in ip else ip
-    culling = [f"--DisconnectCullingKernelManager.disconnect_timeout={disconnect_timeout:g}"]
+    culling = [f"--DisconnectCullingKernelManager.disconnect_timeout={disconnect_timeout:g}",
+               f"--DisconnectCullingKernelManager.connect_timeout={connect_timeout:g}"]
     if not server:
         cmd = [
             sys.executable, "-m", "voila", str(notebook), f"--Voila.ip={ip}", f"--Voila.port={port}",
@@ -246,7 +248,8 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         return 1
     cmd, url = dashboard_command(notebook, ip=args.ip, port=port, open_browser=not args.no_browser,
                                  server=args.server, token=args.token or secrets.token_hex(24),
-                                 disconnect_timeout=args.disconnect_timeout, extra=args.voila_args)
+                                 disconnect_timeout=args.disconnect_timeout, connect_timeout=args.connect_timeout,
+                                 extra=args.voila_args)
     env = dict(os.environ)
     env.setdefault("BOKEH_RESOURCES", "inline")  # works offline
     config_path = (dashboard_config_dir(), env.get("JUPYTER_CONFIG_PATH"))
@@ -276,6 +279,9 @@ def _add_dashboard(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--disconnect-timeout", type=float, default=60.0,
                    help="shut down a visitor's kernel after this many seconds without a browser connection "
                         "(a closed page is shut down at once; default: 60)")
+    p.add_argument("--connect-timeout", type=float, default=300.0,
+                   help="shut down a kernel whose page never connected, this many seconds after it ran the "
+                        "notebook (default: 300)")
     p.add_argument("--dry-run", action="store_true", help="print the command, do not start")
     p.add_argument("voila_args", nargs="*", metavar="-- ARG",
                    help="extra arguments for voila / jupyter server (after --)")

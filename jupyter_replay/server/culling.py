@@ -31,10 +31,11 @@ class DisconnectCullingKernelManager(AsyncMappingKernelManager):
              "Must exceed the time a page needs from starting its kernel to connecting to it.",
     )
     connect_timeout = Float(
-        120.0, config=True,
-        help="Shut down a kernel no client has connected to yet after this many seconds (a page that "
-             "never finished loading). Separate from disconnect_timeout: a busy server may take a while "
-             "from starting a page's kernel (Voilà runs the notebook first) to the page connecting.",
+        300.0, config=True,
+        help="Shut down a kernel no client has connected to yet this many seconds after it went idle "
+             "(a page that never finished loading). Counted from idle because Voilà runs the notebook "
+             "before it sends the page, and generous because on a loaded server the page then still has "
+             "to load its scripts before it connects.",
     )
     disconnect_check_interval = Float(5.0, config=True, help="Seconds between two checks.")
 
@@ -71,8 +72,12 @@ class DisconnectCullingKernelManager(AsyncMappingKernelManager):
                 self._unwatched_since.pop(kernel_id, None)
                 self._ever_connected.add(kernel_id)
                 continue
+            connected_before = kernel_id in self._ever_connected
+            if not connected_before and self.kernel_model(kernel_id)["execution_state"] == "busy":
+                self._unwatched_since.pop(kernel_id, None)  # still running the page's notebook
+                continue
             since = self._unwatched_since.setdefault(kernel_id, now)
-            limit = self.disconnect_timeout if kernel_id in self._ever_connected else self.connect_timeout
+            limit = self.disconnect_timeout if connected_before else self.connect_timeout
             if now - since >= limit:
                 self.log.info("Culling kernel %s: no client connected for %.0f s", kernel_id, now - since)
                 self._unwatched_since.pop(kernel_id, None)

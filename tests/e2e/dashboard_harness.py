@@ -54,11 +54,12 @@ class Dashboard:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
 
 
-def start_dashboard(mode: str, tmp: Path, disconnect_timeout: float = 60.0) -> Dashboard:
+def start_dashboard(mode: str, tmp: Path, disconnect_timeout: float = 60.0,
+                    connect_timeout: float = 300.0) -> Dashboard:
     """Start the dashboard command in ``mode`` with its files under ``tmp``; returns once it answers."""
     port, token = free_port(), f"dash-{uuid.uuid4().hex}"
     cmd = [sys.executable, "-m", "jupyter_replay.cli", "dashboard", "--no-browser", "--port", str(port),
-           "--disconnect-timeout", str(disconnect_timeout)]
+           "--disconnect-timeout", str(disconnect_timeout), "--connect-timeout", str(connect_timeout)]
     if mode == "server":
         cmd += ["--server", "--token", token]
     env = dict(os.environ, BOKEH_RESOURCES="inline", PYTHONUNBUFFERED="1",

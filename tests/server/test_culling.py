@@ -19,7 +19,7 @@ async def _until(predicate: Callable[[], bool], timeout: float, message: str) ->
 
 
 async def test_kernels_without_a_client_are_culled_connected_ones_kept() -> None:
-    mgr = DisconnectCullingKernelManager(disconnect_timeout=1.0, connect_timeout=4.0, disconnect_check_interval=0.2)
+    mgr = DisconnectCullingKernelManager(disconnect_timeout=1.0, connect_timeout=3.0, disconnect_check_interval=0.2)
     try:
         watched = await mgr.start_kernel()
         never = await mgr.start_kernel()
