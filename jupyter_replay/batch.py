@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, ClassVar, Mapping, Sequence, Union
+from typing import Any, ClassVar, Union
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-__all__ = ["Mode", "Chunk", "Batch", "StateEvent", "ResetEvent", "Event", "TIME_COLUMN"]
+__all__ = [
+    "TIME_COLUMN",
+    "Batch",
+    "Chunk",
+    "Event",
+    "Mode",
+    "ResetEvent",
+    "StateEvent",
+    "can_merge",
+    "merge_batches",
+]
 
 #: Name of the time column in DataFrames and Arrow batches the engine produces.
 TIME_COLUMN = "timestamp"
@@ -33,17 +45,17 @@ class Chunk:
     def __len__(self) -> int:
         return int(self.ts.shape[0])
 
-    def slice(self, start: int, stop: int) -> "Chunk":
+    def slice(self, start: int, stop: int) -> Chunk:
         """Rows ``start:stop`` as numpy views (no copies)."""
         return Chunk(self.ts[start:stop], {k: v[start:stop] for k, v in self.columns.items()})
 
     @staticmethod
-    def empty(columns: Mapping[str, np.dtype]) -> "Chunk":
+    def empty(columns: Mapping[str, np.dtype]) -> Chunk:
         """A zero-row chunk with the given column dtypes."""
         return Chunk(np.empty(0, np.int64), {k: np.empty(0, dt) for k, dt in columns.items()})
 
     @staticmethod
-    def concat(chunks: Sequence["Chunk"]) -> "Chunk":
+    def concat(chunks: Sequence[Chunk]) -> Chunk:
         """Concatenate chunks with the same columns (a single chunk is returned as is)."""
         chunks = [c for c in chunks if len(c)] or list(chunks[:1])
         if len(chunks) == 1:
@@ -90,12 +102,11 @@ class Batch:
 
     def to_arrow(self, time_column: str = TIME_COLUMN) -> pa.RecordBatch:
         """The rows as an Arrow record batch (time column as ``timestamp[ns, UTC]``)."""
-        arrays = [pa.array(self.ts, pa.int64()).cast(pa.timestamp("ns", tz="UTC"))]
-        names = [time_column]
-        for name, col in self.columns.items():
-            arrays.append(pa.array(col))
-            names.append(name)
-        return pa.RecordBatch.from_arrays(arrays, names=names)
+        from .sources.arrow import (
+            chunk_to_arrow,  # late: the sources package imports this module
+        )
+
+        return chunk_to_arrow(Chunk(self.ts, self.columns), time_column)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,4 +130,40 @@ class ResetEvent:
     kind: ClassVar[str] = "reset"
 
 
-Event = Union[Batch, StateEvent, ResetEvent]
+Event = Union[Batch, StateEvent, ResetEvent]  # noqa: UP007 - a runtime alias (isinstance checks, older callers)
+
+
+def can_merge(a: Batch, b: Batch, max_rows: int | None = None) -> bool:
+    """Whether ``b`` continues ``a`` so the two may travel as one frame without losing anything.
+
+    The one merge rule (comm sender, WebSocket writer, wire): same mode, later seq, ``b``'s rows follow
+    ``a``'s directly, same column names and dtypes, and (with ``max_rows``) at most ``max_rows`` rows in all.
+    A caller that accumulates a run passes the run's last batch as ``a`` and checks its own row total.
+    """
+    if b.seq <= a.seq or b.mode != a.mode or b.first_row != a.first_row + len(a):
+        return False
+    if list(a.columns) != list(b.columns):
+        return False
+    if any(np.asarray(a.columns[k]).dtype != np.asarray(b.columns[k]).dtype for k in a.columns):
+        return False
+    return max_rows is None or len(a) + len(b) <= max_rows
+
+
+def merge_batches(batches: Sequence[Batch]) -> Batch:
+    """Consecutive batches (``can_merge`` pairwise) as one: seq and mode of the last, rows of all.
+
+    ``ValueError`` if a pair does not continue; one batch is returned as is.
+    """
+    if not batches:
+        raise ValueError("nothing to merge")
+    if len(batches) == 1:
+        return batches[0]
+    for prev, cur in itertools.pairwise(batches):
+        if not can_merge(prev, cur):
+            raise ValueError(
+                f"batch seq {cur.seq} (rows from {cur.first_row}) does not continue seq {prev.seq} "
+                f"(rows {prev.first_row}..{prev.last_row}): same mode, contiguous rows and columns needed"
+            )
+    first, last = batches[0], batches[-1]
+    chunk = Chunk.concat([Chunk(b.ts, b.columns) for b in batches])
+    return Batch(last.seq, last.session_id, last.mode, chunk.ts, dict(chunk.columns), first.first_row)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from .batch import TIME_COLUMN, Chunk, _frame
 from .exceptions import DataError, InvalidValueError, brief
+from .timeconv import temporal_to_ns
 
 __all__ = ["RollingBuffer"]
 
@@ -70,7 +72,10 @@ class RollingBuffer:
         k = hi - lo
         self._ts[at : at + k] = chunk.ts[lo:hi]
         for name, col in self._cols.items():
-            col[at : at + k] = chunk.columns[name][lo:hi]
+            values = chunk.columns[name][lo:hi]
+            if col.dtype.kind in "mM" and values.dtype != col.dtype and values.dtype.kind == col.dtype.kind:
+                values = temporal_to_ns(values, f"column {brief(name)}")  # numpy would wrap other units
+            col[at : at + k] = values
 
     def _ordered(self, arr: np.ndarray) -> np.ndarray:
         end = self._start + self._len

@@ -8,6 +8,9 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
 from .batch import Chunk, Mode
 from .clock import ReplayClock
 from .controls import (
@@ -25,7 +28,7 @@ from .controls import (
 )
 from .exceptions import InvalidValueError
 from .sources.base import Cursor, ReplaySource
-from .timeconv import TimeLike, ns_to_iso
+from .timeconv import NS_MAX, TimeLike, ns_to_iso
 from .timer import Timer
 
 __all__ = ["State", "ReplayController", "MIN_SPEED", "MAX_SPEED", "parse_speed", "speed_to_json"]
@@ -34,6 +37,21 @@ log = logging.getLogger(__name__)
 
 DEFAULT_FRAME_NS = 16_666_667  # one 60 Hz display frame
 _REPLAY = Mode.REPLAY
+
+
+def _advance(base_ns: int, span: int | pd.DateOffset) -> int:
+    """``base_ns`` plus a fixed span (ns) or a calendar span (months and years in UTC), range-checked."""
+    if isinstance(span, int):
+        end = base_ns + span
+    else:
+        try:
+            # rows strictly before (base + 1 ns) + span: "3 months" from Jan 31 is Jan, Feb and Mar
+            end = int((pd.Timestamp(base_ns + 1, tz="UTC") + span).value) - 1
+        except (OverflowError, ValueError):
+            end = NS_MAX + 1
+    if end > NS_MAX:
+        raise InvalidValueError(f"step from {ns_to_iso(base_ns)} goes past the last representable time (year 2262)")
+    return end
 
 
 class ReplayController:
@@ -158,7 +176,7 @@ class ReplayController:
         epoch = self._epoch
         if "duration" in args:
             base = self.clock.now_ns() if self.state is State.PAUSED else next_ns - 1
-            end = base + args["duration"]
+            end = _advance(base, args["duration"])
             released = self._release_until(end)
             if self._epoch == epoch:
                 self.clock.set_time(end)
@@ -191,9 +209,12 @@ class ReplayController:
         else:
             at = args["target"]
             if not src.start_ns <= at <= src.end_ns:
+                hint = ""
+                if isinstance(target, (int, np.integer)) and abs(int(target)) < 10**12:
+                    hint = "; an int is nanoseconds since the epoch: for a year or a date pass text ('2005', '2005-03')"
                 raise InvalidValueError(
                     f"seek target {ns_to_iso(at)} is outside the data "
-                    f"({ns_to_iso(src.start_ns)} .. {ns_to_iso(src.end_ns)})"
+                    f"({ns_to_iso(src.start_ns)} .. {ns_to_iso(src.end_ns)}){hint}"
                 )
         self._cancel_task()
         self._cursor.close()

@@ -11,6 +11,7 @@ every control method calls at entry, ``next_state`` the only way a state changes
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -18,6 +19,7 @@ from numbers import Real
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from .batch import Mode
 from .exceptions import IllegalTransitionError, InvalidValueError, brief
@@ -38,6 +40,7 @@ __all__ = [
     "parse_mode",
     "check_symbol",
     "parse_step",
+    "parse_calendar",
     "parse_seek",
     "normalise_args",
     "check_allowed",
@@ -156,11 +159,43 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
-def parse_step(n: Any = None, duration: Any = None, policy: Policy = DEFAULT_POLICY) -> dict[str, int]:
-    """``{"n": rows}`` (1 .. policy.max_step_rows) or ``{"duration": ns}`` (positive); never both."""
+_CALENDAR = re.compile(
+    r"\s*(\d{1,4})?\s*(M|mo|mon|mons|month|months|Q|quarter|quarters|Y|y|yr|yrs|year|years)\s*", re.ASCII
+)
+_CALENDAR_MONTHS = {"m": 1, "mo": 1, "mon": 1, "mons": 1, "month": 1, "months": 1, "q": 3, "quarter": 3,
+                    "quarters": 3, "y": 12, "yr": 12, "yrs": 12, "year": 12, "years": 12}
+
+
+def parse_calendar(value: Any) -> pd.DateOffset | None:
+    """A calendar span (months, quarters, years) as a ``pd.DateOffset``; None for fixed spans.
+
+    ``"1M"``, ``"3 months"``, ``"1Q"``, ``"1Y"``, ``"2 years"`` or a ``pd.DateOffset`` (months and years
+    vary in length, so they are not nanosecond durations). ``"1m"`` stays one minute, as in pandas.
+    """
+    if isinstance(value, pd.DateOffset):
+        return value
+    if not isinstance(value, str) or len(value) > _MAX_TEXT:
+        return None
+    match = _CALENDAR.fullmatch(value)
+    if match is None or match.group(2) == "m":
+        return None
+    count = int(match.group(1) or 1)
+    unit = match.group(2) if match.group(2) == "M" else match.group(2).lower()
+    return pd.DateOffset(months=count * _CALENDAR_MONTHS["m" if unit == "M" else unit])
+
+
+def parse_step(n: Any = None, duration: Any = None, policy: Policy = DEFAULT_POLICY) -> dict[str, Any]:
+    """``{"n": rows}`` (1 .. policy.max_step_rows), ``{"duration": ns}`` (positive) or ``{"duration":
+    DateOffset}`` for calendar spans (``"1M"``, ``"3 months"``, ``"1Y"``); never both n and duration."""
     if n is not None and duration is not None:
         raise InvalidValueError("step takes n or duration, not both")
     if duration is not None:
+        offset = parse_calendar(duration)
+        if offset is not None:
+            probe = pd.Timestamp("2000-01-01") + offset
+            if probe <= pd.Timestamp("2000-01-01"):
+                raise InvalidValueError(f"step duration must be positive, got {brief(duration)}")
+            return {"duration": offset}
         d = to_duration_ns(duration)
         if d <= 0:
             raise InvalidValueError(f"step duration must be positive, got {brief(duration)}")

@@ -9,14 +9,15 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-import time
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import pandas as pd
 
-from .batch import Event
+from .client import SessionClient
+from .clock import Clock
 from .controller import State
-from .session import BatchCallback, Session
+from .session import Session
 from .sources.base import ReplaySource
 
 __all__ = ["BackgroundLoop", "ThreadedSession"]
@@ -27,7 +28,7 @@ T = TypeVar("T")
 class BackgroundLoop:
     """One daemon thread running an asyncio event loop, shared by the sessions of a process."""
 
-    _default: "BackgroundLoop | None" = None
+    _default: BackgroundLoop | None = None
     _default_lock = threading.Lock()
 
     def __init__(self, name: str = "jupyter-replay-loop") -> None:
@@ -36,7 +37,7 @@ class BackgroundLoop:
         self._thread.start()
 
     @classmethod
-    def default(cls) -> "BackgroundLoop":
+    def default(cls) -> BackgroundLoop:
         """The process-wide loop (created on first use)."""
         with cls._default_lock:
             if cls._default is None or not cls._default._thread.is_alive():
@@ -73,25 +74,37 @@ class BackgroundLoop:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
 
-class ThreadedSession:
-    """A ``Session`` living on a ``BackgroundLoop``, with blocking, thread-safe methods."""
+class ThreadedSession(SessionClient):
+    """A ``Session`` living on a ``BackgroundLoop``: the in-process I/O adapter of ``SessionClient``.
+
+    Every call runs on the loop thread (blocking, thread-safe); events and ``on_batch`` callbacks run there
+    too. ``frame()`` reads the engine's own buffer (no mirror needed in-process).
+    """
 
     def __init__(self, source: ReplaySource | None = None, *, runner: BackgroundLoop | None = None, **kwargs: Any):
+        super().__init__(buffer_rows=kwargs.get("buffer_rows", 100_000), mirror=False)
         self.runner = runner or BackgroundLoop.default()
         self.session: Session = self.runner.call(lambda: Session(source, **kwargs))
-        self._cond = threading.Condition()
-        self._unsubscribe = self.runner.call(lambda: self.session.subscribe(self._notify))
 
-    def _notify(self, event: Event) -> None:
-        with self._cond:
-            self._cond.notify_all()
+        def wire_up() -> Callable[[], None]:
+            unsubscribe = self.session.subscribe(self._on_event)
+            self.session.on_batch(self._run_callbacks)  # after every subscriber has the batch, as headless
+            return unsubscribe
+
+        self._unsubscribe = self.runner.call(wire_up)
 
     def _call(self, fn: Callable[[], T]) -> T:
         return self.runner.call(fn)
 
-    # Views -----------------------------------------------------------------
+    # SessionClient I/O ------------------------------------------------------
+    def _control(self, action: str, args: dict[str, Any]) -> dict[str, Any]:
+        return self._call(lambda: self.session.control(action, args))
+
+    def _read_status(self) -> dict[str, Any]:
+        return self._call(self.session.status)
+
     @property
-    def id(self) -> str:
+    def id(self) -> str:  # type: ignore[override]
         return self.session.id
 
     @property
@@ -99,70 +112,21 @@ class ThreadedSession:
         return self.session.state
 
     @property
-    def clock(self):  # noqa: ANN201 - Clock
+    def clock(self) -> Clock:
         return self.session.clock
-
-    def status(self) -> dict[str, Any]:
-        return self._call(self.session.status)
 
     def frame(self) -> pd.DataFrame:
         return self._call(self.session.frame)
 
-    # Controls --------------------------------------------------------------
-    def play(self) -> None:
-        self._call(self.session.play)
-
-    def pause(self) -> None:
-        self._call(self.session.pause)
-
-    def stop(self) -> None:
-        self._call(self.session.stop)
-
-    def step(self, n: int | None = None, *, duration: Any = None) -> int:
-        return self._call(lambda: self.session.step(n, duration=duration))
-
-    def seek(self, target: Any = None, *, fraction: float | None = None, row: int | None = None) -> int:
-        return self._call(lambda: self.session.seek(target, fraction=fraction, row=row))
-
-    def set_speed(self, value: Any) -> float:
-        return self._call(lambda: self.session.set_speed(value))
-
-    def set_loop(self, flag: Any) -> None:
-        self._call(lambda: self.session.set_loop(flag))
-
-    def set_mode(self, mode: Any, symbol: str | None = None) -> None:
-        self._call(lambda: self.session.set_mode(mode, symbol))
-
     def set_source(self, source: ReplaySource) -> None:
+        """Replace the data (in-process only; an attached client uploads instead)."""
         self._call(lambda: self.session.set_source(source))
-
-    def control(self, action: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
-        return self._call(lambda: self.session.control(action, args))
-
-    def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]:
-        """``callback(event)`` runs on the loop thread; returns an unsubscribe function."""
-        unsub = self._call(lambda: self.session.subscribe(callback))
-        return lambda: self._call(unsub)
-
-    def on_batch(self, fn: BatchCallback) -> BatchCallback:
-        """Decorator: ``fn(batch, clock)`` runs on the loop thread for every batch."""
-        self._call(lambda: self.session.on_batch(fn))
-        return fn
-
-    def wait(self, states: tuple[State, ...] = (State.FINISHED, State.PAUSED, State.STOPPED),
-             timeout: float = 60.0) -> State:
-        """Block until the session is in one of ``states`` (default: not playing); returns the state."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while self.session.state not in states:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(f"session still {self.session.state.value} after {timeout}s")
-                self._cond.wait(min(left, 0.1))
-        return self.session.state
 
     def close(self) -> None:
         """Stop the session and release its sources."""
+        if self._closed:
+            return
+        self._closed = True
         try:
             self.runner.run(self.session.aclose())
         except RuntimeError:  # loop already gone (interpreter shutdown)

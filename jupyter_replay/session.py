@@ -18,6 +18,7 @@ import pandas as pd
 
 from .batch import TIME_COLUMN, Batch, Chunk, Event, Mode, ResetEvent, StateEvent
 from .buffer import RollingBuffer
+from .client import BatchCallbacks
 from .clock import Clock, LiveClock
 from .controller import DEFAULT_FRAME_NS, ReplayController
 from .controls import (
@@ -106,7 +107,7 @@ class Session:
         self._speed_setting: float = parse_speed(speed, self.policy)
         self._loop_setting = parse_loop(loop)
         self._subscribers: list[Callable[[Event], None]] = []
-        self._callbacks: list[BatchCallback] = []
+        self._callbacks = BatchCallbacks()  # a failure is logged once per callback, then counted
         self._live_clock = LiveClock()
         self._live: LiveSource | None = None
         self._live_task: asyncio.Task[None] | None = None
@@ -209,12 +210,12 @@ class Session:
 
         Exceptions are logged and counted (``status()["callback_errors"]``); they never stop the session.
         """
-        self._callbacks.append(fn)
+        self._callbacks.add(fn)
         return fn
 
     def remove_callback(self, fn: BatchCallback) -> None:
         """Forget a callback added with ``on_batch``."""
-        self._callbacks = [f for f in self._callbacks if f is not fn]
+        self._callbacks.remove(fn)
 
     # ----------------------------------------------------------------- controls
     # One method per row of ``controls.CONTROLS``. The rule on every host: argument values are checked
@@ -381,14 +382,11 @@ class Session:
         for name, col in chunk.columns.items():
             self.last[name] = _json_scalar(col[-1])
         self._publish(batch)
-        clock = self.clock
-        for fn in list(self._callbacks):
-            try:
-                fn(batch, clock)
-            except Exception as exc:
-                self.callback_errors += 1
-                self.last_error = f"on_batch callback {getattr(fn, '__name__', fn)!r} failed: {exc!r}"
-                log.exception("session %s on_batch callback failed", self.id)
+        errors = self._callbacks.errors
+        self._callbacks.run(batch, self.clock)
+        if self._callbacks.errors != errors:
+            self.callback_errors += self._callbacks.errors - errors
+            self.last_error = self._callbacks.last_error
 
     def _emit_state(self) -> None:
         self._publish(StateEvent(self._next_seq(), self.id, self.status()))

@@ -10,8 +10,18 @@ Header: ``{"type": "batch", "seq", "first_row", "rows", "mode", "columns": [{"na
 little-endian). A coalesced frame also has ``first_seq``; the frame that follows a ``history`` message has
 ``"history": true``. The time column goes as ``timestamp`` (float64 ms since the epoch, for BokehJS) and
 ``timestamp_ns`` (int64, exact) unless ``ms_only``. Numeric columns keep their dtype; ``bool`` columns go as
-``uint8`` bytes with ``"bool": true``; ``datetime64``/``timedelta64`` columns as int64 ns with ``"unit": "ns"``;
-``float16`` as ``float32``; object/string columns are not sent.
+``uint8`` bytes with ``"bool": true``; ``datetime64``/``timedelta64`` columns as int64 ns with ``"unit": "ns"``
+and ``"logical": "datetime64[ns]"``/``"timedelta64[ns]"``; ``float16`` as ``float32`` with ``"logical"``.
+
+Text and categorical (object) columns travel as dictionary codes: ``"dtype": "int32"`` (-1 = null) plus
+``"dictionary": {"base": B, "values": [...]}``. The receiver keeps one dictionary per column name per
+stream and puts ``values`` at index ``B`` (``B`` = 0 replaces it). A ``FrameEncoder`` (one per stream: per
+WebSocket connection, per comm) sends each value once, and starts afresh (``B`` = 0) on history frames
+and when a dictionary would pass ``MAX_DICTIONARY_VALUES`` values or ``MAX_DICTIONARY_BYTES``; a
+``FrameDecoder`` (one per stream) applies them. Dictionary values are JSON scalars (str, bool, int,
+finite float); an object column holding anything else is not sent. Decoded, such a column is an object
+array of those values (``None`` for nulls, ``NaN`` included) -- the dtype the engine gives text and
+categorical columns.
 """
 
 from __future__ import annotations
@@ -19,33 +29,39 @@ from __future__ import annotations
 import json
 import math
 import struct
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-from .batch import TIME_COLUMN, Batch, ResetEvent, StateEvent
-from .exceptions import ReplayError
+from .batch import TIME_COLUMN, Batch, ResetEvent, StateEvent, merge_batches
+from .exceptions import ReplayError, brief
+from .timeconv import temporal_to_ns
 
 __all__ = [
+    "MAX_DICTIONARY_BYTES",
+    "MAX_DICTIONARY_VALUES",
     "TIME_MS_COLUMN",
     "TIME_NS_COLUMN",
     "WIRE_DTYPES",
+    "FrameDecoder",
+    "FrameEncoder",
     "WireError",
+    "ack_message",
+    "control_message",
+    "decode_frame",
+    "dropped_message",
+    "dumps",
     "encode_batch",
     "encode_batches",
     "encode_columns",
-    "decode_frame",
-    "dumps",
-    "loads",
-    "hello_message",
-    "state_message",
-    "reset_message",
-    "event_message",
-    "history_message",
-    "dropped_message",
     "error_message",
-    "ack_message",
-    "control_message",
+    "event_message",
+    "hello_message",
+    "history_message",
+    "loads",
+    "reset_message",
+    "state_message",
 ]
 
 #: Column names of the time column on the wire.
@@ -56,6 +72,12 @@ TIME_NS_COLUMN = f"{TIME_COLUMN}_ns"  # int64 ns since the epoch
 WIRE_DTYPES = frozenset(
     ["float64", "float32", "int64", "int32", "int16", "int8", "uint64", "uint32", "uint16", "uint8"]
 )
+#: A stream's dictionary for one column starts afresh beyond this many values...
+MAX_DICTIONARY_VALUES = 65_536
+#: ... or this many bytes of (UTF-8) values.
+MAX_DICTIONARY_BYTES = 4 << 20
+#: ``logical`` dtypes a decoder restores from their wire dtype.
+_LOGICAL = {"datetime64[ns]": "int64", "timedelta64[ns]": "int64", "float16": "float32"}
 
 _LEN = struct.Struct("<I")
 _ALIGN = 8
@@ -71,18 +93,19 @@ def _pad(n: int) -> int:
     return (-n) % _ALIGN
 
 
-def _wire_column(values: np.ndarray) -> tuple[np.ndarray, dict[str, Any]] | None:
-    """The little-endian array to send for ``values`` plus extra header keys, or None (not sent)."""
+def _wire_column(values: np.ndarray, name: str = "column") -> tuple[np.ndarray, dict[str, Any]] | None:
+    """The little-endian array to send for numeric ``values`` plus extra header keys, or None (not numeric)."""
     values = np.asarray(values)
     kind = values.dtype.kind
     extra: dict[str, Any] = {}
     if kind == "b":
         values, extra = values.astype(np.uint8), {"bool": True}
     elif kind in "mM":
-        values = values.astype(f"<{kind}8[ns]").view("<i8")
-        extra = {"unit": "ns"}
+        logical = "datetime64[ns]" if kind == "M" else "timedelta64[ns]"
+        values = temporal_to_ns(values, f"column {brief(name)}").view(np.int64).astype("<i8", copy=False)
+        extra = {"unit": "ns", "logical": logical}
     elif kind == "f" and values.dtype.itemsize == 2:
-        values = values.astype(np.float32)
+        values, extra = values.astype(np.float32), {"logical": "float16"}
     elif kind not in "iuf" or values.dtype.newbyteorder("=").name not in WIRE_DTYPES:
         return None
     if values.dtype.str[0] == ">":
@@ -90,26 +113,99 @@ def _wire_column(values: np.ndarray) -> tuple[np.ndarray, dict[str, Any]] | None
     return np.ascontiguousarray(values), extra
 
 
-def encode_columns(
-    header: Mapping[str, Any], ts: np.ndarray, columns: Mapping[str, np.ndarray], *, ms_only: bool = False
-) -> bytes:
-    """Encode a binary frame: ``header`` (without ``columns``/``rows``) plus the time and value columns."""
-    ts = np.asarray(ts, dtype=np.int64)
-    arrays: list[tuple[str, np.ndarray, dict[str, Any]]] = [
-        (TIME_MS_COLUMN, ts.astype(np.float64) / 1e6, {})
-    ]
-    if not ms_only:
-        arrays.append((TIME_NS_COLUMN, ts, {}))
-    taken = {TIME_MS_COLUMN, TIME_NS_COLUMN}
-    for name, values in columns.items():
-        if name in taken:
+# ---------------------------------------------------------------- dictionary columns
+
+
+def _is_null(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def _key(v: Any) -> tuple[type, Any]:
+    """Dictionary key: by type too, so ``True``, ``1`` and ``1.0`` stay three values."""
+    if isinstance(v, np.generic):
+        v = v.item()
+    return (type(v), v)
+
+
+_SCALARS = (str, bool, int, float)
+
+
+def _value_bytes(v: Any) -> int:
+    return len(v.encode("utf-8", "surrogatepass")) if isinstance(v, str) else 8
+
+
+class _Dictionary:
+    """One column's dictionary on the encoding side."""
+
+    __slots__ = ("index", "nbytes", "values")
+
+    def __init__(self) -> None:
+        self.index: dict[tuple[type, Any], int] = {}
+        self.values: list[Any] = []
+        self.nbytes = 0
+
+
+class _DictionaryColumns:
+    """Per-column dictionaries of one stream; ``encode`` returns codes and the header entry."""
+
+    def __init__(self, max_values: int = MAX_DICTIONARY_VALUES, max_bytes: int = MAX_DICTIONARY_BYTES) -> None:
+        self.max_values = int(max_values)
+        self.max_bytes = int(max_bytes)
+        self._dicts: dict[str, _Dictionary] = {}
+
+    def reset(self) -> None:
+        self._dicts.clear()
+
+    def encode(self, name: str, values: np.ndarray) -> tuple[np.ndarray, dict[str, Any]] | None:
+        """int32 codes (-1 = null) and ``{"dictionary": ...}``; None if a value is not a JSON scalar."""
+        arr = np.asarray(values, dtype=object)
+        uniques, inverse = _factorize(arr)
+        if uniques is None:
+            return None
+        d = self._dicts.get(name)
+        new = [u for u in uniques if _key(u) not in d.index] if d is not None else list(uniques)
+        if d is None or (
+            len(d.values) + len(new) > self.max_values
+            or d.nbytes + sum(_value_bytes(v) for v in new) > self.max_bytes
+        ):
+            d = self._dicts[name] = _Dictionary()  # afresh: bounded memory on both ends
+            new = list(uniques)
+        base = len(d.values)
+        for v in new:
+            d.index[_key(v)] = len(d.values)
+            d.values.append(v)
+            d.nbytes += _value_bytes(v)
+        lookup = np.array([d.index[_key(u)] for u in uniques] + [-1], dtype=np.int32)
+        codes = lookup[inverse]  # inverse == -1 picks the trailing -1 (null)
+        return np.ascontiguousarray(codes, dtype="<i4"), {"dictionary": {"base": base, "values": new}}
+
+
+def _factorize(arr: np.ndarray) -> tuple[list[Any] | None, np.ndarray]:
+    """(unique non-null values in first-seen order, index per row with -1 for null); None if unsendable."""
+    index: dict[tuple[type, Any], int] = {}
+    uniques: list[Any] = []
+    inverse = np.empty(len(arr), dtype=np.int64)
+    for i, v in enumerate(arr):
+        if _is_null(v):
+            inverse[i] = -1
             continue
-        if len(values) != len(ts):
-            raise WireError(f"column {name!r} has {len(values)} rows, the time column {len(ts)}")
-        wired = _wire_column(values)
-        if wired is not None:
-            arrays.append((str(name), wired[0], wired[1]))
-            taken.add(name)
+        if isinstance(v, np.generic):
+            v = v.item()
+        if not isinstance(v, _SCALARS) or (isinstance(v, float) and not math.isfinite(v)):
+            return None, inverse
+        k = (type(v), v)
+        j = index.get(k)
+        if j is None:
+            j = index[k] = len(uniques)
+            uniques.append(v)
+        inverse[i] = j
+    return uniques, inverse
+
+
+# ---------------------------------------------------------------- frames
+
+
+def _frame(header: Mapping[str, Any], arrays: list[tuple[str, np.ndarray, dict[str, Any]]], rows: int) -> bytes:
     specs = []
     offset = 0
     for name, arr, extra in arrays:
@@ -117,7 +213,7 @@ def encode_columns(
         specs.append({"name": name, "dtype": arr.dtype.name, "offset": offset, "nbytes": nbytes, **extra})
         offset += nbytes + _pad(nbytes)
     head = dict(header)
-    head["rows"] = int(len(ts))
+    head["rows"] = int(rows)
     head["columns"] = specs
     head_bytes = json.dumps(head, separators=(",", ":"), allow_nan=False).encode("utf-8")
     prefix = _LEN.size + len(head_bytes)
@@ -135,80 +231,179 @@ def _mode(mode: Any) -> str:
     return str(getattr(mode, "value", mode))
 
 
+class FrameEncoder:
+    """Encodes the binary frames of one stream (one WebSocket connection, one comm).
+
+    Stateful for dictionary columns: each text value is sent once per stream; history frames and a full
+    dictionary start afresh. Frames must be sent in the order they are encoded.
+    """
+
+    def __init__(
+        self, *, ms_only: bool = False, max_values: int = MAX_DICTIONARY_VALUES,
+        max_bytes: int = MAX_DICTIONARY_BYTES,
+    ) -> None:
+        self.ms_only = ms_only
+        self._dicts = _DictionaryColumns(max_values, max_bytes)
+
+    def reset(self) -> None:
+        """Forget the dictionaries (the next frame sends them whole)."""
+        self._dicts.reset()
+
+    def encode(self, batches: Batch | Sequence[Batch], *, history: bool = False, **extra: Any) -> bytes:
+        """One frame for a batch, or for consecutive batches merged (``first_seq``..``seq``).
+
+        ``history=True`` marks the frame that follows a ``history`` message and restarts the dictionaries;
+        ``extra`` keys go into the header.
+        """
+        if isinstance(batches, Batch):
+            batches = [batches]
+        if not batches:
+            raise WireError("nothing to encode")
+        try:
+            batch = merge_batches(batches)
+        except ValueError as exc:
+            raise WireError(str(exc)) from None
+        header: dict[str, Any] = {
+            "type": "batch", "seq": int(batch.seq), "first_row": int(batch.first_row), "mode": _mode(batch.mode),
+        }
+        if len(batches) > 1:
+            header["first_seq"] = int(batches[0].seq)
+        if history:
+            header["history"] = True
+        header.update(extra)
+        return self.encode_columns(header, batch.ts, batch.columns)
+
+    def encode_columns(self, header: Mapping[str, Any], ts: np.ndarray, columns: Mapping[str, np.ndarray]) -> bytes:
+        """A frame from ``header`` (without ``columns``/``rows``), the time column and the value columns."""
+        if header.get("history"):
+            self._dicts.reset()
+        ts = np.asarray(ts, dtype=np.int64)
+        arrays: list[tuple[str, np.ndarray, dict[str, Any]]] = [(TIME_MS_COLUMN, ts.astype(np.float64) / 1e6, {})]
+        if not self.ms_only:
+            arrays.append((TIME_NS_COLUMN, ts, {}))
+        taken = {TIME_MS_COLUMN, TIME_NS_COLUMN}
+        for name, values in columns.items():
+            if name in taken:
+                continue
+            if len(values) != len(ts):
+                raise WireError(f"column {name!r} has {len(values)} rows, the time column {len(ts)}")
+            values = np.asarray(values)
+            wired = _wire_column(values, str(name))
+            if wired is None and values.dtype.kind in "OUS":
+                wired = self._dicts.encode(str(name), values)
+            if wired is not None:
+                arrays.append((str(name), wired[0], wired[1]))
+                taken.add(name)
+        return _frame(header, arrays, len(ts))
+
+
+class FrameDecoder:
+    """Decodes the binary frames of one stream, keeping its dictionaries (see the module docstring)."""
+
+    def __init__(self, max_values: int = MAX_DICTIONARY_VALUES) -> None:
+        self.max_values = int(max_values)
+        self._dicts: dict[str, list[Any]] = {}
+
+    def reset(self) -> None:
+        self._dicts.clear()
+
+    def decode(self, data: bytes | bytearray | memoryview) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """``(header, {name: array})``: numeric arrays are read-only views of ``data``; ``bool``,
+        ``datetime64[ns]``, ``timedelta64[ns]`` and ``float16`` columns come back in their dtype, dictionary
+        columns as object arrays."""
+        buf = memoryview(data).cast("B")
+        if len(buf) < _LEN.size:
+            raise WireError("frame too short")
+        (hlen,) = _LEN.unpack_from(buf, 0)
+        prefix = _LEN.size + hlen
+        if prefix > len(buf):
+            raise WireError("header length beyond the frame")
+        try:
+            header = json.loads(bytes(buf[_LEN.size : prefix]).decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # RecursionError: nested too deep
+            raise WireError(f"bad frame header: {exc}") from None
+        if not isinstance(header, dict) or not isinstance(header.get("columns"), list):
+            raise WireError("frame header lacks columns")
+        base = prefix + _pad(prefix)
+        rows = header.get("rows", 0)
+        if isinstance(rows, bool) or not isinstance(rows, int) or rows < 0:
+            raise WireError(f"bad row count {rows!r}")
+        out: dict[str, np.ndarray] = {}
+        for spec in header["columns"]:
+            if not isinstance(spec, dict):
+                raise WireError("a column spec must be an object")
+            try:
+                dtype = np.dtype(spec["dtype"]).newbyteorder("<")
+                offset, nbytes = int(spec["offset"]), int(spec["nbytes"])
+                start = base + offset
+            except (KeyError, TypeError, ValueError, OverflowError) as exc:
+                raise WireError(f"bad column spec {brief(spec)}: {exc}") from None
+            name = spec.get("name")
+            # raw little-endian numbers only: never objects, strings or records (nothing to unpickle or eval)
+            if dtype.name not in WIRE_DTYPES or not isinstance(name, str):
+                raise WireError(f"column spec {brief(spec)} is not a numeric wire column")
+            if offset < 0 or start + nbytes > len(buf) or nbytes != rows * dtype.itemsize:
+                raise WireError(f"column {name!r} does not fit the frame")
+            arr = np.frombuffer(buf, dtype=dtype, count=rows, offset=start)
+            if "dictionary" in spec:
+                arr = self._decode_dictionary(name, spec["dictionary"], arr, rows, dtype)
+            elif spec.get("bool"):
+                arr = arr.view(np.bool_)
+            elif spec.get("logical") is not None:
+                logical = spec["logical"]
+                if _LOGICAL.get(logical) != dtype.name:
+                    raise WireError(f"column {name!r}: logical type {brief(logical)} cannot come as {dtype.name}")
+                arr = arr.view(logical) if logical != "float16" else arr.astype(np.float16)
+            out[name] = arr
+        return header, out
+
+    def _decode_dictionary(self, name: str, spec: Any, codes: np.ndarray, rows: int, dtype: np.dtype) -> np.ndarray:
+        if dtype.name != "int32":
+            raise WireError(f"dictionary column {name!r} must have int32 codes, got {dtype.name}")
+        if not isinstance(spec, dict) or not isinstance(spec.get("values"), list):
+            raise WireError(f"dictionary of column {name!r} must be {{'base': int, 'values': [...]}}")
+        start, values = spec.get("base"), spec["values"]
+        current = self._dicts.get(name, [])
+        if isinstance(start, bool) or not isinstance(start, int) or not 0 <= start <= len(current):
+            raise WireError(
+                f"dictionary of column {name!r}: base {brief(start)} with {len(current)} values known "
+                "(a frame was missed: resync)"
+            )
+        if any(not isinstance(v, _SCALARS) for v in values):
+            raise WireError(f"dictionary of column {name!r} holds a value that is not a JSON scalar")
+        if start + len(values) > max(self.max_values, rows):
+            raise WireError(f"dictionary of column {name!r} beyond {self.max_values} values")
+        current = current[:start] + values
+        self._dicts[name] = current
+        if rows and (int(codes.max()) >= len(current) or int(codes.min()) < -1):
+            raise WireError(f"column {name!r} has codes outside its dictionary of {len(current)} values")
+        lookup = np.empty(len(current) + 1, dtype=object)
+        lookup[: len(current)] = current
+        lookup[-1] = None
+        return lookup[codes]  # code -1 picks the trailing None
+
+
+def encode_columns(
+    header: Mapping[str, Any], ts: np.ndarray, columns: Mapping[str, np.ndarray], *, ms_only: bool = False
+) -> bytes:
+    """A self-contained frame (dictionaries sent whole, base 0): for one-off frames and tests."""
+    return FrameEncoder(ms_only=ms_only).encode_columns(header, ts, columns)
+
+
 def encode_batch(batch: Batch, *, ms_only: bool = False, **extra: Any) -> bytes:
-    """One batch as one binary frame; ``extra`` keys go into the header (e.g. ``history=True``)."""
-    header = {"type": "batch", "seq": int(batch.seq), "first_row": int(batch.first_row), "mode": _mode(batch.mode)}
-    header.update(extra)
-    return encode_columns(header, batch.ts, batch.columns, ms_only=ms_only)
+    """One batch as one self-contained frame; ``extra`` keys go into the header (e.g. ``history=True``)."""
+    history = bool(extra.pop("history", False))
+    return FrameEncoder(ms_only=ms_only).encode(batch, history=history, **extra)
 
 
 def encode_batches(batches: Sequence[Batch], *, ms_only: bool = False) -> bytes:
-    """Coalesce consecutive batches (same mode, contiguous rows) into one frame with ``first_seq``..``seq``."""
-    if not batches:
-        raise WireError("nothing to encode")
-    if len(batches) == 1:
-        return encode_batch(batches[0], ms_only=ms_only)
-    first = batches[0]
-    names = list(first.columns)
-    for prev, cur in zip(batches, batches[1:]):
-        if cur.seq <= prev.seq or _mode(cur.mode) != _mode(first.mode):
-            raise WireError("batches to coalesce must be of one mode with increasing seq")
-        if cur.first_row != prev.first_row + len(prev):
-            raise WireError(f"rows are not contiguous: {prev.first_row}+{len(prev)} then {cur.first_row}")
-        if list(cur.columns) != names:
-            raise WireError("batches to coalesce must have the same columns")
-    ts = np.concatenate([b.ts for b in batches])
-    cols = {k: np.concatenate([b.columns[k] for b in batches]) for k in names}
-    header = {
-        "type": "batch",
-        "seq": int(batches[-1].seq),
-        "first_seq": int(first.seq),
-        "first_row": int(first.first_row),
-        "mode": _mode(first.mode),
-    }
-    return encode_columns(header, ts, cols, ms_only=ms_only)
+    """Consecutive batches (``batch.can_merge``) as one self-contained frame with ``first_seq``..``seq``."""
+    return FrameEncoder(ms_only=ms_only).encode(batches)
 
 
 def decode_frame(data: bytes | bytearray | memoryview) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Decode a binary frame into ``(header, {name: array})``; arrays are read-only views of ``data``.
-
-    ``bool`` columns come back as ``bool`` arrays, ``unit: ns`` columns stay int64.
-    """
-    buf = memoryview(data).cast("B")
-    if len(buf) < _LEN.size:
-        raise WireError("frame too short")
-    (hlen,) = _LEN.unpack_from(buf, 0)
-    prefix = _LEN.size + hlen
-    if prefix > len(buf):
-        raise WireError("header length beyond the frame")
-    try:
-        header = json.loads(bytes(buf[_LEN.size : prefix]).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # RecursionError: nested too deep
-        raise WireError(f"bad frame header: {exc}") from None
-    if not isinstance(header, dict) or not isinstance(header.get("columns"), list):
-        raise WireError("frame header lacks columns")
-    base = prefix + _pad(prefix)
-    rows = header.get("rows", 0)
-    if isinstance(rows, bool) or not isinstance(rows, int) or rows < 0:
-        raise WireError(f"bad row count {rows!r}")
-    out: dict[str, np.ndarray] = {}
-    for spec in header["columns"]:
-        try:
-            dtype = np.dtype(spec["dtype"]).newbyteorder("<")
-            offset, nbytes = int(spec["offset"]), int(spec["nbytes"])
-            start = base + offset
-        except (KeyError, TypeError, ValueError, OverflowError) as exc:
-            raise WireError(f"bad column spec {spec!r}: {exc}") from None
-        # raw little-endian numbers only: never objects, strings or records (nothing to unpickle or eval)
-        if dtype.name not in WIRE_DTYPES or not isinstance(spec.get("name"), str):
-            raise WireError(f"column spec {spec!r} is not a numeric wire column")
-        if offset < 0 or start + nbytes > len(buf) or nbytes != rows * dtype.itemsize:
-            raise WireError(f"column {spec.get('name')!r} does not fit the frame")
-        arr = np.frombuffer(buf, dtype=dtype, count=rows, offset=start)
-        if spec.get("bool"):
-            arr = arr.view(np.bool_)
-        out[spec["name"]] = arr
-    return header, out
+    """Decode a self-contained frame (its dictionaries must start at base 0: else use a ``FrameDecoder``)."""
+    return FrameDecoder().decode(data)
 
 
 # ---------------------------------------------------------------- text messages

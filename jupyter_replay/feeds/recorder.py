@@ -22,13 +22,14 @@ import pyarrow.parquet as pq
 
 from ..batch import TIME_COLUMN, Chunk
 from ..exceptions import DataError, InvalidValueError
+from ..sources.arrow import TIME_TYPE as _TS_TYPE
+from ..sources.arrow import chunk_to_arrow
 from ..sources.base import LiveSource
 from ..timeconv import to_duration_ns
 
 __all__ = ["ParquetRecorder", "PARTIAL_SUFFIX"]
 
 PARTIAL_SUFFIX = ".partial"
-_TS_TYPE = pa.timestamp("ns", tz="UTC")
 
 
 class ParquetRecorder:
@@ -173,21 +174,17 @@ class ParquetRecorder:
         self.row_groups += 1
 
     def _table(self, chunk: Chunk) -> pa.Table:
-        arrays = [pa.array(np.asarray(chunk.ts, dtype=np.int64), pa.int64()).cast(_TS_TYPE)]
-        for name in self._names or []:
-            col = np.asarray(chunk.columns[name])
-            if self._schema is not None:
-                arrays.append(pa.array(col, type=self._schema.field(name).type, from_pandas=True))
-            else:
-                arrays.append(pa.array(col, from_pandas=col.dtype.kind == "O"))
+        names = dict.fromkeys(self._names or [])
         if self._schema is None:
+            batch = chunk_to_arrow(chunk, self.time_column, columns=names)
             fields = [pa.field(self.time_column, _TS_TYPE, nullable=False)]
-            for name, arr in zip(self._names or [], arrays[1:]):
+            for name, arr in zip(names, batch.columns[1:]):
                 nullable = np.asarray(chunk.columns[name]).dtype.kind in "OfcSU"
                 fields.append(pa.field(name, arr.type, nullable=nullable))
             meta = {"jupyter_replay": json.dumps({"recorder": "ParquetRecorder", **self.metadata})}
             self._schema = pa.schema(fields, metadata=meta)
-        return pa.Table.from_arrays(arrays, schema=self._schema)
+            return pa.Table.from_arrays(batch.columns, schema=self._schema)
+        return pa.Table.from_batches([chunk_to_arrow(chunk, self.time_column, self._schema, columns=names)])
 
     # -- recording a live source
 

@@ -21,6 +21,7 @@ import numpy as np
 from ..batch import Chunk
 from ..exceptions import FeedError, InvalidValueError
 from ..sources.base import LiveSource
+from ..timeconv import NS_MAX, NS_MIN
 from ._columns import FieldsSpec, backoff_delay, normalize_fields, records_to_columns
 
 __all__ = ["WebSocketJSONSource", "GapInfo"]
@@ -267,14 +268,17 @@ class WebSocketJSONSource(LiveSource):
 
 
 def _stamp(value: Any, scale: int, fallback: int) -> int:
-    """Record time in ns from a number (or numeric string) in ``scale`` units; wall time if missing."""
+    """Record time in ns from a number (or numeric string) in ``scale`` units; wall time if missing,
+    unparsable or outside the int64 ns range (never wrapped)."""
     if value is None:
         return fallback
     try:
         if isinstance(value, str):
             value = float(value) if any(ch in value for ch in ".eE") else int(value)
         if isinstance(value, float):
-            return int(round(value * scale))  # noqa: RUF046 - numpy < 2 rounds np.float64 to a float
-        return int(value) * scale
+            ns = int(round(value * scale))  # noqa: RUF046 - numpy < 2 rounds np.float64 to a float
+        else:
+            ns = int(value) * scale
     except (TypeError, ValueError, OverflowError):
         return fallback
+    return ns if NS_MIN <= ns <= NS_MAX else fallback

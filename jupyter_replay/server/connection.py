@@ -131,6 +131,8 @@ class ReplayConnection:
         self.writer = writer
         self.can_write = can_write
         self.ms_only = ms_only
+        #: this connection's frame encoder (its text-column dictionaries are per stream)
+        self._encoder = wire.FrameEncoder(ms_only=ms_only)
         self.since = since
         self.instance = instance
         self.max_queue = max(2, int(max_queue))
@@ -391,12 +393,12 @@ class ReplayConnection:
             return [(wire.dumps(item.message), False)]
         if isinstance(item, _Frames):
             self._sent_seq = item.batches[-1].seq
-            return [(wire.encode_batches(item.batches, ms_only=self.ms_only), True)]
+            return [(self._encoder.encode(item.batches), True)]
         if isinstance(item, _History):
             batch = item.batch
             self._sent_seq = batch.seq
             head = wire.history_message(len(batch), batch.seq, first_row=batch.first_row, mode=batch.mode.value)
-            return [(wire.dumps(head), False), (wire.encode_batch(batch, ms_only=self.ms_only, history=True), True)]
+            return [(wire.dumps(head), False), (self._encoder.encode(batch, history=True), True)]
         if isinstance(item, _Resync):
             # Snapshot now (synchronously): events pushed from here on follow it without gap or overlap.
             self._resync_pending = False

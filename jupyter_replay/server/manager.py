@@ -340,7 +340,8 @@ class SessionManager:
         return managed.model()
 
     def make_source(self, spec: Any) -> ReplaySource:
-        """Build a replay source from ``{"kind": "parquet"|"csv", "path", "time"?}`` or ``{"kind": "sample"}``."""
+        """Build a replay source from ``{"kind": "parquet"|"csv", "path", "time"?}`` or ``{"kind": "sample"}``:
+        the JSON spec is checked here, the source built by the one factory, ``sources.as_source``."""
         if not isinstance(spec, dict):
             raise InvalidValueError("'source' must be a JSON object with a 'kind'")
         kind = spec.get("kind")
@@ -354,7 +355,7 @@ class SessionManager:
         if not isinstance(time_column, str) or not time_column:
             raise InvalidValueError("source 'time' must be a column name")
         if kind == "sample":
-            from ..sources import DataFrameSource, sample_trades
+            from ..sources import as_source, sample_trades
 
             kwargs = {}
             for key in ("n", "seed"):
@@ -365,17 +366,13 @@ class SessionManager:
                     kwargs[key] = value
             if not 1 <= kwargs.get("n", 1) <= _SAMPLE_MAX_ROWS:
                 raise InvalidValueError(f"sample source 'n' must be between 1 and {_SAMPLE_MAX_ROWS}")
-            return DataFrameSource(sample_trades(**kwargs), time="timestamp")
+            return as_source(sample_trades(**kwargs), time="timestamp")
         if kind in ("parquet", "csv"):
             path = resolve_data_path(spec.get("path"), self.data_dirs, self.serverapp.root_dir)
+            from ..sources import as_source
+
             try:
-                if kind == "parquet":
-                    from ..sources import ParquetSource
-
-                    return ParquetSource(path, time=time_column)
-                from ..sources import CSVSource
-
-                return CSVSource(path, time=time_column)
+                return as_source(path, time=time_column, format=kind)
             except ReplayError:
                 raise
             except (OSError, ValueError) as exc:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 
 from ..batch import TIME_COLUMN
-from ..exceptions import InvalidValueError
+from ..exceptions import DataError, InvalidValueError, brief
 from .base import Cursor, LiveSource, ReplaySource
 from .csv import CSVSource
 from .dataframe import ArrayCursor, ArraySource, DataFrameSource
@@ -34,28 +35,53 @@ __all__ = [
     "sample_trades",
     "sample_quotes",
     "as_source",
+    "guess_time",
 ]
 
 _PARQUET_SUFFIXES = (".parquet", ".pq")
 _CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.zip", ".csv.xz", ".tsv")
 
 
-def as_source(obj: Any, time: str | None = TIME_COLUMN, **kwargs: Any) -> ReplaySource:
-    """A ``ReplaySource`` for ``obj``.
+def guess_time(df: pd.DataFrame) -> str | None:
+    """The time column of ``df`` when none is named: ``timestamp``, else the DatetimeIndex (None), else the
+    only datetime column; ``DataError`` (listing the columns) when it cannot tell."""
+    if TIME_COLUMN in df.columns:
+        return TIME_COLUMN
+    if isinstance(df.index, pd.DatetimeIndex):
+        return None
+    dt_cols = [c for c in df.columns if pd.api.types.is_datetime64_any_dtype(df[c])]
+    if len(dt_cols) == 1:
+        return str(dt_cols[0])
+    names = [str(c) for c in df.columns]
+    shown = names if len(names) <= 20 else [*names[:20], f"... {len(names) - 20} more"]
+    raise DataError(f"cannot tell which column holds the time: pass time=<column> (columns: {shown})")
 
-    - a ``ReplaySource``: returned as is (``time`` and ``kwargs`` ignored);
-    - a DataFrame: ``DataFrameSource(obj, time=time, **kwargs)``; a Series with a DatetimeIndex
-      becomes a one-column frame (named after the series, else ``"value"``);
-    - a path (str or ``os.PathLike``) ending in ``.parquet``/``.pq``: ``ParquetSource``; in ``.csv``
-      (optionally compressed) or ``.tsv``: ``CSVSource`` (``.tsv`` read with ``sep="\\t"``);
-    - a dict ``{name: item}`` or list/tuple of items: ``MergedSource`` (items as above).
 
-    Anything else raises ``InvalidValueError``.
+def as_source(
+    obj: Any, time: str | None = None, *, columns: Sequence[str] | None = None, format: str | None = None,
+    **kwargs: Any,
+) -> ReplaySource:
+    """A ``ReplaySource`` for ``obj``: the one source factory (``replay(df)``, the server's JSON specs).
+
+    - a ``ReplaySource``: returned as is (``time`` and the options ignored);
+    - a DataFrame: ``DataFrameSource``; ``time=None`` finds the time column (``guess_time``: ``timestamp``,
+      a DatetimeIndex or the only datetime column); a Series with a DatetimeIndex becomes a one-column
+      frame (named after the series, else ``"value"``);
+    - a path (str or ``os.PathLike``): ``format="parquet"``/``"csv"``, or by suffix: ``.parquet``/``.pq``
+      -> ``ParquetSource``; ``.csv`` (optionally compressed) or ``.tsv`` -> ``CSVSource`` (``.tsv`` read
+      with ``sep="\\t"``); ``time=None`` means ``timestamp``;
+    - a dict ``{name: item}`` or list/tuple of items: ``MergedSource`` (items as above; ``time=None`` is
+      guessed from the first DataFrame).
+
+    ``columns`` keeps only those value columns (not for merged sources); other options go to the source
+    class. Anything else raises ``InvalidValueError``.
     """
     if isinstance(obj, ReplaySource):
         return obj
+    if columns is not None:
+        kwargs["columns"] = list(columns)
     if isinstance(obj, pd.DataFrame):
-        return DataFrameSource(obj, time=time, **kwargs)
+        return DataFrameSource(obj, time=time if time is not None else guess_time(obj), **kwargs)
     if isinstance(obj, pd.Series):
         if not isinstance(obj.index, pd.DatetimeIndex):
             raise InvalidValueError("a Series needs a DatetimeIndex to be replayed")
@@ -64,19 +90,25 @@ def as_source(obj: Any, time: str | None = TIME_COLUMN, **kwargs: Any) -> Replay
     if isinstance(obj, (str, os.PathLike)):
         path = os.fspath(obj)
         lower = path.lower()
-        if lower.endswith(_PARQUET_SUFFIXES):
-            return ParquetSource(path, time=time, **kwargs)
-        if lower.endswith(_CSV_SUFFIXES):
+        tcol = time if time is not None else TIME_COLUMN
+        if format not in (None, "parquet", "csv"):
+            raise InvalidValueError(f"format must be 'parquet' or 'csv', got {brief(format)}")
+        if format == "parquet" or (format is None and lower.endswith(_PARQUET_SUFFIXES)):
+            return ParquetSource(path, time=tcol, **kwargs)
+        if format == "csv" or (format is None and lower.endswith(_CSV_SUFFIXES)):
             if lower.endswith(".tsv"):
                 kwargs.setdefault("sep", "\t")
-            return CSVSource(path, time=time, **kwargs)
+            return CSVSource(path, time=tcol, **kwargs)
         raise InvalidValueError(
-            f"cannot tell the format of {path!r}: use a .parquet/.pq or .csv file, "
+            f"cannot tell the format of {brief(path)}: use a .parquet/.pq or .csv file, "
             "or pass ParquetSource/CSVSource explicitly"
         )
     if isinstance(obj, (Mapping, list, tuple)):
         if kwargs:
             raise InvalidValueError(f"unexpected options for a merged source: {sorted(kwargs)}")
+        if time is None and obj:
+            first = next(iter(obj.values() if isinstance(obj, Mapping) else obj))
+            time = guess_time(first) if isinstance(first, pd.DataFrame) else TIME_COLUMN
         return MergedSource(obj, time=time)
     raise InvalidValueError(
         f"cannot replay a {type(obj).__name__}: pass a DataFrame, a .parquet/.csv path, "

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from ..batch import TIME_COLUMN, Chunk
-from ..exceptions import DataError, InvalidValueError
-from ..timeconv import to_ns
+from ..exceptions import DataError, InvalidValueError, brief
+from ..timeconv import arrow_temporal_to_numpy, int_time_to_ns, temporal_to_ns, to_ns
 from .base import Cursor, ReplaySource
 
 __all__ = [
@@ -40,6 +42,11 @@ def _readonly(a: np.ndarray) -> np.ndarray:
     v = a.view()
     v.flags.writeable = False
     return v
+
+
+def _ns_units(values: np.ndarray, name: Any) -> np.ndarray:
+    """Datetime/timedelta columns in ``[ns]`` (range-checked); others as they are."""
+    return temporal_to_ns(values, f"column {brief(str(name))}") if values.dtype.kind in "mM" else values
 
 
 class ArrayCursor(Cursor):
@@ -91,8 +98,10 @@ class ArraySource(ReplaySource):
                 raise DataError(f"column {name!r} has {len(col)} rows, timestamps have {n}")
         if n > 1 and bool(np.any(ts[1:] < ts[:-1])):
             raise DataError("timestamps are not sorted")
+        if ts[0] == _I64.min:  # sorted: NaT's encoding can only come first
+            int_time_to_ns(ts[:1], "timestamps")  # raises the one out-of-range message
         self.ts: np.ndarray = _readonly(ts)
-        self.data: dict[str, np.ndarray] = {str(k): _readonly(np.asarray(v)) for k, v in columns.items()}
+        self.data: dict[str, np.ndarray] = {str(k): _readonly(_ns_units(np.asarray(v), k)) for k, v in columns.items()}
         self.columns = list(self.data)
         self.dtypes = {k: v.dtype for k, v in self.data.items()}
         self.num_rows = n
@@ -124,37 +133,59 @@ def _tz_name(tz: Any) -> str | None:
     name = str(tz)
     try:
         pd.Timestamp(0, tz="UTC").tz_convert(name)
-    except Exception:  # an unnamed fixed offset: keep the ISO offset form pandas understands
+    except (KeyError, ValueError, TypeError):  # an unnamed fixed offset: keep the ISO offset form pandas understands
         off = pd.Timestamp(0, tz="UTC").tz_convert(tz).strftime("%z")
         name = f"{off[:3]}:{off[3:]}"
     return name
+
+
+def _is_arrow_temporal(dtype: Any) -> bool:
+    return isinstance(dtype, pd.ArrowDtype) and (
+        pa.types.is_timestamp(dtype.pyarrow_dtype) or pa.types.is_duration(dtype.pyarrow_dtype)
+    )
+
+
+def _temporal_in_unit(values: pd.Series | pd.Index) -> tuple[np.ndarray, Any]:
+    """``(datetime64/timedelta64[unit], tz)`` of a tz-aware or pyarrow temporal column, in its own unit.
+
+    Datetimes come as naive UTC, missing values as NaT. Converting to ns is left to ``temporal_to_ns``
+    (range-checked): pandas casts may wrap or raise ``OutOfBoundsDatetime``, and pyarrow-backed
+    columns may not even build a DatetimeIndex.
+    """
+    if _is_arrow_temporal(values.dtype):
+        return arrow_temporal_to_numpy(pa.array(values)), getattr(values.dtype.pyarrow_dtype, "tz", None)
+    idx = pd.DatetimeIndex(values)
+    return np.asarray(idx.asi8).view(f"datetime64[{idx.unit}]"), idx.tz  # asi8 is UTC for tz-aware
 
 
 def time_to_ns(values: pd.Series | pd.Index, name: str) -> tuple[np.ndarray, np.ndarray | None, str | None]:
     """Convert a time column to ``(int64 ns UTC, NaT mask or None, tz name)``.
 
     Accepted: datetime64 of any unit (naive = UTC), tz-aware datetimes (converted to UTC, tz kept),
-    pyarrow timestamps, and integers (taken as ns since the epoch). Anything else is a ``DataError``.
+    pyarrow timestamps, and integers (taken as ns since the epoch). Anything else is a ``DataError``,
+    and so is any value outside the int64 ns range (never wrapped; ``-2**63`` is NaT's encoding,
+    not a time).
     """
     dtype = values.dtype
+    what = f"time column {brief(name)}"
     if pd.api.types.is_datetime64_any_dtype(dtype):
-        idx = pd.DatetimeIndex(values)
-        tz = _tz_name(idx.tz)
-        mask = np.asarray(idx.isna())
-        ns = idx.as_unit("ns").asi8  # UTC for tz-aware indexes
-        return ns, (mask if mask.any() else None), tz
+        arr, tz = _temporal_in_unit(values)
+        ns = temporal_to_ns(arr, what).view(np.int64)
+        mask = ns == np.iinfo(np.int64).min
+        return ns, (mask if mask.any() else None), _tz_name(tz)
     if pd.api.types.is_integer_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype):
         series = pd.Series(values)
         mask = np.asarray(series.isna())
-        if pd.api.types.is_unsigned_integer_dtype(dtype) and len(series) and series.max() > np.iinfo(np.int64).max:
-            raise DataError(f"time column {name!r} has integers beyond the int64 ns range")
-        ns = series.to_numpy(dtype=np.int64, na_value=0) if mask.any() else series.to_numpy(dtype=np.int64)
-        return ns, (mask if mask.any() else None), None
+        raw_dtype = getattr(dtype, "numpy_dtype", None)
+        if raw_dtype is None:
+            raw_dtype = dtype.pyarrow_dtype.to_pandas_dtype() if isinstance(dtype, pd.ArrowDtype) else dtype
+        raw = series.to_numpy(dtype=raw_dtype, na_value=0) if mask.any() else series.to_numpy(dtype=raw_dtype)
+        return int_time_to_ns(raw, what), (mask if mask.any() else None), None
     hint = "pd.to_datetime(...)"
     if pd.api.types.is_float_dtype(dtype):
         hint = "pd.to_datetime(..., unit='s') (or the right unit)"
     raise DataError(
-        f"time column {name!r} has dtype {dtype}; expected datetime64 (naive = UTC, or tz-aware) "
+        f"{what} has dtype {dtype}; expected datetime64 (naive = UTC, or tz-aware) "
         f"or int64 nanoseconds since the epoch; convert it with {hint}"
     )
 
@@ -163,23 +194,32 @@ def column_to_numpy(series: pd.Series) -> np.ndarray:
     """A value column as numpy, zero copy where possible.
 
     Numeric/bool numpy columns are kept as they are; nullable ints/floats with missing values become
-    float64 (NaN), nullable bools with missing values become object; datetimes become naive UTC
-    ``datetime64[ns]``; strings, categoricals and anything else become object arrays.
+    float64 (NaN), nullable bools with missing values become object; datetimes (any unit, tz-aware,
+    pyarrow) become naive UTC ``datetime64[ns]`` and durations ``timedelta64[ns]``, range-checked
+    (``DataError`` naming the column, never a wrapped value); strings, categoricals and anything
+    else become object arrays, in which a missing value is always ``None`` (not ``NaN``/``pd.NA``:
+    what an Arrow round trip and the wire give, so every host shows the same values).
     """
+    out = _column_to_numpy(series)
+    if out.dtype == object:
+        missing = pd.isna(out)
+        if missing.any():
+            out = out.copy()  # never write into the caller's frame
+            out[missing] = None
+    return out
+
+
+def _column_to_numpy(series: pd.Series) -> np.ndarray:
     dtype = series.dtype
+    what = f"column {brief(str(series.name))}"
     if isinstance(dtype, np.dtype):
         if dtype.kind in "biufc":
             return series.to_numpy()
-        if dtype.kind == "M":
-            return series.to_numpy(dtype="datetime64[ns]")
-        if dtype.kind == "m":
-            return series.to_numpy(dtype="timedelta64[ns]")
+        if dtype.kind in "mM":
+            return temporal_to_ns(series.to_numpy(), what)
         return series.to_numpy(dtype=object)
-    if pd.api.types.is_datetime64_any_dtype(dtype):
-        idx = pd.DatetimeIndex(series)
-        if idx.tz is not None:
-            idx = idx.tz_convert("UTC").tz_localize(None)
-        return idx.as_unit("ns").to_numpy()
+    if _is_arrow_temporal(dtype) or pd.api.types.is_datetime64_any_dtype(dtype):
+        return temporal_to_ns(_temporal_in_unit(series)[0], what)
     has_na = bool(series.isna().any())
     if pd.api.types.is_bool_dtype(dtype):
         return series.to_numpy(dtype=object) if has_na else series.to_numpy(dtype=bool)
@@ -212,7 +252,8 @@ class DataFrameSource(ArraySource):
 
     The frame is converted once to int64 ns and numpy columns (views of the frame where pandas
     allows it); cursor reads are numpy views. Numeric and bool columns keep their dtype;
-    object/string columns are kept as object arrays (replayed, but not plotted or sent on the wire).
+    object/string/categorical columns are kept as object arrays (replayed and sent on the wire as
+    dictionary codes; not plotted).
     """
 
     def __init__(

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ..batch import TIME_COLUMN, Chunk
-from ..exceptions import DataError, InvalidValueError
-from ..timeconv import to_ns
+from ..exceptions import DataError, InvalidValueError, brief
+from ..timeconv import int_time_to_ns, temporal_to_ns, to_ns
 from .base import Cursor, ReplaySource
 from .dataframe import ArraySource, DataFrameSource, check_count, end_bound
 
@@ -141,14 +142,28 @@ class MergedSource(ReplaySource):
     # -- data
 
     def conform(self, index: int, chunk: Chunk) -> Chunk:
-        """Rows of source ``index`` with this source's columns (stream columns added, gaps filled)."""
+        """Rows of source ``index`` with this source's columns (stream columns added, gaps filled).
+
+        Timestamps become int64 ns and datetime/timedelta columns ``[ns]``, range-checked: a custom
+        source yielding other units gets a ``DataError``, never wrapped values.
+        """
         n = len(chunk)
+        stream = brief(self.stream_names[index])
         sid = np.full(n, index, dtype=np.int8)
         cols: dict[str, np.ndarray] = {STREAM_COLUMN: self._names[sid], STREAM_ID_COLUMN: sid}
         for name, dtype in self._value_dtypes.items():
             col = chunk.columns.get(name)
-            cols[name] = np.full(n, _fill_value(dtype), dtype=dtype) if col is None else col.astype(dtype, copy=False)
-        return Chunk(chunk.ts, cols)
+            if col is None:
+                cols[name] = np.full(n, _fill_value(dtype), dtype=dtype)
+            elif col.dtype.kind in "mM" and dtype.kind in "mM":
+                cols[name] = temporal_to_ns(col, f"source {stream}: column {brief(name)}")
+            else:
+                cols[name] = col.astype(dtype, copy=False)
+        ts = np.asarray(chunk.ts)
+        if ts.dtype != np.int64:
+            what = f"source {stream}: timestamps"
+            ts = temporal_to_ns(ts, what).view(np.int64) if ts.dtype.kind == "M" else int_time_to_ns(ts, what)
+        return Chunk(ts, cols)
 
     @property
     def ts(self) -> np.ndarray:

@@ -12,16 +12,17 @@ import logging
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Callable, Hashable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..batch import TIME_COLUMN, Chunk
-from ..exceptions import DataError, InvalidValueError
-from ..timeconv import to_ns
+from ..exceptions import DataError, InvalidValueError, brief
+from ..timeconv import NS_MAX, NS_MIN, arrow_temporal_to_numpy, int_time_to_ns, temporal_to_ns, to_ns
 from .base import Cursor, ReplaySource
 from .dataframe import check_count, end_bound
 
@@ -45,6 +46,9 @@ CACHE_BYTES_ENV = "JUPYTER_REPLAY_PARQUET_CACHE_BYTES"
 DEFAULT_CACHE_BYTES = 512 * 2**20
 #: One cache entry may take at most this fraction of the budget; larger row groups are streamed.
 _ENTRY_FRACTION = 4
+#: Unit legacy INT96 timestamps are read in: Arrow's default (ns) wraps dates outside 1677..2262
+#: silently; microseconds cover any date (and are Spark's precision), then ``temporal_to_ns`` checks.
+_INT96_UNIT = "us"
 
 _NS_PER_UNIT = {
     "s": 1_000_000_000,
@@ -208,15 +212,14 @@ def _numpy_dtype(typ: pa.DataType, nullable: bool) -> np.dtype:
     return np.dtype(object)
 
 
-def _to_numpy(arr: pa.Array | pa.ChunkedArray, dtype: np.dtype) -> np.ndarray:
+def _to_numpy(arr: pa.Array | pa.ChunkedArray, dtype: np.dtype, what: str, first_row: int = 0) -> np.ndarray:
+    """A value column as numpy ``dtype``; timestamps/durations range-checked into ns (``DataError``)."""
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.chunk(0) if arr.num_chunks == 1 else arr.combine_chunks()
     if pa.types.is_dictionary(arr.type):
         arr = arr.dictionary_decode()
-    if pa.types.is_timestamp(arr.type):
-        arr = arr.cast(pa.timestamp("ns", arr.type.tz)).cast(pa.timestamp("ns"))
-    elif pa.types.is_duration(arr.type):
-        arr = arr.cast(pa.duration("ns"))
+    if pa.types.is_timestamp(arr.type) or pa.types.is_duration(arr.type):
+        return temporal_to_ns(arrow_temporal_to_numpy(arr), what, first_row=first_row)
     out = arr.to_numpy(zero_copy_only=False)
     if out.dtype != dtype:
         out = out.astype(dtype)
@@ -347,7 +350,7 @@ class ParquetSource(ReplaySource):
         self.columns = names
         self.dtypes = {c: _numpy_dtype(schema.field(c).type, self._nullable(md, leaf.get(c))) for c in names}
         row_bytes = sum(self.dtypes[c].itemsize for c in names)
-        text_cols = [leaf[c] for c in names if self.dtypes[c] == object and c in leaf]
+        text_cols = [leaf[c] for c in names if self.dtypes[c] == np.dtype(object) and c in leaf]
 
         groups, rows, mins, maxes, values_bytes = [], [], [], [], []
         for g in range(md.num_row_groups):
@@ -389,7 +392,10 @@ class ParquetSource(ReplaySource):
     def _file(self) -> pq.ParquetFile:
         if self._pf is None:
             try:  # once built, reopen the file the cache keys name (not where a symlink now points)
-                self._pf = pq.ParquetFile(self.path if self._identity is None else self._identity[0])
+                self._pf = pq.ParquetFile(
+                    self.path if self._identity is None else self._identity[0],
+                    coerce_int96_timestamp_unit=_INT96_UNIT,
+                )
             except FileNotFoundError:
                 raise DataError(f"{self.path}: no such Parquet file") from None
             except (pa.ArrowException, OSError) as exc:
@@ -426,9 +432,12 @@ class ParquetSource(ReplaySource):
             factor = _NS_PER_UNIT[logical["timeUnit"]]
         elif desc.converted_type in ("TIMESTAMP_MILLIS", "TIMESTAMP_MICROS"):
             factor = _NS_PER_UNIT[desc.converted_type]
-        elif logical.get("Type") not in (None, "None", "Int"):
-            return None
-        return int(st.min_raw) * factor, int(st.max_raw) * factor
+        elif logical.get("Type") not in (None, "None", "Int") or logical.get("isSigned") is False:
+            return None  # unsigned: raw statistics are the signed physical values
+        lo, hi = int(st.min_raw) * factor, int(st.max_raw) * factor
+        if not (NS_MIN <= lo and hi <= NS_MAX):
+            return None  # out of the ns range: reading the column reports the row and value
+        return lo, hi
 
     def _scan_bounds(self, g: int) -> tuple[int, int]:
         self.stat_reads += 1
@@ -452,21 +461,16 @@ class ParquetSource(ReplaySource):
 
     # -- reading
 
-    def _time_ns(self, arr: pa.Array | pa.ChunkedArray, g: int) -> np.ndarray:
+    def _time_ns(self, arr: pa.Array | pa.ChunkedArray, g: int, first_row: int = 0) -> np.ndarray:
+        """The time column of (part of) row group ``g`` as int64 ns, range-checked (never wrapped)."""
         if arr.null_count:
             raise DataError(f"{self.path}: time column {self.time_column!r} has nulls in row group {g}")
+        what = f"{self.path}: time column {brief(self.time_column)} (row group {g})"
+        if pa.types.is_timestamp(arr.type):
+            return temporal_to_ns(arrow_temporal_to_numpy(arr), what, first_row=first_row).view(np.int64)
         if isinstance(arr, pa.ChunkedArray):
             arr = arr.chunk(0) if arr.num_chunks == 1 else arr.combine_chunks()
-        try:
-            if pa.types.is_timestamp(arr.type):
-                if arr.type.unit != "ns":
-                    arr = arr.cast(pa.timestamp("ns", arr.type.tz))
-                arr = arr.view(pa.int64())
-            elif arr.type != pa.int64():
-                arr = arr.cast(pa.int64())
-        except pa.ArrowException as exc:
-            raise DataError(f"{self.path}: time column {self.time_column!r} out of the ns range: {exc}") from None
-        return arr.to_numpy(zero_copy_only=False)
+        return int_time_to_ns(arr.to_numpy(zero_copy_only=False), what, first_row=first_row)
 
     def _check_sorted(self, ts: np.ndarray, prev: int | None, g: int) -> None:
         if (prev is not None and ts.size and ts[0] < prev) or bool(np.any(ts[1:] < ts[:-1])):
@@ -513,7 +517,7 @@ class ParquetSource(ReplaySource):
             out, nbytes = {}, 0
             for c in self.columns:
                 col = table.column(c)
-                out[c] = _readonly(_to_numpy(col, self.dtypes[c]))
+                out[c] = _readonly(_to_numpy(col, self.dtypes[c], f"{self.path}: column {brief(c)} (row group {g})"))
                 nbytes += out[c].nbytes + (col.nbytes if out[c].dtype == object else 0)
             return out, nbytes
 
@@ -532,13 +536,18 @@ class ParquetSource(ReplaySource):
                 use_threads=False,
                 use_pandas_metadata=False,
             )
+            first = 0  # row of the batch within the group, for error messages
             for rb in it:
-                ts = self._time_ns(rb.column(self.time_column), g)
-                yield ts, {c: _to_numpy(rb.column(c), self.dtypes[c]) for c in self.columns}
+                ts = self._time_ns(rb.column(self.time_column), g, first)
+                yield ts, {
+                    c: _to_numpy(rb.column(c), self.dtypes[c], f"{self.path}: column {brief(c)} (row group {g})", first)
+                    for c in self.columns
+                }
+                first += rb.num_rows
         except (pa.ArrowException, OSError) as exc:
             raise DataError(f"{self.path}: cannot read row group {g}: {exc}") from None
 
-    def open(self, at_ns: Any = None) -> "ParquetCursor":
+    def open(self, at_ns: Any = None) -> ParquetCursor:
         return ParquetCursor(self, None if at_ns is None else to_ns(at_ns))
 
     def close(self) -> None:

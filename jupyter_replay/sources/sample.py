@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 
 from ..batch import TIME_COLUMN
-from ..exceptions import InvalidValueError
-from ..timeconv import TimeLike, to_ns
+from ..exceptions import InvalidValueError, brief
+from ..timeconv import NS_MAX, NS_RANGE, TimeLike, to_ns
 
 __all__ = ["sample_trades", "sample_quotes"]
 
@@ -30,7 +30,11 @@ def _rng(seed: int, symbol: str, kind: str) -> np.random.Generator:
 def _timestamps(rng: np.random.Generator, n: int, start: TimeLike, freq_ms: float) -> pd.Series:
     """Irregular (Poisson-like) arrivals with mean spacing ``freq_ms``, first one at ``start``."""
     gaps = np.maximum(rng.exponential(freq_ms * 1e6, size=n - 1), 1_000).astype(np.int64)
-    ns = to_ns(start) + np.concatenate([[0], np.cumsum(gaps)])
+    offsets = np.concatenate([[0], np.cumsum(gaps)])
+    first = to_ns(start)
+    if first + int(offsets[-1]) > NS_MAX:  # numpy would wrap past 2262
+        raise InvalidValueError(f"start {brief(start)} + {n} rows at freq_ms={brief(freq_ms)} goes past {NS_RANGE}")
+    ns = first + offsets
     return pd.Series(pd.DatetimeIndex(ns.view("datetime64[ns]"), tz="UTC"))
 
 

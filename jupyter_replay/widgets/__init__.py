@@ -1,5 +1,5 @@
 """Notebook widgets: ``replay(data)`` -> ``Replay`` (controls + BokehJS streaming plot + Python API)."""
 
-from .replay import InvalidTraitValue, Replay, make_source, replay
+from .replay import InvalidTraitValue, Replay, replay
 
-__all__ = ["Replay", "replay", "make_source", "InvalidTraitValue"]
+__all__ = ["Replay", "replay", "InvalidTraitValue"]

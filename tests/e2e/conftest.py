@@ -14,30 +14,12 @@ is not a package, so "package" scope would mean the whole session).
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-
 from lab_harness import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, LabServer, start_lab, stop_lab, wait_for
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Skip e2e tests cleanly when Chromium or Playwright is missing (``./dev setup`` installs both)."""
-    missing = []
-    if not os.path.exists(CHROMIUM):
-        missing.append(CHROMIUM)
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        missing.append("playwright")
-    if missing:
-        skip = pytest.mark.skip(reason=f"e2e needs {', '.join(missing)} (run ./dev setup)")
-        for item in items:
-            if "e2e" in item.keywords:
-                item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")
@@ -56,12 +38,19 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Headless Debian Chromium through Playwright's sync API (closed at the end of each test module)."""
-    from playwright.sync_api import sync_playwright
+def browser(require_binary: Callable[..., str]) -> Iterator[Any]:
+    """Headless Debian Chromium through Playwright's sync API (closed at the end of each test module).
+
+    A missing Chromium fails the test under ``./dev test`` and CI, and skips it elsewhere (``require_binary``).
+    """
+    chromium = require_binary("chromium", "install Debian's chromium; `./dev setup` does", path=CHROMIUM)
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("playwright is missing: it is in the test extra (./dev setup)", pytrace=False)
 
     with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        b = pw.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
         try:
             yield b
         finally:

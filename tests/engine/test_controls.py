@@ -157,3 +157,25 @@ def test_state_is_the_one_enum() -> None:
     from jupyter_replay import controller, session
 
     assert controller.State is controls.State is session.State
+
+
+async def test_calendar_steps_and_year_seeks() -> None:
+    """Monthly bars step by "3 months", "1Y" or a DateOffset; "2005" seeks to a year; an int hints at text."""
+    df = pd.DataFrame({"date": pd.date_range("2000-01-31", periods=300, freq="ME", tz="UTC"), "price": np.arange(300.0)})
+    s = Session(DataFrameSource(df, time="date"), timer=TestTimer())
+    try:
+        assert s.step(duration="3 months") == 3  # Jan, Feb, Mar: month ends do not add a bar
+        assert s.status()["position_iso"].startswith("2000-04-30")
+        assert s.control("step", {"duration": "1Y"})["position"] == 15
+        assert s.step(duration=pd.DateOffset(months=1)) == 1
+        assert s.step(duration="1m") == 0  # lower-case m stays a minute, as in pandas
+        s.seek("2005")
+        assert s.status()["position_iso"].startswith("2005-01-31")
+        s.seek("2005-03")
+        assert s.status()["position_iso"].startswith("2005-03-31")
+        with pytest.raises(InvalidValueError, match="pass text"):
+            s.seek(2005)
+        with pytest.raises(InvalidValueError, match="positive"):
+            s.step(duration=pd.DateOffset(months=-1))
+    finally:
+        await s.aclose()

@@ -54,3 +54,39 @@ def test_two_threaded_sessions_are_independent() -> None:
     assert a.status()["mode"] == "replay"
     a.close()
     b.close()
+
+
+@pytest.mark.parametrize("where", ["client", "engine"])
+def test_a_failing_callback_is_logged_once_then_counted(where: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Through ``ThreadedSession.on_batch`` (the client) or the engine ``Session.on_batch`` alike: the first
+    failure with its traceback, once per callback; every failure in ``status()["callback_errors"]``."""
+    s = ThreadedSession(DataFrameSource(frame(200)), speed="max")
+    batches: list[int] = []
+
+    def counter(batch, clock):
+        batches.append(len(batch))
+
+    def broken(batch, clock):
+        raise KeyError("symbol")
+
+    def also_broken(batch, clock):
+        raise ValueError("other")
+
+    register = s.on_batch if where == "client" else (lambda fn: s.runner.call(lambda: s.session.on_batch(fn)))
+    for fn in (counter, broken, also_broken):
+        register(fn)
+    with caplog.at_level("ERROR"):
+        for _ in range(5):
+            s.step(10)  # one batch each: five failures of each callback
+        s.play()
+        assert s.wait(timeout=20) is State.FINISHED
+    try:
+        records = [r for r in caplog.records if "on_batch callback" in r.getMessage()]
+        assert len(batches) >= 6
+        assert [r.exc_info[0] for r in records] == [KeyError, ValueError]  # once per callback, in order
+        st = s.status()
+        assert st["callback_errors"] == 2 * len(batches)
+        assert st["error"] == "on_batch callback 'also_broken' failed: ValueError('other')"
+        assert st["state"] == "finished" and s.frame()["v"].tolist() == [float(i) for i in range(200)]
+    finally:
+        s.close()

@@ -38,7 +38,9 @@ def test_frame_layout_is_aligned_little_endian():
     assert header["type"] == "batch" and header["seq"] == 1 and header["rows"] == 3
     assert header["first_row"] == 0 and header["mode"] == "replay"
     names = [c["name"] for c in header["columns"]]
-    assert names == ["timestamp", "timestamp_ns", "price", "size", "side", "flag"]  # object column not sent
+    assert names == ["timestamp", "timestamp_ns", "price", "size", "side", "flag", "sym"]
+    sym = header["columns"][-1]
+    assert sym["dtype"] == "int32" and sym["dictionary"] == {"base": 0, "values": ["A"]}
     for spec in header["columns"]:
         assert spec["offset"] % 8 == 0
     ms = header["columns"][0]
@@ -57,7 +59,7 @@ def test_roundtrip_exact_and_dtypes():
     assert cols["size"].dtype == np.int64 and cols["side"].dtype == np.int8
     assert cols["flag"].dtype == np.bool_
     np.testing.assert_array_equal(cols["flag"], b.columns["flag"])
-    assert "sym" not in cols
+    assert cols["sym"].dtype == object and cols["sym"].tolist() == ["A"] * 6
     spec = {c["name"]: c for c in header["columns"]}
     assert spec["flag"]["dtype"] == "uint8" and spec["flag"]["bool"] is True
 
@@ -88,8 +90,11 @@ def test_big_endian_and_datetime_columns_become_little_endian_ns():
     header, cols = wire.decode_frame(wire.encode_batch(b))
     assert header["mode"] == "live"
     np.testing.assert_array_equal(cols["be"], [1.5, 2.5])
-    assert cols["when"][0] == np.datetime64("2024-01-01", "ns").astype(np.int64)
-    assert cols["half"].dtype == np.float32
+    assert cols["when"].dtype == np.dtype("datetime64[ns]")  # the engine's dtype again (int64 ns on the wire)
+    assert cols["when"][0] == np.datetime64("2024-01-01", "ns")
+    spec = {c["name"]: c for c in header["columns"]}
+    assert spec["when"]["dtype"] == "int64" and spec["when"]["unit"] == "ns"
+    assert cols["half"].dtype == np.float16 and spec["half"]["dtype"] == "float32"
 
 
 def test_coalesce_keeps_first_seq_and_rows():
@@ -183,3 +188,104 @@ def test_text_messages():
 def test_loads_rejects(text):
     with pytest.raises(wire.WireError):
         wire.loads(text)
+
+
+# ---------------------------------------------------------------- dictionary columns (text, categorical)
+
+
+def text_batch(seq: int, first_row: int, values: list, start: int = T0) -> Batch:
+    n = len(values)
+    ts = start + (first_row + np.arange(n, dtype=np.int64)) * 1_000_000
+    cols = {"price": np.arange(n, dtype=np.float64), "symbol": np.array(values, dtype=object)}
+    return Batch(seq=seq, session_id="s", mode=Mode.REPLAY, ts=ts, columns=cols, first_row=first_row)
+
+
+def dictionary_of(frame: bytes, name: str = "symbol") -> dict:
+    (hlen,) = struct.unpack_from("<I", frame, 0)
+    header = json.loads(frame[4 : 4 + hlen])
+    return next(c for c in header["columns"] if c["name"] == name)["dictionary"]
+
+
+def test_text_values_go_once_per_stream_and_decode_exactly():
+    enc, dec = wire.FrameEncoder(), wire.FrameDecoder()
+    b1 = text_batch(1, 0, ["AAPL", "MSFT", None, "AAPL"])
+    b2 = text_batch(2, 4, ["MSFT", "GOOG", "AAPL"])
+    f1, f2 = enc.encode(b1), enc.encode(b2)
+    assert dictionary_of(f1) == {"base": 0, "values": ["AAPL", "MSFT"]}
+    assert dictionary_of(f2) == {"base": 2, "values": ["GOOG"]}  # only the new value
+    _, c1 = dec.decode(f1)
+    _, c2 = dec.decode(f2)
+    assert c1["symbol"].dtype == object and c1["symbol"].tolist() == ["AAPL", "MSFT", None, "AAPL"]
+    assert c2["symbol"].tolist() == ["MSFT", "GOOG", "AAPL"]
+    # a history frame starts afresh (a client that joins gets the whole dictionary)
+    f3 = enc.encode(text_batch(3, 0, ["GOOG"]), history=True)
+    assert dictionary_of(f3) == {"base": 0, "values": ["GOOG"]}
+    assert wire.FrameDecoder().decode(f3)[1]["symbol"].tolist() == ["GOOG"]
+    # merged batches: one frame, one dictionary
+    f4 = wire.FrameEncoder().encode([b1, b2])
+    assert wire.decode_frame(f4)[1]["symbol"].tolist() == b1.columns["symbol"].tolist() + b2.columns["symbol"].tolist()
+
+
+def test_dictionary_keeps_scalar_types_and_nulls():
+    values = ["1", 1, 1.0, True, False, None, float("nan"), "ü €", 0]
+    header, cols = wire.decode_frame(wire.encode_batch(text_batch(1, 0, values)))
+    out = cols["symbol"].tolist()
+    assert out == ["1", 1, 1.0, True, False, None, None, "ü €", 0]
+    assert [type(v) for v in out] == [str, int, float, bool, bool, type(None), type(None), str, int]
+
+
+def test_dictionary_restarts_beyond_the_cap():
+    enc, dec = wire.FrameEncoder(max_values=4), wire.FrameDecoder(max_values=4)
+    frames = [enc.encode(text_batch(i + 1, 3 * i, [f"v{3 * i + k}" for k in range(3)])) for i in range(3)]
+    assert [dictionary_of(f)["base"] for f in frames] == [0, 0, 0]  # 3 + 3 > 4: afresh each time
+    assert [dec.decode(f)[1]["symbol"].tolist() for f in frames][2] == ["v6", "v7", "v8"]
+    small = wire.FrameEncoder(max_values=100, max_bytes=10)
+    small.encode(text_batch(1, 0, ["abcdefgh"]))
+    assert dictionary_of(small.encode(text_batch(2, 1, ["ijklmnop"])))["base"] == 0  # 16 bytes > 10
+
+
+def test_objects_that_are_not_json_scalars_are_not_sent():
+    b = text_batch(1, 0, ["a", {"x": 1}])
+    assert "symbol" not in wire.decode_frame(wire.encode_batch(b))[1]
+
+
+@pytest.mark.parametrize(
+    "dictionary, codes, match",
+    [
+        ({"base": 3, "values": ["a"]}, [0], "base"),  # values before it were never received
+        ({"base": 0, "values": ["a"]}, [1], "outside"),
+        ({"base": 0, "values": ["a"]}, [-2], "outside"),
+        ({"base": 0, "values": [["nested"]]}, [0], "JSON scalar"),
+        ({"base": "0", "values": ["a"]}, [0], "base"),
+        ({"values": ["a"]}, [0], "base"),
+        ("abc", [0], "dictionary"),
+    ],
+)
+def test_decoder_rejects_bad_dictionaries(dictionary, codes, match):
+    codes_arr = np.array(codes, dtype="<i4")
+    header = {"type": "batch", "seq": 1, "rows": len(codes), "columns": [
+        {"name": "sym", "dtype": "int32", "offset": 0, "nbytes": codes_arr.nbytes, "dictionary": dictionary}]}
+    head = json.dumps(header).encode()
+    prefix = 4 + len(head)
+    frame = struct.pack("<I", len(head)) + head + b"\0" * ((-prefix) % 8) + codes_arr.tobytes()
+    with pytest.raises(wire.WireError, match=match):
+        wire.FrameDecoder().decode(frame)
+
+
+def test_numeric_bytes_stay_within_5_percent_of_the_raw_columns():
+    n = 10_000
+    rng = np.random.default_rng(0)
+    b = Batch(seq=1, session_id="s", mode=Mode.REPLAY, ts=T0 + np.arange(n, dtype=np.int64) * 1000,
+              columns={"price": rng.random(n), "size": rng.integers(0, 100, n), "side": np.ones(n, np.int8)},
+              first_row=0)
+    raw = b.ts.nbytes + sum(c.nbytes for c in b.columns.values())
+    browser = wire.FrameEncoder(ms_only=True).encode(b)  # the time column once (float64 ms)
+    assert len(browser) <= 1.05 * raw
+    full = wire.FrameEncoder().encode(b)  # + the exact int64 ns time column for Python clients
+    assert len(full) <= 1.05 * (raw + b.ts.nbytes)
+    spec = {c["name"]: c for c in json.loads(full[4 : 4 + struct.unpack_from("<I", full)[0]])["columns"]}
+    assert all(spec[k]["nbytes"] == v.nbytes for k, v in b.columns.items())  # numeric columns as they are
+    # a text column costs its int32 codes plus each value once
+    t = text_batch(1, 0, ["AAPL", "MSFT", "GOOG"] * 3000)
+    frame = wire.FrameEncoder(ms_only=True).encode(t)
+    assert len(frame) <= 1.05 * (t.ts.nbytes + t.columns["price"].nbytes + 4 * len(t)) + 200

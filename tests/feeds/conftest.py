@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -29,11 +28,9 @@ def _ping(port: int) -> bool:
 
 
 @pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def redis_server(tmp_path_factory: pytest.TempPathFactory, require_binary: Callable[..., str]) -> Iterator[str]:
     """URL of a private redis-server (loopback, free port, no persistence), stopped after the session."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server binary not found (install Debian's redis-server; `./dev setup` does)")
+    binary = require_binary("redis-server", "install Debian's redis-server; `./dev setup` does")
     workdir: Path = tmp_path_factory.mktemp("redis")
     last_error = ""
     for _ in range(5):  # a free port can be taken between probing and binding: retry

@@ -12,6 +12,7 @@ from jupyter_replay.batch import Chunk
 from jupyter_replay.exceptions import FeedError, InvalidValueError
 from jupyter_replay.feeds.hub import FeedHub, HubSubscription, redis_factory
 from jupyter_replay.feeds.redis import apublish_chunk
+from jupyter_replay.session import Session
 from jupyter_replay.sources import LiveSource, SyntheticFeed
 from feed_helpers import take_rows
 
@@ -174,14 +175,13 @@ async def test_redis_feed_one_connection_for_two_subscribers(redis_server, aredi
 
 @pytest.mark.redis
 async def test_two_live_sessions_on_one_feed_pause_independently(redis_server, aredis, stream_name) -> None:
-    session_mod = pytest.importorskip("jupyter_replay.session")
     hub = FeedHub()
     hub.register("redis", redis_factory(redis_server, stream=stream_name + ":{symbol}",
                                         fields={"price": "float64"}, block_ms=200))
     stream = stream_name + ":NQ"
     factory = lambda symbol: hub.subscribe("redis", symbol)  # noqa: E731 - what the server extension does
-    s1 = session_mod.Session(live_factory=factory, symbol="NQ")
-    s2 = session_mod.Session(live_factory=factory, symbol="NQ")
+    s1 = Session(live_factory=factory, symbol="NQ")
+    s2 = Session(live_factory=factory, symbol="NQ")
     s1.set_mode("live")
     s2.set_mode("live")
     s2.pause()

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from jupyter_replay.batch import Chunk
+from jupyter_replay.controller import ReplayController
 from jupyter_replay.exceptions import DataError, FeedError, InvalidValueError
 from jupyter_replay.feeds.redis import (
     CatchUpSource,
@@ -115,10 +116,6 @@ async def test_replay_aload_and_paced_release_in_order(redis_server: str, aredis
     await apublish_chunk(aredis, stream_name, chunk)
     src = await RedisStreamReplay.aload(redis_server, stream_name, start=T0, end=T0 + 49_999_999, page=50)
     assert src.num_rows == 200
-    try:
-        from jupyter_replay.controller import ReplayController
-    except ImportError:  # pragma: no cover - the engine core is written in parallel
-        pytest.skip("jupyter_replay.controller not available yet")
     timer = TestTimer()
     released: list[tuple[int, Chunk]] = []  # (timer ns since play, chunk)
     ctl = ReplayController(src, emit=lambda c: released.append((timer.now(), c)), timer=timer,

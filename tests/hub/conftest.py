@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from hub_harness import HubProcess, find_chp
 
 
 @pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
+def hub(tmp_path_factory: pytest.TempPathFactory, require_binary: Callable[..., str]) -> Iterator[HubProcess]:
     """A running JupyterHub with users alice and bob, an API token each, and both servers started."""
     try:
         import jupyterhub  # noqa: F401
     except ImportError:
         pytest.fail("jupyterhub is missing: it is in the test extra (./dev setup)")
-    chp = find_chp()
-    if chp is None:
-        pytest.fail("configurable-http-proxy not found: run ./dev setup (npm install)")
+    chp = require_binary("configurable-http-proxy", "run ./dev setup (npm install)", path=find_chp())
     tmp: Path = tmp_path_factory.mktemp("hub")
     proc = HubProcess(tmp, chp)
     try:

@@ -297,5 +297,5 @@ def lookup(table: list[tuple[Any, Any]], value: Any) -> Any:
 def _same(a: Any, b: Any) -> bool:
     try:
         return bool(a == b) or (a != a and b != b)  # NaN equals NaN here
-    except Exception:
+    except (TypeError, ValueError):  # incomparable (e.g. ambiguous truth values): not the same input
         return False

@@ -285,7 +285,7 @@ async def test_data_uploads_bad_frames(api):
     await bystander.check()
 
     # accepted with documented handling: unsorted -> stably sorted, duplicates kept in input order,
-    # object columns kept in the buffer but not sent on the wire
+    # text columns kept in the buffer and sent on the wire as dictionary codes
     df = pd.DataFrame({"timestamp": [T[3], T[1], T[1], T[0], T[3]], "x": [30.0, 10.0, 11.0, 0.0, 31.0],
                        "label": ["d", "b", "b2", "a", "d2"]})
     code, model, _ = await api.request("PUT", *SESSIONS, target, "data", raw=arrow_bytes(df))
@@ -295,7 +295,8 @@ async def test_data_uploads_bad_frames(api):
     await api.ok(target, "speed", speed="max")
     await api.ok(target, "play")
     header, cols = (await ws.until(lambda k, m: k == "frame"))[-1][1]
-    assert cols["x"].tolist() == [0.0, 10.0, 11.0, 30.0, 31.0] and "label" not in cols
+    assert cols["x"].tolist() == [0.0, 10.0, 11.0, 30.0, 31.0]
+    assert cols["label"].tolist() == ["a", "b", "b2", "d", "d2"]
     await api.wait_for(target, lambda m: m["state"] == "finished")
     buf = await api.buffer(target)
     assert buf["label"].tolist() == ["a", "b", "b2", "d", "d2"]

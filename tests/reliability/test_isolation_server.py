@@ -255,8 +255,23 @@ class ServerSessionsMachine(RuleBasedStateMachine):
 
     @invariant()
     def streams_are_consistent(self) -> None:
-        for checker in self.checkers:
-            assert checker.next_row is not None or checker.seq >= 0
+        """Each writer stream holds exactly the rows its session released (the checker refuses gaps and
+        duplicates as it reads): a quiet replay session's ``rows`` equals the stream's next row; a
+        running (or live) one may be ahead of a socket, never behind it."""
+        self.run(self._streams_are_consistent())
+
+    async def _streams_are_consistent(self) -> None:
+        for j, checker in enumerate(self.checkers):
+            await self._barrier(j)
+            status = await self.api.status(self.kernels[j])
+            assert checker.next_row is not None, f"{self.kernels[j]}: stream not positioned after hello/history"
+            assert checker.seq <= status["seq"], f"{self.kernels[j]}: stream seq {checker.seq} > session {status['seq']}"
+            if status["mode"] == "replay" and status["state"] != State.PLAYING.value:
+                assert checker.next_row == status["rows"], (
+                    f"{self.kernels[j]}: stream ends at row {checker.next_row}, the session released {status['rows']}"
+                )
+            else:
+                assert checker.next_row <= status["rows"], f"{self.kernels[j]}: stream ahead of its session"
 
 
 @pytest.fixture

@@ -131,6 +131,7 @@ class WsClient:
 
     def __init__(self, conn: Any) -> None:
         self.conn = conn
+        self.decoder = wire.FrameDecoder()  # one per connection: text-column dictionaries are per stream
 
     async def recv(self, timeout: float = 20.0) -> tuple[str, Any]:
         """``("text", dict)``, ``("frame", (header, columns))`` or ``("closed", None)``."""
@@ -138,7 +139,7 @@ class WsClient:
         if msg is None:
             return "closed", None
         if isinstance(msg, bytes):
-            return "frame", wire.decode_frame(msg)
+            return "frame", self.decoder.decode(msg)
         return "text", json.loads(msg)
 
     async def send(self, **message: Any) -> None:

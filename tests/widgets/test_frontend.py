@@ -4,9 +4,9 @@ frames and messages as the kernel and the server send them."""
 from __future__ import annotations
 
 import json
-import shutil
 import struct
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +24,9 @@ ESBUILD = ROOT / "node_modules" / ".bin" / "esbuild"
 
 
 @pytest.fixture(scope="module")
-def node() -> str:
-    path = shutil.which("node")
-    if path is None:
-        pytest.fail("node is not installed: run ./dev setup")
-    return path
+def node(require_binary: Callable[..., str]) -> str:
+    """The node binary (missing: a failure under ./dev test and CI, else a skip; see tests/conftest.py)."""
+    return require_binary("node", "install Debian's nodejs; `./dev setup` does")
 
 
 def run_node(node: str, script_dir: Path, code: str) -> Any:
@@ -47,13 +45,13 @@ def test_bundle_is_the_widget_asset() -> None:
     assert "cdn.bokeh.org" not in BUNDLE.read_text()  # BokehJS comes from the kernel's bokeh package, inline
 
 
-def test_bundle_is_built_from_the_sources(tmp_path: Path) -> None:
+def test_bundle_is_built_from_the_sources(require_binary: Callable[..., str], tmp_path: Path) -> None:
     """The bundle is exactly what esbuild makes of js/src now (a stale bundle would test old code)."""
-    assert ESBUILD.exists(), "esbuild is missing: run ./dev setup (npm ci)"
+    esbuild = require_binary("esbuild", "run ./dev setup (npm ci)", path=str(ESBUILD))
     script = json.loads((ROOT / "package.json").read_text())["scripts"]["build"]
     out = tmp_path / "replay.js"
     args = [a if not a.startswith("--outfile=") else f"--outfile={out}" for a in script.split()[1:]]
-    proc = subprocess.run([str(ESBUILD), *args, "--log-level=error"], cwd=ROOT, capture_output=True, text=True,
+    proc = subprocess.run([esbuild, *args, "--log-level=error"], cwd=ROOT, capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert out.read_text() == BUNDLE.read_text(), "the bundle is stale: run npm run build (or ./dev setup)"
@@ -150,13 +148,16 @@ def test_js_decodes_dictionary_columns_per_stream(node: str, tmp_path: Path) -> 
         dictionary_frame(1, [1.0, 2.0, 3.0, 4.0], {"symbol": ([0, 1, -1, 0], 0, ["AAPL", "MSFT"]),
                                                    "venue": ([0, 0, 0, 0], 0, ["X"])},
                          {"price": np.array([1.5, 2.5, 3.5, 4.5])}),
-        dictionary_frame(2, [5.0, 6.0], {"symbol": ([2, 1], 2, ["GOOG"]), "venue": ([0, -1], 2, [])}),
+        dictionary_frame(2, [5.0, 6.0], {"symbol": ([2, 1], 2, ["GOOG"]), "venue": ([0, -1], 1, [])}),
         dictionary_frame(3, [7.0], {"symbol": ([0], 0, ["TSLA"]), "venue": ([0], 1, [])}),  # symbol restarts
     ]
+    decoder = wire.FrameDecoder()  # Python's per-stream decoder reads the same frames to the same values
+    python_symbols = []
     for i, f in enumerate(frames):
         (tmp_path / f"d{i}.bin").write_bytes(f)
-        header, cols = wire.decode_frame(f)  # the numeric decoder reads the codes as int32
-        assert cols[header["columns"][-1]["name"]].dtype == np.int32
+        _, cols = decoder.decode(f)
+        python_symbols.append(cols["symbol"].tolist())
+    assert python_symbols == [["AAPL", "MSFT", None, "AAPL"], ["GOOG", "MSFT"], ["TSLA"]]
     out = run_node(node, tmp_path, """
 import { readFileSync } from "node:fs";
 globalThis.window = { location: { href: "http://127.0.0.1:8888/lab" } };

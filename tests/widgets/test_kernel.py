@@ -6,14 +6,15 @@ sends the custom messages the widget JS sends).
 
 from __future__ import annotations
 
+import queue
 import time
 from typing import Any
 
+import jupyter_client.manager
 import pytest
 
 from jupyter_replay import wire
 
-jupyter_client = pytest.importorskip("jupyter_client")
 
 SETUP = """
 import numpy as np, pandas as pd
@@ -47,7 +48,7 @@ class Frontend:
                 return
             try:
                 msg = self.kc.get_iopub_msg(timeout=left)
-            except Exception:  # queue.Empty
+            except queue.Empty:
                 return
             kind, content = msg["msg_type"], msg["content"]
             if kind == "comm_open" and content.get("target_name") == "jupyter.widget":

@@ -14,7 +14,9 @@ from jupyter_replay import wire
 from jupyter_replay.batch import Batch, Mode
 from jupyter_replay.exceptions import IllegalTransitionError, InvalidValueError, ReplayError
 from jupyter_replay.widgets import Replay, replay
-from jupyter_replay.widgets.replay import FRAME_RATE, bokehjs_code, make_source
+from jupyter_replay.sources import as_source as make_source
+from jupyter_replay.widgets.attach import bokehjs_code
+from jupyter_replay.widgets.comm import FRAME_RATE
 
 from widget_helpers import trades, wait_until
 
@@ -22,7 +24,9 @@ from widget_helpers import trades, wait_until
 # ------------------------------------------------------------------------------ validation
 
 
-@pytest.mark.parametrize("bad", [0, -1, math.nan, math.inf, -math.inf, "fast", "", True, None, 1001, 0.05, [1]])
+@pytest.mark.parametrize(
+    "bad", [0, -1, math.nan, -math.inf, "fast", "fastest", "inf", "", True, None, 1001, 0.05, [1], 10**400, "9" * 500]
+)
 def test_bad_speed_raises_traiterror_and_changes_nothing(make_replay, bad) -> None:
     r = make_replay(trades(20), speed=2)
     with pytest.raises(TraitError) as info:
@@ -31,6 +35,35 @@ def test_bad_speed_raises_traiterror_and_changes_nothing(make_replay, bad) -> No
     assert r.speed == 2.0
     assert r.session.status()["speed"] == 2.0
     assert r.status["speed"] == 2.0
+
+
+@pytest.mark.parametrize("value, expected", [("10x", 10.0), ("2.5x", 2.5), ("10", 10.0), (math.inf, "max"),
+                                             ("MAX", "max"), (3, 3.0)])
+def test_speed_takes_the_control_tables_grammar(make_replay, value, expected) -> None:
+    """``r.speed`` accepts what REST accepts (controls.parse_speed), and reports it as every host does."""
+    r = make_replay(trades(20), speed=2)
+    r.speed = value
+    assert r.speed == expected and r.session.status()["speed"] == expected == r.status["speed"]
+
+
+def test_bad_speed_message_is_the_engines(make_replay) -> None:
+    from jupyter_replay.controls import parse_speed
+
+    r = make_replay(trades(20))
+    with pytest.raises(InvalidValueError) as engine:
+        parse_speed("fastest")
+    with pytest.raises(TraitError) as trait:
+        r.speed = "fastest"
+    assert str(trait.value) == str(engine.value)
+
+
+@pytest.mark.parametrize("bad", [1, 0, "true", None])
+def test_bad_loop_raises_like_rest(make_replay, bad) -> None:
+    """``loop`` is True or False only (controls.parse_loop), as over REST: 0/1 and text are refused."""
+    r = make_replay(trades(10))
+    with pytest.raises(TraitError):
+        r.loop = bad
+    assert r.loop is False and r.session.status()["loop"] is False
 
 
 def test_bad_constructor_values() -> None:
@@ -53,11 +86,12 @@ def test_bad_constructor_values() -> None:
         Replay(df, kind="ohlc", volume="nope")
 
 
-@pytest.mark.parametrize("bad", ["sideways", "", 3, None])
+@pytest.mark.parametrize("bad", ["sideways", "", 3, None, "x" * 10_000])
 def test_bad_mode_raises(make_replay, bad) -> None:
     r = make_replay(trades(10))
-    with pytest.raises(TraitError):
+    with pytest.raises(TraitError) as info:
         r.mode = bad
+    assert len(str(info.value)) < 200  # bounded: never the whole input
     assert r.mode == "replay" and r.session.status()["mode"] == "replay"
 
 
@@ -389,3 +423,52 @@ def test_replay_function_and_close() -> None:
         r.close()
     with pytest.raises(ReplayError):
         r.play()
+
+
+# ------------------------------------------------------------------------------ text columns, callback errors
+
+
+def test_text_columns_on_the_local_path(make_replay, caplog) -> None:
+    """Long format with text and categorical columns: ``r.buffer`` and the batches have them, the comm
+    carries them as dictionary codes (each value once per comm), a failing callback is logged once."""
+    from widget_helpers import long_format
+
+    df = long_format(60)
+    r = make_replay(df, "date", speed="max")
+    seen: list[str] = []
+    r.on_batch(lambda batch, clock: seen.extend(batch.columns["symbol"].tolist()))
+
+    def broken(batch, clock):
+        raise KeyError("symbol")
+
+    r.on_batch(broken)
+    with caplog.at_level("ERROR", logger="jupyter_replay.client"):
+        r.play()
+        assert r.wait(timeout=20) == "finished"
+    assert seen == df["symbol"].tolist()
+    assert r.buffer["symbol"].tolist() == df["symbol"].tolist()
+    assert r.buffer["venue"].tolist() == list(df["venue"].astype(object))
+    assert r.buffer["note"].tolist() == df["note"].tolist()
+    logged = [rec for rec in caplog.records if rec.name == "jupyter_replay.client"]
+    assert len(logged) == 1 and "KeyError" in (logged[0].exc_text or "")
+    assert r.status["callback_errors"] == r.session.status()["callback_errors"] > 0
+    assert "symbol" in (r.status["error"] or "")
+    # ... and shown once in the widget (its status line), not once per batch
+    shown = wait_until(lambda: r.messages("error"))
+    assert len(shown) == 1 and "broken" in shown[0][0]["message"] and "KeyError" in shown[0][0]["message"]
+    # what the browser received: every row, text decoded with one decoder for the comm
+    wait_until(lambda: sum(h["rows"] for h, _ in r.frames()) >= 60)
+    symbols = sum((cols["symbol"].tolist() for _, cols in r.frames()), [])
+    assert symbols == df["symbol"].tolist()
+    sent_values = sum((c["dictionary"]["values"] for c in _frame_columns(r) if c["name"] == "symbol"), [])
+    assert sorted(sent_values) == ["AAPL", "GOOG", "MSFT"]  # each value once
+
+
+def _frame_columns(r) -> list[dict]:
+    """The column specs of every frame sent over the comm (headers only: dictionaries as sent)."""
+    out = []
+    for content, buffers in r.messages():
+        if content.get("type") in ("frame", "history") and buffers:
+            head_len = int.from_bytes(buffers[0][:4], "little")
+            out.extend(json.loads(buffers[0][4 : 4 + head_len])["columns"])
+    return out

@@ -40,10 +40,11 @@ class RecordingReplay(Replay):
 
     def frames(self) -> list[tuple[dict, dict[str, np.ndarray]]]:
         """Decoded binary frames sent (``frame`` and ``history`` messages), in order."""
+        decoder = wire.FrameDecoder()  # one per comm, as in the browser: dictionaries are per stream
         out = []
         for content, buffers in self.messages():
             if content.get("type") in ("frame", "history") and buffers:
-                out.append(wire.decode_frame(buffers[0]))
+                out.append(decoder.decode(buffers[0]))
         return out
 
 
@@ -65,5 +66,24 @@ def trades(n: int = 500, start: str = "2024-01-02 09:30", freq: str = "100ms", s
             "timestamp": pd.date_range(start, periods=n, freq=freq, tz="UTC"),
             "price": 100 + np.cumsum(rng.standard_normal(n)) * 0.1,
             "size": rng.integers(1, 100, n).astype(np.int64),
+        }
+    )
+
+
+def long_format(n: int = 60) -> pd.DataFrame:
+    """A long-format frame (``date, symbol, price``) with every kind of column a user brings: text,
+    categorical, nullable bool and int, datetime and tz-aware values, text with missing values."""
+    i = np.arange(n)
+    return pd.DataFrame(
+        {
+            "date": pd.date_range("2024-01-02 09:30", periods=n, freq="100ms", tz="America/New_York"),
+            "symbol": np.array(["AAPL", "MSFT", "GOOG"], dtype=object)[i % 3],
+            "price": 100 + i * 0.25,
+            "venue": pd.Categorical(np.where(i % 2 == 0, "XNAS", "ARCX")),
+            "flag": pd.array([True, None, False] * (n // 3) + [True] * (n % 3), dtype="boolean"),
+            "qty": pd.array([1, None, 3] * (n // 3) + [1] * (n % 3), dtype="Int64"),
+            "settle": pd.date_range("2024-02-01", periods=n, freq="D"),
+            "local": pd.date_range("2024-02-01", periods=n, freq="h", tz="Europe/Berlin"),
+            "note": (["a", None, "ü €"] * (n // 3) + ["a"] * (n % 3)),
         }
     )

@@ -22,6 +22,7 @@ import numpy as np
 
 from ...batch import Chunk
 from ...exceptions import DataError, FeedError, InvalidValueError, brief
+from ...timeconv import int_time_to_ns, temporal_to_ns
 
 __all__ = [
     "SCHEMA_SUFFIX",
@@ -95,6 +96,11 @@ def sync_client(url_or_client: Any) -> tuple[Any, bool]:
 # schema and decoding
 
 
+def _id_ns(entry_ms: np.ndarray) -> np.ndarray:
+    """Entry-id milliseconds as int64 ns, range-checked (``ms * 1_000_000`` would wrap past 2262)."""
+    return temporal_to_ns(entry_ms.view("datetime64[ms]"), "stream entry id (ms)").view(np.int64)
+
+
 def decode_schema(raw: Mapping[Any, Any] | None) -> dict[str, np.dtype] | None:
     """The ``:schema`` hash as ``{column: dtype}`` (None when the hash is missing)."""
     if not raw:
@@ -163,21 +169,24 @@ class Schema:
 
     def _times(self, entries: Sequence[Entry], entry_ms: np.ndarray) -> np.ndarray:
         """The ``time_field`` values (int ns), else the id milliseconds, per entry."""
+        what = f"stream field {brief(self.time_field)}"
         if self._tkey is not None:
             raw = [f.get(self._tkey) for _, f in entries]
             if all(v is not None for v in raw):
                 try:
-                    return np.array(raw).astype(np.int64)
-                except ValueError as exc:
-                    raise DataError(
-                        f"stream field {brief(self.time_field)} is not int nanoseconds: {brief(str(exc))}"
-                    ) from None
+                    return int_time_to_ns(np.array(raw).astype(np.int64), what)
+                except (ValueError, OverflowError) as exc:  # DataError is a ValueError: keep its message
+                    if isinstance(exc, DataError):
+                        raise
+                    raise DataError(f"{what} is not int nanoseconds: {brief(str(exc))}") from None
             if any(v is not None for v in raw):
-                return np.array(
-                    [int(v) if v is not None else ms * 1_000_000 for v, ms in zip(raw, entry_ms.tolist())],
-                    dtype=np.int64,
-                )
-        return entry_ms * 1_000_000
+                id_ns = _id_ns(entry_ms).tolist()
+                try:
+                    mixed = np.array([int(v) if v is not None else ns for v, ns in zip(raw, id_ns)], dtype=np.int64)
+                except (ValueError, OverflowError) as exc:
+                    raise DataError(f"{what} is not int nanoseconds: {brief(str(exc))}") from None
+                return int_time_to_ns(mixed, what)
+        return _id_ns(entry_ms)
 
     def _column(self, name: str, dtype: np.dtype, entries: Sequence[Entry]) -> np.ndarray:
         key = self._keys[name]

@@ -1,0 +1,327 @@
+"""``SessionClient``: everything a synchronous client of one replay session does that is not I/O.
+
+Two adapters sit on it (the httpx ``BaseClient`` / ``Client`` / ``AsyncClient`` split is the model):
+``runner.ThreadedSession`` (the engine ``Session`` on a background loop in this process) and
+``widgets.remote.RemoteSession`` (the kernel's session on the Jupyter server, over REST + WebSocket).
+The base holds the public API (play/pause/stop/step/seek/set_speed/set_loop/set_mode/control/status/
+frame/subscribe/on_batch/wait/close, same signatures on both), subscribers, the ``on_batch`` callbacks and
+their error accounting, ``wait``, the mirrored buffer and the cached status. An adapter supplies
+``_control`` (run one action from ``controls.CONTROLS`` with its argument names), ``_read_status``,
+``state``, ``clock`` and ``close``, and feeds events in with ``_on_event`` and ``_run_callbacks``.
+
+A failing ``on_batch`` callback never stops the replay: its first failure is logged with the traceback
+(logger ``jupyter_replay.client``, level ERROR: with logging not configured, Python's last-resort handler
+prints it to stderr, which a kernel shows as cell output) and passed to ``on_callback_error`` listeners (the
+``Replay`` widget shows it in its status line); every failure is counted in ``status()["callback_errors"]``
+and described in ``status()["error"]``; later failures of the same callback are not logged again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import pandas as pd
+
+from .batch import Batch, Event, ResetEvent, StateEvent
+from .buffer import RollingBuffer
+from .clock import Clock
+from .controller import State
+from .exceptions import brief
+from .timeconv import ns_to_iso
+
+__all__ = ["NOT_PLAYING", "BatchCallback", "BatchCallbacks", "SessionClient"]
+
+log = logging.getLogger(__name__)
+
+BatchCallback = Callable[[Batch, Clock], Any]
+#: The states ``wait()`` waits for by default.
+NOT_PLAYING: tuple[State, ...] = (State.FINISHED, State.PAUSED, State.STOPPED)
+
+
+def _name(fn: Any) -> str:
+    return str(getattr(fn, "__name__", None) or type(fn).__name__)
+
+
+class BatchCallbacks:
+    """``on_batch`` callbacks run in order; a failure is logged with its traceback once per callback,
+    then only counted (``errors``, ``last_error``)."""
+
+    def __init__(self) -> None:
+        self._fns: list[BatchCallback] = []
+        self._reported: set[int] = set()
+        self.errors = 0
+        self.last_error: str | None = None
+        #: called with the error text on the first failure of each callback (e.g. a widget shows it)
+        self.first_failure: list[Callable[[str], None]] = []
+
+    def __len__(self) -> int:
+        return len(self._fns)
+
+    def add(self, fn: BatchCallback) -> None:
+        self._fns.append(fn)
+
+    def remove(self, fn: BatchCallback) -> None:
+        self._fns = [f for f in self._fns if f is not fn]
+
+    def clear(self) -> None:
+        self._fns = []
+
+    def run(self, batch: Batch, clock: Clock) -> None:
+        for fn in list(self._fns):
+            try:
+                fn(batch, clock)
+            except Exception as exc:
+                self.errors += 1
+                self.last_error = f"on_batch callback {brief(_name(fn))} failed: {brief(exc, 200)}"
+                if id(fn) not in self._reported:
+                    self._reported.add(id(fn))
+                    log.exception(
+                        "on_batch callback %r failed (shown once; later failures are counted in "
+                        "status()['callback_errors'])", _name(fn),
+                    )
+                    for notify in list(self.first_failure):
+                        try:
+                            notify(self.last_error)
+                        except Exception:  # a broken listener must not hide the callback's error
+                            log.exception("callback error listener failed")
+
+
+class SessionClient:
+    """The host-independent part of a synchronous session client (see the module docstring)."""
+
+    id: str
+
+    def __init__(self, *, buffer_rows: int = 100_000, tz: Any = None, mirror: bool = True) -> None:
+        self._lock = threading.RLock()
+        self._cond = threading.Condition(self._lock)
+        self._subscribers: list[Callable[[Event], None]] = []
+        self._callbacks = BatchCallbacks()
+        self._buffer_rows = int(buffer_rows)
+        self._tz = tz
+        #: rows received since the last reset (None: the adapter reads the engine's own buffer)
+        self._mirror: RollingBuffer | None = RollingBuffer(self._buffer_rows, {}, tz=tz) if mirror else None
+        self._status: dict[str, Any] = {}
+        self._status_at = time.monotonic()
+        self._status_seq = -1
+        self._recent: deque[tuple[int, int]] = deque(maxlen=4096)  # (seq, rows) of batches after the status
+        self._last_ts: int | None = None
+        self._closed = False
+
+    # ------------------------------------------------------------------ what an adapter supplies
+    def _control(self, action: str, args: dict[str, Any]) -> dict[str, Any]:
+        """Run ``action`` (a ``controls.CONTROLS`` name) with ``args``; returns the status after it."""
+        raise NotImplementedError
+
+    def _read_status(self) -> dict[str, Any]:
+        """The session's status as the adapter knows it (before the client's own keys are merged in)."""
+        raise NotImplementedError
+
+    @property
+    def state(self) -> State:
+        raise NotImplementedError
+
+    @property
+    def clock(self) -> Clock:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ views
+    def status(self) -> dict[str, Any]:
+        """The session's status; ``callback_errors`` includes this client's failing callbacks."""
+        st = self._read_status()
+        st["callback_errors"] = int(st.get("callback_errors") or 0) + self._callbacks.errors
+        if self._callbacks.last_error and not st.get("error"):
+            st["error"] = self._callbacks.last_error
+        return st
+
+    def frame(self) -> pd.DataFrame:
+        """The buffered rows (most recent ``buffer_rows``) as a DataFrame with a ``timestamp`` column."""
+        with self._lock:
+            assert self._mirror is not None
+            return self._mirror.to_frame()
+
+    # ------------------------------------------------------------------ controls
+    def control(self, action: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Any action of ``controls.CONTROLS`` with its argument names; returns the status after it."""
+        st = self._control(str(action), dict(args or {}))
+        st = dict(st)
+        st["callback_errors"] = int(st.get("callback_errors") or 0) + self._callbacks.errors
+        return st
+
+    def play(self) -> None:
+        self.control("play")
+
+    def pause(self) -> None:
+        self.control("pause")
+
+    def stop(self) -> None:
+        self.control("stop")
+
+    def step(self, n: int | None = None, *, duration: Any = None) -> int:
+        """Release the next ``n`` rows (or those within ``duration`` of data time); returns the rows released."""
+        args: dict[str, Any] = {}
+        if n is not None:
+            args["n"] = n
+        if duration is not None:
+            args["duration"] = duration
+        before = int(self.status().get("position") or 0)
+        st = self.control("step", args)
+        return int(st.get("position") or 0) - before
+
+    def seek(self, target: Any = None, *, fraction: float | None = None, row: int | None = None) -> int:
+        """Jump to a timestamp, a ``fraction`` in [0, 1] or a ``row``; returns the new position."""
+        args: dict[str, Any] = {}
+        if target is not None:
+            args["timestamp"] = target
+        if fraction is not None:
+            args["fraction"] = fraction
+        if row is not None:
+            args["row"] = row
+        return int(self.control("seek", args).get("position") or 0)
+
+    def set_speed(self, value: Any) -> float:
+        """Set the speed (see ``controls.parse_speed``); returns it (``inf`` for ``"max"``)."""
+        sp: Any = self.control("speed", {"speed": value}).get("speed")
+        return float("inf") if sp == "max" else float(sp)
+
+    def set_loop(self, flag: Any) -> None:
+        self.control("loop", {"loop": flag})
+
+    def set_mode(self, mode: Any, symbol: str | None = None) -> None:
+        args: dict[str, Any] = {"mode": getattr(mode, "value", mode)}
+        if symbol is not None:
+            args["symbol"] = symbol
+        self.control("mode", args)
+
+    # ------------------------------------------------------------------ subscriptions
+    def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]:
+        """``callback(event)`` for every event, on the client's I/O thread; returns an unsubscribe function."""
+        with self._lock:
+            self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if callback in self._subscribers:
+                    self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    def on_batch(self, fn: BatchCallback) -> BatchCallback:
+        """Decorator: ``fn(batch, clock)`` for every batch, on the client's I/O thread.
+
+        A failure is logged once per callback with its traceback, then counted in
+        ``status()["callback_errors"]``; it never stops the replay.
+        """
+        self._callbacks.add(fn)
+        return fn
+
+    def on_callback_error(self, fn: Callable[[str], None]) -> None:
+        """``fn(message)`` on the first failure of each ``on_batch`` callback (the widget shows it)."""
+        self._callbacks.first_failure.append(fn)
+
+    @property
+    def callback_errors(self) -> int:
+        """Failures of this client's ``on_batch`` callbacks."""
+        return self._callbacks.errors
+
+    def wait(self, states: Iterable[State | str] = NOT_PLAYING, timeout: float = 60.0) -> State:
+        """Block until the session is in one of ``states`` (default: not playing); returns the state."""
+        wanted = {State(s) for s in states}
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while (state := self.state) not in wanted:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"session still {state.value} after {timeout}s")
+                self._cond.wait(min(left, 0.1))
+            return state
+
+    # ------------------------------------------------------------------ events in (from the adapter)
+    def _on_event(self, event: Event) -> None:
+        """An event of the session: update the mirror and the cached status, then tell the subscribers."""
+        with self._cond:
+            if isinstance(event, Batch):
+                self._mirror_rows(event)
+            elif isinstance(event, ResetEvent):
+                if self._mirror is not None:
+                    self._mirror.clear()
+                self._last_ts = None
+                self._recent.clear()
+            elif isinstance(event, StateEvent) and event.status:
+                self._set_status(event.status)
+            self._cond.notify_all()
+        for cb in list(self._subscribers):
+            try:
+                cb(event)
+            except Exception:  # one bad subscriber must not starve the others
+                log.exception("session %s subscriber failed", getattr(self, "id", "?"))
+
+    def _run_callbacks(self, batch: Batch, clock: Clock | None = None) -> None:
+        """The ``on_batch`` callbacks for ``batch`` (after the subscribers have it)."""
+        self._callbacks.run(batch, clock if clock is not None else self.clock)
+
+    def _mirror_rows(self, batch: Batch) -> None:
+        if len(batch):
+            self._last_ts = int(batch.ts[-1])
+            if batch.seq > self._status_seq:
+                self._recent.append((batch.seq, len(batch)))
+        if self._mirror is None:
+            return
+        dtypes = {k: v.dtype for k, v in batch.columns.items()}
+        if dtypes != self._mirror.dtypes:  # a new schema (new source, mode): a new buffer
+            self._mirror = RollingBuffer(self._buffer_rows, dtypes, tz=self._tz)
+        self._mirror.append(batch)  # type: ignore[arg-type]  # a Batch has the Chunk fields
+
+    def _replace_mirror(self, batch: Batch) -> None:
+        """The session's whole buffer (a history frame) replaces the mirror."""
+        with self._cond:
+            if self._mirror is not None:
+                dtypes = {k: v.dtype for k, v in batch.columns.items()}
+                self._mirror = RollingBuffer(self._buffer_rows, dtypes, tz=self._tz)
+                self._mirror.append(batch)  # type: ignore[arg-type]
+            self._last_ts = int(batch.ts[-1]) if len(batch) else None
+            self._recent.clear()
+            self._cond.notify_all()
+
+    # ------------------------------------------------------------------ cached status
+    def _set_status(self, status: dict[str, Any]) -> None:
+        """Keep ``status`` unless a newer one (higher ``seq``) is known."""
+        with self._cond:
+            seq = int(status.get("seq") or 0)
+            if seq < self._status_seq:
+                return
+            self._status_seq = seq
+            self._status = dict(status)
+            while self._recent and self._recent[0][0] <= seq:
+                self._recent.popleft()
+            self._status_at = time.monotonic()
+            self._cond.notify_all()
+
+    def _cached_status(self) -> dict[str, Any]:
+        """The last status received, moved on by the rows received since.
+
+        A server sends a status on transitions only; ``position``, ``position_ns``, ``progress``,
+        ``rows`` and ``buffer_rows`` are advanced by the rows of later batches.
+        """
+        with self._lock:
+            st = dict(self._status)
+            extra = sum(rows for seq, rows in self._recent if seq > self._status_seq)
+            if extra:
+                pos = int(st.get("position") or 0) + extra
+                st["position"] = pos
+                st["rows"] = int(st.get("rows") or 0) + extra
+                cap = int(st.get("buffer_capacity") or self._buffer_rows)
+                st["buffer_rows"] = min(cap, int(st.get("buffer_rows") or 0) + extra)
+                if self._last_ts is not None:
+                    st["position_ns"] = self._last_ts
+                    st["position_iso"] = ns_to_iso(self._last_ts)
+                if st.get("mode") != "live" and st.get("num_rows"):
+                    st["progress"] = min(1.0, pos / int(st["num_rows"]))
+            return st
