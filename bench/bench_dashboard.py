@@ -132,19 +132,21 @@ def _play_all(pages: list[Any], timeout_s: float, log: Any) -> int:
 
 
 def _leave(dash: Any, pages: list[Any], timeout_s: float) -> float:
-    """Close every page (beforeunload shutdown); seconds until all their kernels are gone."""
+    """Close every page as a visitor does (``beforeunload`` runs: Voilà's shutdown beacon); seconds until all
+    their kernels are gone. The contexts are closed only afterwards: closing one at once could drop the beacon."""
     from dashboard_harness import page_kernel_id
     from lab_harness import wait_for
 
     kernels = [page_kernel_id(p) for p in pages]
     t0 = time.monotonic()
     for page in pages:
-        ctx = page.context
         page.close(run_before_unload=True)
-        ctx.close()
     wait_for(lambda: not any(dash.kernel_exists(k) for k in kernels), timeout=timeout_s, interval=0.5,
              message="kernels outlived their closed pages")
-    return time.monotonic() - t0
+    elapsed = time.monotonic() - t0
+    for page in pages:
+        page.context.close()
+    return elapsed
 
 
 def run(quick: bool = False, tiny: bool = False, **_: Any) -> list[Figure]:
@@ -198,6 +200,8 @@ def run(quick: bool = False, tiny: bool = False, **_: Any) -> list[Figure]:
                     cpu0, w0 = _cpu(procs), time.monotonic()
                     time.sleep(window_s)  # the measurement window itself: every visitor keeps playing at 1x
                     cpu_s, wall_s = _cpu(procs) - cpu0, time.monotonic() - w0
+                    log(f"[dashboard] idle RSS {idle_rss / 2**20:.0f} MiB, with visitors {rss / 2**20:.0f} MiB, "
+                        f"{len(kernels)} kernels, {cpu_s:.1f} CPU s in {wall_s:.1f} s, first plots {sorted(firsts)}")
                     cleanup_s = _leave(dash, pages, timeout_s)
                 finally:
                     browser.close()
