@@ -52,6 +52,14 @@ class DisconnectCullingKernelManager(AsyncMappingKernelManager):
 
     start_kernel = _async_start_kernel  # type: ignore[assignment]  # (as jupyter_server does)
 
+    def notify_connect(self, kernel_id: str) -> None:
+        """A client connected (called by the kernel WebSocket handler): from now on the kernel counts as
+        watched once, so losing its clients starts ``disconnect_timeout``, however short the visit was."""
+        super().notify_connect(kernel_id)
+        if kernel_id in self._kernel_connections:
+            self._ever_connected.add(kernel_id)
+            self._unwatched_since.pop(kernel_id, None)
+
     def _start_disconnect_checker(self) -> None:
         if self._disconnect_checker is None and self.disconnect_timeout > 0:
             self._disconnect_checker = PeriodicCallback(self._check_disconnected,
@@ -70,7 +78,6 @@ class DisconnectCullingKernelManager(AsyncMappingKernelManager):
         for kernel_id in kernel_ids:
             if self._kernel_connections.get(kernel_id, 0) > 0:
                 self._unwatched_since.pop(kernel_id, None)
-                self._ever_connected.add(kernel_id)
                 continue
             connected_before = kernel_id in self._ever_connected
             if not connected_before and self.kernel_model(kernel_id)["execution_state"] == "busy":
