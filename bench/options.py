@@ -22,6 +22,7 @@ BENCHES: dict[str, tuple[str, str]] = {
     "sessions": ("bench.bench_sessions", "concurrent sessions in one Jupyter server"),
     "heavy": ("bench.bench_heavy", "bystander pacing while heavy requests hit the same server"),
     "browser": ("bench.bench_browser", "JupyterLab + headless Chromium vs the ipywidgets.Play baseline"),
+    "dashboard": ("bench.bench_dashboard", "Voilà dashboard: 20 concurrent visitors (memory, CPU, first plot)"),
 }
 
 RESULTS_MD = Path(__file__).resolve().parent / "RESULTS.md"

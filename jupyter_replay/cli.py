@@ -2,6 +2,7 @@
 
 Commands:
     demo      write sample data and the example notebooks into a folder, start JupyterLab on the quickstart
+    dashboard serve the market replay dashboard (notebooks/dashboard.ipynb) with Voilà, one kernel per visitor
     bench     run the benchmarks (source checkout: ``bench/``) and print the results table
     version   print the version
 
@@ -178,6 +179,115 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_demo)
 
 
+# -- dashboard -------------------------------------------------------------------------------------
+
+DASHBOARD_NOTEBOOK = "dashboard.ipynb"
+CULLING_KERNEL_MANAGER = "jupyter_replay.server.culling.DisconnectCullingKernelManager"
+
+
+def dashboard_command(notebook: Path, *, ip: str, port: int, open_browser: bool, server: bool, token: str,
+                      disconnect_timeout: float, connect_timeout: float = 300.0,
+                      extra: Sequence[str] = ()) -> tuple[list[str], str]:
+    """The command line serving ``notebook`` with Voilà, and the URL visitors open.
+
+    Standalone (default): ``voila`` alone. Every visitor gets a kernel that may only exchange widget
+    messages (no code execution); Voilà does not load jupyter_server extensions, so the widget runs the
+    replay engine in the visitor's kernel. ``server``: ``jupyter server`` with Voilà as a server extension
+    next to the jupyter_replay extension (``/voila/render/<notebook>``), so each visitor's widget attaches
+    to its kernel's server session; it needs the token (a token holder may also use the server's other
+    APIs, so hand this mode only to people you would give a notebook server).
+    Both shut a visitor's kernel down when the page is closed (Voilà's ``beforeunload`` request) and cull
+    kernels that no browser has been connected to for ``disconnect_timeout`` seconds.
+    """
+    host = f"[{ip}]" if ":" in ip else ip
+    culling = [f"--DisconnectCullingKernelManager.disconnect_timeout={disconnect_timeout:g}",
+               f"--DisconnectCullingKernelManager.connect_timeout={connect_timeout:g}"]
+    if not server:
+        cmd = [
+            sys.executable, "-m", "voila", str(notebook), f"--Voila.ip={ip}", f"--Voila.port={port}",
+            "--Voila.port_retries=0", f"--Voila.open_browser={open_browser}",
+            f"--VoilaConfiguration.multi_kernel_manager_class={CULLING_KERNEL_MANAGER}", *culling, *extra,
+        ]
+        return cmd, f"http://{host}:{port}/"
+    default_url = f"/voila/render/{notebook.name}"
+    cmd = [
+        sys.executable, "-m", "jupyter_server", f"--ServerApp.root_dir={notebook.parent}",
+        f"--ServerApp.ip={ip}", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={token}", f"--ServerApp.default_url={default_url}",
+        f"--ServerApp.open_browser={open_browser}", f"--ServerApp.kernel_manager_class={CULLING_KERNEL_MANAGER}",
+        *(["--ServerApp.allow_root=True"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []),
+        *culling, *extra,
+    ]
+    return cmd, f"http://{host}:{port}{default_url}?token={token}"
+
+
+def dashboard_config_dir() -> str:
+    """The Jupyter config directory with the dashboard's ``voila.py`` (the XSRF cookie hook)."""
+    from jupyter_replay.server.voila import CONFIG_DIR
+
+    return str(CONFIG_DIR)
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    if args.notebook:
+        notebook = Path(args.notebook).expanduser().resolve()
+    else:
+        folder = notebooks_dir()
+        notebook = (folder / DASHBOARD_NOTEBOOK) if folder is not None else Path(DASHBOARD_NOTEBOOK)
+    if not notebook.is_file():
+        print(f"error: notebook {notebook} not found; pass one with --notebook", file=sys.stderr)
+        return 1
+    try:
+        import voila  # noqa: F401
+    except ImportError:
+        print('error: the dashboard needs Voilà: pip install "jupyter-replay[dashboard]"', file=sys.stderr)
+        return 1
+    port = args.port or _free_port(args.ip)
+    if not _port_free(args.ip, port):
+        print(f"error: port {port} on {args.ip} is in use; pick another with --port", file=sys.stderr)
+        return 1
+    cmd, url = dashboard_command(notebook, ip=args.ip, port=port, open_browser=not args.no_browser,
+                                 server=args.server, token=args.token or secrets.token_hex(24),
+                                 disconnect_timeout=args.disconnect_timeout, connect_timeout=args.connect_timeout,
+                                 extra=args.voila_args)
+    env = dict(os.environ)
+    env.setdefault("BOKEH_RESOURCES", "inline")  # works offline
+    config_path = (dashboard_config_dir(), env.get("JUPYTER_CONFIG_PATH"))
+    env["JUPYTER_CONFIG_PATH"] = os.pathsep.join(p for p in config_path if p)
+    if args.dry_run:
+        print(" ".join(cmd))
+        return 0
+    print(f"Serving the replay dashboard ({'server extension' if args.server else 'standalone Voilà'}) at:\n\n"
+          f"    {url}\n\nEvery visitor gets their own kernel and replay session. Stop it with Ctrl-C.", flush=True)
+    if os.name == "posix":
+        os.execve(sys.executable, cmd, env)
+    return subprocess.call(cmd, env=env)
+
+
+def _add_dashboard(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("dashboard", help="serve the market replay dashboard with Voilà (one session per visitor)",
+                       description="Serve notebooks/dashboard.ipynb as a web app with Voilà: every visitor gets "
+                                   "their own kernel and replay session, cleaned up when they leave.")
+    p.add_argument("--port", type=int, default=0, help="port (default: a free one)")
+    p.add_argument("--ip", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1)")
+    p.add_argument("--no-browser", action="store_true", help="do not open a browser; just print the URL")
+    p.add_argument("--server", action="store_true",
+                   help="run jupyter server with Voilà as a server extension: widgets use the replay server "
+                        "extension's sessions (token required)")
+    p.add_argument("--token", default="", help="server token with --server (default: a random one)")
+    p.add_argument("--notebook", default="", help=f"notebook to serve (default: the bundled {DASHBOARD_NOTEBOOK})")
+    p.add_argument("--disconnect-timeout", type=float, default=60.0,
+                   help="shut down a visitor's kernel after this many seconds without a browser connection "
+                        "(a closed page is shut down at once; default: 60)")
+    p.add_argument("--connect-timeout", type=float, default=300.0,
+                   help="shut down a kernel whose page never connected, this many seconds after it ran the "
+                        "notebook (default: 300)")
+    p.add_argument("--dry-run", action="store_true", help="print the command, do not start")
+    p.add_argument("voila_args", nargs="*", metavar="-- ARG",
+                   help="extra arguments for voila / jupyter server (after --)")
+    p.set_defaults(func=cmd_dashboard)
+
+
 # -- bench -----------------------------------------------------------------------------------------
 
 
@@ -231,7 +341,7 @@ def _add_version(sub: argparse._SubParsersAction) -> None:
 # -- entry point -----------------------------------------------------------------------------------
 
 # Subcommand registrars, in --help order. `bench` plugs in here.
-SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_demo, _add_bench, _add_version]
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_demo, _add_dashboard, _add_bench, _add_version]
 
 
 def build_parser() -> argparse.ArgumentParser:
