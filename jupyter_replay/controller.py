@@ -40,18 +40,15 @@ _REPLAY = Mode.REPLAY
 
 
 def _advance(base_ns: int, span: int | pd.DateOffset) -> int:
-    """``base_ns`` plus a fixed span (ns) or a calendar span (months and years in UTC), range-checked."""
+    """``base_ns`` plus a fixed span (ns) or a calendar span (months and years in UTC); a span past the
+    last representable time (year 2262) reaches to it: such a step releases everything to the end."""
     if isinstance(span, int):
-        end = base_ns + span
-    else:
-        try:
-            # rows strictly before (base + 1 ns) + span: "3 months" from Jan 31 is Jan, Feb and Mar
-            end = int((pd.Timestamp(base_ns + 1, tz="UTC") + span).value) - 1
-        except (OverflowError, ValueError):
-            end = NS_MAX + 1
-    if end > NS_MAX:
-        raise InvalidValueError(f"step from {ns_to_iso(base_ns)} goes past the last representable time (year 2262)")
-    return end
+        return min(base_ns + span, NS_MAX)
+    try:
+        # rows strictly before (base + 1 ns) + span: "3 months" from Jan 31 is Jan, Feb and Mar
+        return min(int((pd.Timestamp(base_ns + 1, tz="UTC") + span).value) - 1, NS_MAX)
+    except (OverflowError, ValueError, pd.errors.OutOfBoundsDatetime):
+        return NS_MAX
 
 
 class ReplayController:

@@ -21,6 +21,16 @@ __all__ = [
 _I64 = np.iinfo(np.int64)
 
 
+def missing_times_error(column: object, count: int | None, first: int | None) -> DataError:
+    """The one message for missing (NaT/null) times, whatever the input library: how many, where, the fix."""
+    if count is None:
+        return DataError(f"time column {brief(column)} is all NaT (missing): no rows left to replay")
+    return DataError(
+        f"time column {brief(column)} has {count} NaT (missing) value(s) (first at row {first}); "
+        "pass dropna=True to drop them"
+    )
+
+
 def end_bound(end_ns: Any) -> int:
     """``read_until``'s bound as an int64-range int (``math.inf`` and huge ints are clamped)."""
     if isinstance(end_ns, float) and not np.isfinite(end_ns):
@@ -298,15 +308,12 @@ class DataFrameSource(ArraySource):
         if mask is not None:
             bad = np.flatnonzero(mask)
             if not dropna:
-                raise DataError(
-                    f"time column {time_name!r} has {bad.size} NaT value(s) (first at row {int(bad[0])}); "
-                    "pass dropna=True to drop them"
-                )
+                raise missing_times_error(time_name, bad.size, int(bad[0]))
             keep = ~mask
             ts = ts[keep]
             data = {k: v[keep] for k, v in data.items()}
             if ts.size == 0:
-                raise DataError(f"time column {time_name!r} is all NaT: no rows left to replay")
+                raise missing_times_error(time_name, None, None)
 
         if ts.size > 1:
             down = ts[1:] < ts[:-1]

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 from ..batch import TIME_COLUMN
 from ..exceptions import DataError, InvalidValueError, brief
 from ..timeconv import arrow_temporal_to_numpy, int_time_to_ns, temporal_to_ns
-from .dataframe import ArraySource, _tz_name
+from .dataframe import ArraySource, _tz_name, missing_times_error
 from .parquet import _numpy_dtype, _to_numpy
 
 __all__ = ["TableSource", "is_arrow_input", "to_arrow_table"]
@@ -141,13 +141,10 @@ class TableSource(ArraySource):
             valid = pc.is_valid(tcol)
             if not dropna:
                 first = int(pc.index(valid, False).as_py())
-                raise DataError(
-                    f"time column {brief(time)} has {tcol.null_count} null value(s) (first at row {first}); "
-                    "pass dropna=True to drop them"
-                )
+                raise missing_times_error(time, tcol.null_count, first)
             table = table.filter(valid)
             if table.num_rows == 0:
-                raise DataError(f"time column {brief(time)} is all null: no rows left to replay")
+                raise missing_times_error(time, None, None)
             tcol = table.column(time)
         ts, tz = _time_ns(tcol, time)
 
