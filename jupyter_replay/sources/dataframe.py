@@ -24,9 +24,9 @@ _I64 = np.iinfo(np.int64)
 def missing_times_error(column: object, count: int | None, first: int | None) -> DataError:
     """The one message for missing (NaT/null) times, whatever the input library: how many, where, the fix."""
     if count is None:
-        return DataError(f"time column {brief(column)} is all NaT (missing): no rows left to replay")
+        return DataError(f"time column {brief(column)} is all NaT: no rows left to replay")
     return DataError(
-        f"time column {brief(column)} has {count} NaT (missing) value(s) (first at row {first}); "
+        f"time column {brief(column)} has {count} NaT value(s) (first at row {first}); "
         "pass dropna=True to drop them"
     )
 
