@@ -128,7 +128,7 @@ def test_errors_name_the_column_and_the_fix():
     with pytest.raises(DataError, match="empty"):
         TableSource(pa.table({"timestamp": pa.array([], pa.int64())}))
     nulls = pa.table({"timestamp": pa.array([1, None, 3], pa.int64()), "v": [1, 2, 3]})
-    with pytest.raises(DataError, match=r"1 null value\(s\) \(first at row 1\); pass dropna=True"):
+    with pytest.raises(DataError, match=r"1 NaT value\(s\) \(first at row 1\); pass dropna=True"):
         TableSource(nulls)
     assert TableSource(nulls, dropna=True).data["v"].tolist() == [1, 3]
     unsorted = pa.table({"timestamp": [2, 1, 1], "v": [0, 1, 2]})
