@@ -33,9 +33,9 @@ from traitlets import Dict, TraitError, Unicode, observe, validate
 from .. import controls, wire
 from ..batch import Batch
 from ..controls import State
-from ..exceptions import InvalidValueError, ReplayError
+from ..exceptions import InvalidValueError, ReplayError, brief
 from ..runner import ThreadedSession
-from ..sources import as_source
+from ..sources import ReplaySource, as_source
 from . import attach, plots
 from .comm import FRAME_RATE, CommSender
 
@@ -91,6 +91,34 @@ def _live_dtypes(factory: Callable[[str], Any] | None, symbol: str) -> dict[str,
             dtypes = None
     found: Mapping[str, Any] = dtypes if isinstance(dtypes, Mapping) else _LIVE_FALLBACK_DTYPES
     return {str(k): np.dtype(v) for k, v in found.items()}
+
+
+def _check_kwargs(cls: type, kwargs: Mapping[str, Any]) -> None:
+    """Keyword arguments beyond the signature may only be widget traits (e.g. ``layout``): anything else
+    is a ``TypeError`` naming it, never silently swallowed by traitlets."""
+    unknown = sorted(k for k in kwargs if k not in cls.class_trait_names() or k.startswith("_"))
+    if unknown:
+        raise TypeError(
+            f"replay() got unexpected keyword argument(s) {', '.join(brief(k, 40) for k in unknown[:10])}"
+            + (f" and {len(unknown) - 10} more" if len(unknown) > 10 else "")
+            + "; see help(jupyter_replay.replay) for the options"
+        )
+
+
+def _source_options(data: Any, *, dropna: bool, sort: bool, time_unit: str | None) -> dict[str, Any]:
+    """The data options given (defaults are left out, so sources that do not take them are not bothered)."""
+    opts: dict[str, Any] = {}
+    if dropna:
+        opts["dropna"] = True
+    if not sort:
+        opts["sort"] = False
+    if time_unit is not None:
+        opts["time_unit"] = time_unit
+    if opts and isinstance(data, ReplaySource):
+        raise InvalidValueError(
+            f"{sorted(opts)} apply when the data is converted; pass them to the source you built instead"
+        )
+    return opts
 
 
 class _Control(traitlets.TraitType):
@@ -173,8 +201,12 @@ class Replay(anywidget.AnyWidget):
         symbol: str = "DEMO",
         live_factory: Callable[[str], Any] | None = None,
         timer: Any = None,
+        dropna: bool = False,
+        sort: bool = True,
+        time_unit: str | None = None,
         **kwargs: Any,
     ) -> None:
+        _check_kwargs(type(self), kwargs)
         speed_v = check_speed(speed)
         loop = check_loop(loop)
         sym = check_symbol(symbol)
@@ -182,7 +214,8 @@ class Replay(anywidget.AnyWidget):
             raise InvalidValueError(f"kind must be one of {plots.KINDS}, got {kind!r}")
         if isinstance(buffer_rows, bool) or not isinstance(buffer_rows, int) or buffer_rows < 1:
             raise InvalidValueError(f"buffer_rows must be an int >= 1, got {buffer_rows!r}")
-        source = as_source(data, time, columns=columns) if data is not None else None
+        source_options = _source_options(data, dropna=dropna, sort=sort, time_unit=time_unit)
+        source = as_source(data, time, columns=columns, **source_options) if data is not None else None
         self._tls = threading.local()
         self._lock = threading.RLock()
         self._callbacks: list[Callable[..., Any]] = []
@@ -537,6 +570,9 @@ def replay(
     """Replay ``data`` (DataFrame, ``.parquet``/``.csv`` path, dict/list of frames, or a ``ReplaySource``).
 
     ``time`` names the time column (default: ``timestamp``, a DatetimeIndex, or the only datetime column);
+    ``dropna=True`` drops rows whose time is missing, ``sort=False`` refuses unsorted data,
+    ``time_unit="s"|"ms"|"us"|"ns"`` reads an integer time column as epoch seconds/... (default ns).
+    Unknown keyword arguments raise ``TypeError``.
     ``kind`` is ``"line"`` (``y`` columns vs time) or ``"ohlc"`` (candles of ``y`` with a volume panel,
     ``volume=``, bar width ``bar=`` e.g. ``"5s"``). Display the result for controls and a plot.
     """
