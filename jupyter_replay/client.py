@@ -48,11 +48,12 @@ def _name(fn: Any) -> str:
 
 
 class BatchCallbacks:
-    """``on_batch`` callbacks run in order; a failure is logged with its traceback once per callback,
-    then only counted (``errors``, ``last_error``)."""
+    """``on_batch`` (or ``on_reset``: ``label``) callbacks run in order; a failure is logged with its
+    traceback once per callback, then only counted (``errors``, ``last_error``)."""
 
-    def __init__(self) -> None:
-        self._fns: list[BatchCallback] = []
+    def __init__(self, label: str = "on_batch") -> None:
+        self.label = label
+        self._fns: list[Callable[..., Any]] = []
         self._reported: set[int] = set()
         self.errors = 0
         self.last_error: str | None = None
@@ -71,18 +72,20 @@ class BatchCallbacks:
     def clear(self) -> None:
         self._fns = []
 
-    def run(self, batch: Batch, clock: Clock) -> None:
+    def run(self, *args: Any) -> None:
+        """Call every callback with ``args`` (``(batch, clock)`` for ``on_batch``, ``(reason, position)``
+        for ``on_reset``)."""
         for fn in list(self._fns):
             try:
-                fn(batch, clock)
+                fn(*args)
             except Exception as exc:
                 self.errors += 1
-                self.last_error = f"on_batch callback {brief(_name(fn))} failed: {brief(exc, 200)}"
+                self.last_error = f"{self.label} callback {brief(_name(fn))} failed: {brief(exc, 200)}"
                 if id(fn) not in self._reported:
                     self._reported.add(id(fn))
                     log.exception(
-                        "on_batch callback %r failed (shown once; later failures are counted in "
-                        "status()['callback_errors'])", _name(fn),
+                        "%s callback %r failed (shown once; later failures are counted in "
+                        "status()['callback_errors'])", self.label, _name(fn),
                     )
                     for notify in list(self.first_failure):
                         try:
@@ -101,6 +104,7 @@ class SessionClient:
         self._cond = threading.Condition(self._lock)
         self._subscribers: list[Callable[[Event], None]] = []
         self._callbacks = BatchCallbacks()
+        self._reset_callbacks = BatchCallbacks("on_reset")
         self._buffer_rows = int(buffer_rows)
         self._tz = tz
         #: rows received since the last reset (None: the adapter reads the engine's own buffer)
@@ -136,9 +140,10 @@ class SessionClient:
     def status(self) -> dict[str, Any]:
         """The session's status; ``callback_errors`` includes this client's failing callbacks."""
         st = self._read_status()
-        st["callback_errors"] = int(st.get("callback_errors") or 0) + self._callbacks.errors
-        if self._callbacks.last_error and not st.get("error"):
-            st["error"] = self._callbacks.last_error
+        st["callback_errors"] = int(st.get("callback_errors") or 0) + self.callback_errors
+        last = self._callbacks.last_error or self._reset_callbacks.last_error
+        if last and not st.get("error"):
+            st["error"] = last
         return st
 
     def frame(self) -> pd.DataFrame:
@@ -152,7 +157,7 @@ class SessionClient:
         """Any action of ``controls.CONTROLS`` with its argument names; returns the status after it."""
         st = self._control(str(action), dict(args or {}))
         st = dict(st)
-        st["callback_errors"] = int(st.get("callback_errors") or 0) + self._callbacks.errors
+        st["callback_errors"] = int(st.get("callback_errors") or 0) + self.callback_errors
         return st
 
     def play(self) -> None:
@@ -222,14 +227,20 @@ class SessionClient:
         self._callbacks.add(fn)
         return fn
 
+    def on_reset(self, fn: Callable[[str, int | None], Any]) -> Callable[[str, int | None], Any]:
+        """Decorator: ``fn(reason, position)`` after every reset, as ``Session.on_reset`` (``position``:
+        source row where the stream resumes; compare with the next batch's ``position``)."""
+        self._reset_callbacks.add(fn)
+        return fn
+
     def on_callback_error(self, fn: Callable[[str], None]) -> None:
         """``fn(message)`` on the first failure of each ``on_batch`` callback (the widget shows it)."""
         self._callbacks.first_failure.append(fn)
 
     @property
     def callback_errors(self) -> int:
-        """Failures of this client's ``on_batch`` callbacks."""
-        return self._callbacks.errors
+        """Failures of this client's ``on_batch`` and ``on_reset`` callbacks."""
+        return self._callbacks.errors + self._reset_callbacks.errors
 
     def wait(self, states: Iterable[State | str] = NOT_PLAYING, timeout: float = 60.0) -> State:
         """Block until the session is in one of ``states`` (default: not playing); returns the state."""
@@ -262,6 +273,8 @@ class SessionClient:
                 cb(event)
             except Exception:  # one bad subscriber must not starve the others
                 log.exception("session %s subscriber failed", getattr(self, "id", "?"))
+        if isinstance(event, ResetEvent) and len(self._reset_callbacks):
+            self._reset_callbacks.run(event.reason, event.position)
 
     def _run_callbacks(self, batch: Batch, clock: Clock | None = None) -> None:
         """The ``on_batch`` callbacks for ``batch`` (after the subscribers have it)."""

@@ -108,6 +108,7 @@ class Session:
         self._loop_setting = parse_loop(loop)
         self._subscribers: list[Callable[[Event], None]] = []
         self._callbacks = BatchCallbacks()  # a failure is logged once per callback, then counted
+        self._reset_callbacks = BatchCallbacks("on_reset")
         self._live_clock = LiveClock()
         self._live: LiveSource | None = None
         self._live_task: asyncio.Task[None] | None = None
@@ -214,8 +215,17 @@ class Session:
         return fn
 
     def remove_callback(self, fn: BatchCallback) -> None:
-        """Forget a callback added with ``on_batch``."""
+        """Forget a callback added with ``on_batch`` or ``on_reset``."""
         self._callbacks.remove(fn)
+        self._reset_callbacks.remove(fn)
+
+    def on_reset(self, fn: Callable[[str, int | None], Any]) -> Callable[[str, int | None], Any]:
+        """Decorator: ``fn(reason, position)`` after every reset (buffer cleared: stop, seek, mode, loop,
+        source, restart). ``position`` is where the stream resumes: the source row of the next row in
+        REPLAY (0 on a restart; the old position after LIVE -> REPLAY), 0 in LIVE. Compare it with the
+        next batch's ``position`` to tell a resume from a restart. Failures count in ``callback_errors``."""
+        self._reset_callbacks.add(fn)
+        return fn
 
     # ----------------------------------------------------------------- controls
     # One method per row of ``controls.CONTROLS``. The rule on every host: argument values are checked
@@ -334,6 +344,7 @@ class Session:
             await asyncio.gather(*list(self._closing), return_exceptions=True)
         self._subscribers.clear()
         self._callbacks.clear()
+        self._reset_callbacks.clear()
 
     # ----------------------------------------------------------------- internals
     def _ctl(self) -> ReplayController:
@@ -376,17 +387,32 @@ class Session:
         if not len(chunk):
             return
         self.buffer.append(chunk)
-        batch = Batch(self._next_seq(), self.id, self.mode, chunk.ts, dict(chunk.columns), self.rows)
+        batch = Batch(
+            self._next_seq(), self.id, self.mode, chunk.ts, dict(chunk.columns), self.rows,
+            self._source_position(len(chunk)),
+        )
         self.rows += len(chunk)
         self.last = {"timestamp_ns": int(chunk.ts[-1])}
         for name, col in chunk.columns.items():
             self.last[name] = _json_scalar(col[-1])
         self._publish(batch)
-        errors = self._callbacks.errors
-        self._callbacks.run(batch, self.clock)
-        if self._callbacks.errors != errors:
-            self.callback_errors += self._callbacks.errors - errors
-            self.last_error = self._callbacks.last_error
+        self._run(self._callbacks, batch, self.clock)
+
+    def _run(self, callbacks: BatchCallbacks, *args: Any) -> None:
+        errors = callbacks.errors
+        callbacks.run(*args)
+        if callbacks.errors != errors:
+            self.callback_errors += callbacks.errors - errors
+            self.last_error = callbacks.last_error
+
+    def _source_position(self, rows: int) -> int:
+        """Source row of the first of the ``rows`` just read (REPLAY: the cursor has moved past them)."""
+        if self.mode is Mode.REPLAY and self.controller is not None:
+            return self.controller.position - rows
+        return self.rows
+
+    def _resume_position(self) -> int:
+        return self.controller.position if self.mode is Mode.REPLAY and self.controller is not None else 0
 
     def _emit_state(self) -> None:
         self._publish(StateEvent(self._next_seq(), self.id, self.status()))
@@ -404,7 +430,9 @@ class Session:
             self.buffer.clear()
         self.rows = 0
         self.last = None
-        self._publish(ResetEvent(self._next_seq(), self.id, self.mode, reason))
+        position = self._resume_position()
+        self._publish(ResetEvent(self._next_seq(), self.id, self.mode, reason, position))
+        self._run(self._reset_callbacks, reason, position)
 
     def _spawn(self, coro: Any) -> None:
         try:

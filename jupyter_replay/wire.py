@@ -7,7 +7,9 @@ from the server; ``control`` from clients). Rows travel in binary frames, one ba
 
 Header: ``{"type": "batch", "seq", "first_row", "rows", "mode", "columns": [{"name", "dtype", "offset",
 "nbytes"}, ...]}`` (``offset`` counts from the start of the buffer area, each buffer 8-byte aligned,
-little-endian). A coalesced frame also has ``first_seq``; the frame that follows a ``history`` message has
+little-endian), plus ``"position"`` (source row of the first row, ``Batch.position``) when known and
+``"warmup": true`` for warm-up rows before a seek's cut. A ``reset`` message carries ``"position"``, where
+the stream resumes (``ResetEvent.position``). A coalesced frame also has ``first_seq``; the frame that follows a ``history`` message has
 ``"history": true``. The time column goes as ``timestamp`` (float64 ms since the epoch, for BokehJS) and
 ``timestamp_ns`` (int64, exact) unless ``ms_only``. Numeric columns keep their dtype; ``bool`` columns go as
 ``uint8`` bytes with ``"bool": true``; ``datetime64``/``timedelta64`` columns as int64 ns with ``"unit": "ns"``
@@ -266,6 +268,10 @@ class FrameEncoder:
         header: dict[str, Any] = {
             "type": "batch", "seq": int(batch.seq), "first_row": int(batch.first_row), "mode": _mode(batch.mode),
         }
+        if batch.position is not None:
+            header["position"] = int(batch.position)
+        if batch.warmup:
+            header["warmup"] = True
         if len(batches) > 1:
             header["first_seq"] = int(batches[0].seq)
         if history:
@@ -451,7 +457,10 @@ def state_message(event: StateEvent) -> dict[str, Any]:
 
 def reset_message(event: ResetEvent) -> dict[str, Any]:
     """``reset`` for a ``ResetEvent``."""
-    return {"type": "reset", "seq": int(event.seq), "mode": _mode(event.mode), "reason": event.reason}
+    msg = {"type": "reset", "seq": int(event.seq), "mode": _mode(event.mode), "reason": event.reason}
+    if event.position is not None:
+        msg["position"] = int(event.position)
+    return msg
 
 
 def event_message(event: StateEvent | ResetEvent) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketClosedError
 
 from .. import wire
-from ..batch import Batch, Event, ResetEvent, StateEvent
+from ..batch import Batch, Event, ResetEvent, StateEvent, can_merge
 from ..controls import table_json
 from ..exceptions import ReplayError
 
@@ -66,13 +66,7 @@ class _Frames:
         self.rows = len(batch)
 
     def can_take(self, batch: Batch, max_rows: int) -> bool:
-        last = self.batches[-1]
-        return (
-            batch.mode == last.mode
-            and batch.first_row == last.first_row + len(last)
-            and list(batch.columns) == list(last.columns)
-            and self.rows + len(batch) <= max_rows
-        )
+        return can_merge(self.batches[-1], batch) and self.rows + len(batch) <= max_rows
 
     def add(self, batch: Batch) -> None:
         self.batches.append(batch)
@@ -416,7 +410,10 @@ class ReplayConnection:
         if cut <= 0:
             return batch
         columns = {name: col[cut:] for name, col in batch.columns.items()}
-        return Batch(batch.seq, batch.session_id, batch.mode, batch.ts[cut:], columns, batch.first_row + cut)
+        position = None if batch.position is None else batch.position + cut
+        return Batch(
+            batch.seq, batch.session_id, batch.mode, batch.ts[cut:], columns, batch.first_row + cut, position,
+        )
 
     async def _write(self, payload: str | bytes, binary: bool) -> None:
         result = self.writer.write_message(payload, binary=binary)

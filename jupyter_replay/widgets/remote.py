@@ -351,7 +351,9 @@ class RemoteSession(SessionClient):
                     mode = Mode(m.get("mode") or "replay")
                 except ValueError:
                     mode = Mode.REPLAY
-                self._on_event(ResetEvent(seq, self.id, mode, str(m.get("reason") or "")))
+                pos = m.get("position")
+                position = int(pos) if isinstance(pos, int) and not isinstance(pos, bool) else None
+                self._on_event(ResetEvent(seq, self.id, mode, str(m.get("reason") or ""), position))
             elif kind == "error":
                 self.last_error = str(m.get("message"))[:300]
             elif kind == "ack" and isinstance(m.get("status"), dict):
@@ -375,7 +377,11 @@ class RemoteSession(SessionClient):
             mode = Mode(header.get("mode") or "replay")
         except ValueError:
             mode = Mode.REPLAY
-        batch = Batch(seq, self.id, mode, ts, values, int(header.get("first_row") or 0))
+        pos = header.get("position")
+        batch = Batch(
+            seq, self.id, mode, ts, values, int(header.get("first_row") or 0),
+            int(pos) if isinstance(pos, int) and not isinstance(pos, bool) else None, header.get("warmup") is True,
+        )
         if history:
             self._replace_mirror(batch)
             self._seq = max(self._seq, seq)

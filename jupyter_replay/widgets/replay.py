@@ -219,6 +219,7 @@ class Replay(anywidget.AnyWidget):
         self._tls = threading.local()
         self._lock = threading.RLock()
         self._callbacks: list[Callable[..., Any]] = []
+        self._reset_callbacks: list[Callable[..., Any]] = []
         self._status_seq = -1
         self._closed = True  # until the session and the sender exist
         self._has_view = False  # set by the first message of a rendered view (no view: no frames sent)
@@ -426,6 +427,17 @@ class Replay(anywidget.AnyWidget):
         self._session.on_batch(fn)
         return fn
 
+    def on_reset(self, fn: Callable[[str, int | None], Any]) -> Callable[[str, int | None], Any]:
+        """Decorator: ``fn(reason, position)`` after every reset (stop, seek, mode switch, loop, restart).
+
+        ``position`` is the source row where the replay resumes (0 on a restart, the old position after
+        LIVE -> REPLAY); every batch's ``position`` is the source row of its first row, so a callback can
+        tell a resume from a restart. Runs where ``on_batch`` callbacks run, in order with them.
+        """
+        self._reset_callbacks.append(fn)
+        self._session.on_reset(fn)
+        return fn
+
     def wait(self, states: Iterable[str] = ("finished", "paused", "stopped"), timeout: float = 60.0) -> str:
         """Block until the state is one of ``states``; returns it (``TimeoutError`` after ``timeout`` s)."""
         want = {State(s) if not isinstance(s, State) else s for s in states}
@@ -533,7 +545,7 @@ class Replay(anywidget.AnyWidget):
         with self._lock:
             remote, was_playing = attach.connect(
                 local, request, source=self._source, buffer_rows=self._buffer_rows, symbol=self.symbol,
-                callbacks=self._callbacks,
+                callbacks=self._callbacks, reset_callbacks=self._reset_callbacks,
             )
             # from here on the server session is authoritative
             self._unsubscribe()
