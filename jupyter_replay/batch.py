@@ -145,8 +145,9 @@ def can_merge(a: Batch, b: Batch, max_rows: int | None = None) -> bool:
     """Whether ``b`` continues ``a`` so the two may travel as one frame without losing anything.
 
     The one merge rule (comm sender, WebSocket writer, wire): same mode, later seq, ``b``'s rows follow
-    ``a``'s directly (in the stream and in the source), both warm-up or neither, same column names and dtypes, and (with ``max_rows``) at most ``max_rows`` rows in all.
-    A caller that accumulates a run passes the run's last batch as ``a`` and checks its own row total.
+    ``a``'s directly (in the stream and in the source), both warm-up or neither, same column names and
+    dtypes, and (with ``max_rows``) at most ``max_rows`` rows in all. A caller that accumulates a run
+    passes the run's last batch as ``a`` and checks its own row total.
     """
     if b.seq <= a.seq or b.mode != a.mode or b.first_row != a.first_row + len(a) or b.warmup != a.warmup:
         return False

@@ -107,8 +107,8 @@ class ReplayConnection:
 
     def __init__(
         self,
-        managed: "ManagedSession",
-        manager: "SessionManager",
+        managed: ManagedSession,
+        manager: SessionManager,
         writer: Writer,
         *,
         can_write: bool,

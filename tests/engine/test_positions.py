@@ -87,7 +87,7 @@ def test_live_to_replay_resumes_where_it_was() -> None:
         s.set_mode("replay")
         s.step(1)
         await s.aclose()
-        return [e for e in rec.events if e[0] == "reset" or e[1] is not None and e[4] >= 0]
+        return [e for e in rec.events if e[0] == "reset" or (e[1] is not None and e[4] >= 0)]
 
     events = asyncio.run(main())
     resets = [e for e in events if e[0] == "reset"]

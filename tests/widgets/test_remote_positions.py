@@ -6,18 +6,18 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
-from pytest_jupyter.jupyter_server import *  # noqa: F401,F403
+from pytest_jupyter.jupyter_server import *  # noqa: F403
+from server_helpers import on_server_loop
 from tornado.httpclient import HTTPClientError
 from traitlets.config import Config
+from widget_helpers import trades
 
 from jupyter_replay.sources import as_source
 from jupyter_replay.widgets.remote import RemoteSession
-
-from server_helpers import on_server_loop
-from widget_helpers import trades
 
 
 @pytest.fixture
