@@ -12,7 +12,8 @@ little-endian), plus ``"position"`` (source row of the first row, ``Batch.positi
 where the stream resumes (``ResetEvent.position``). A coalesced frame also has ``first_seq``; the frame
 that follows a ``history`` message has ``"history": true``. The time column goes as ``timestamp``
 (float64 ms since the epoch, for BokehJS) and ``timestamp_ns`` (int64, exact) unless ``ms_only``.
-Numeric columns keep their dtype; ``bool`` columns go as ``uint8`` bytes with ``"bool": true``; ``datetime64``/``timedelta64`` columns as int64 ns with ``"unit": "ns"``
+Numeric columns keep their dtype; ``bool`` columns go as ``uint8`` bytes with ``"bool": true``;
+``datetime64``/``timedelta64`` columns as int64 ns with ``"unit": "ns"``
 and ``"logical": "datetime64[ns]"``/``"timedelta64[ns]"``; ``float16`` as ``float32`` with ``"logical"``.
 
 Text and categorical (object) columns travel as dictionary codes: ``"dtype": "int32"`` (-1 = null) plus
