@@ -180,9 +180,14 @@ class SessionClient:
         st = self.control("step", args)
         return int(st.get("position") or 0) - before
 
-    def seek(self, target: Any = None, *, fraction: float | None = None, row: int | None = None) -> int:
-        """Jump to a timestamp, a ``fraction`` in [0, 1] or a ``row``; returns the new position."""
+    def seek(
+        self, target: Any = None, *, fraction: float | None = None, row: int | None = None, warmup: Any = None,
+    ) -> int:
+        """Jump to a timestamp, a ``fraction`` in [0, 1] or a ``row``; returns the new position. ``warmup``
+        (rows, or a span such as ``"30D"``/``"3M"``) keeps that history before the cut (``Session.seek``)."""
         args: dict[str, Any] = {}
+        if warmup is not None:
+            args["warmup"] = warmup
         if target is not None:
             args["timestamp"] = target
         if fraction is not None:

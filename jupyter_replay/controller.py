@@ -75,6 +75,7 @@ class ReplayController:
         emit: Callable[[Chunk], None],
         on_state: Callable[[], None] | None = None,
         on_rewind: Callable[[str], None] | None = None,
+        emit_warmup: Callable[[Chunk, int], None] | None = None,
         timer: Timer | None = None,
         speed: float | str = 1.0,
         loop: bool = False,
@@ -87,6 +88,7 @@ class ReplayController:
         self._emit = emit
         self._on_state = on_state or (lambda: None)
         self._on_rewind = on_rewind or (lambda reason: None)
+        self._emit_warmup = emit_warmup or (lambda chunk, position: self._emit(chunk))
         self.policy = policy or Policy(max_speed=float(max_speed))
         self.clock = ReplayClock(timer, start_ns=source.start_ns, speed=parse_speed(speed, self.policy))
         self.timer = self.clock.timer
@@ -191,12 +193,16 @@ class ReplayController:
         self._on_state()
         return released
 
-    def seek(self, target: TimeLike = None, *, fraction: float | None = None, row: int | None = None) -> int:
+    def seek(
+        self, target: TimeLike = None, *, fraction: float | None = None, row: int | None = None, warmup: Any = None,
+    ) -> int:
         """Move to a timestamp, a fraction 0..1 of the time range, or a row index; keeps playing if playing.
 
-        Returns the new position (row index). Raises ``InvalidValueError`` outside the data.
+        ``warmup`` (rows, or a span of data time) is released right after the reset through ``emit_warmup``
+        (history before the cut). Returns the new position (row index). Raises ``InvalidValueError``
+        outside the data.
         """
-        args = parse_seek(target, fraction, row)
+        args = parse_seek(target, fraction, row, warmup, self.policy)
         new_state = check_allowed("seek", _REPLAY, self.state)
         src = self.source
         skip = 0
@@ -225,6 +231,8 @@ class ReplayController:
             at = self._cursor.peek_ns()
             assert at is not None  # row < num_rows: a row is there
         self._on_rewind("seek")
+        if "warmup" in args:
+            self._release_warmup(args["warmup"], at)
         self.clock.set_time(at)
         self.state = new_state
         if new_state is State.PLAYING:
@@ -277,6 +285,33 @@ class ReplayController:
         self._cursor = self.source.open(None)
         self.clock.set_time(self.source.start_ns)
         self._on_rewind(reason)
+
+    def _release_warmup(self, warmup: int | pd.Timedelta | pd.DateOffset, cut_ns: int) -> None:
+        """Emit the rows before the cursor (``warmup`` rows, or those within the span before ``cut_ns``)
+        as warm-up, with their source positions; at most ``policy.max_step_rows`` rows."""
+        cut = self.position
+        if isinstance(warmup, int):
+            start = max(0, cut - warmup)
+            cursor = self.source.open(None)
+            skip = start
+            while skip > 0:
+                skip -= len(cursor.read(min(skip, 1 << 20)))
+        else:
+            start_ns = int((pd.Timestamp(cut_ns, tz="UTC") - warmup).value)
+            cursor = self.source.open(max(start_ns, self.source.start_ns))
+            start = cursor.position
+        start = max(start, cut - self.policy.max_step_rows)
+        try:
+            while cursor.position < start:  # the span held more than max_step_rows: keep the newest
+                cursor.read(min(start - cursor.position, 1 << 20))
+            while cursor.position < cut:
+                pos = cursor.position
+                chunk = cursor.read(min(cut - pos, self.max_batch_rows))
+                if not len(chunk):
+                    break
+                self._emit_warmup(chunk, pos)
+        finally:
+            cursor.close()
 
     def _release_until(self, end_ns: int) -> int:
         """Emit every row with ts <= end_ns in chunks of at most ``max_batch_rows``."""

@@ -42,6 +42,8 @@ __all__ = [
     "parse_step",
     "parse_calendar",
     "parse_seek",
+    "parse_warmup",
+    "span_to_json",
     "normalise_args",
     "check_allowed",
     "next_state",
@@ -211,11 +213,65 @@ def parse_step(n: Any = None, duration: Any = None, policy: Policy = DEFAULT_POL
     return {"n": int(n)}
 
 
-def parse_seek(timestamp: Any = None, fraction: Any = None, row: Any = None) -> dict[str, Any]:
-    """Exactly one of a timestamp (-> int ns), a fraction in [0, 1] or a non-negative row index."""
+def span_to_json(value: Any) -> Any:
+    """A step/warm-up span as a JSON value the normalisers read back (``DateOffset`` -> ``"3M"``,
+    ``timedelta`` -> text); ints and text are kept."""
+    if value is None or isinstance(value, (int, str)):
+        return value
+    if isinstance(value, pd.DateOffset):
+        kw = getattr(value, "kwds", {})
+        if set(kw) <= {"months", "years"} and getattr(value, "n", 1) == 1:
+            return f"{int(kw.get('years', 0)) * 12 + int(kw.get('months', 0))}M"
+        raise InvalidValueError(f"only month/year DateOffsets can be sent to a server, got {brief(value)}")
+    return str(pd.Timedelta(value))
+
+
+def parse_warmup(warmup: Any, policy: Policy = DEFAULT_POLICY) -> int | pd.DateOffset | str | None:
+    """A seek's warm-up: None, a row count (int 1 .. ``policy.max_step_rows``) or a span of data time before
+    the cut (``"30D"``, ``"3M"``, ``timedelta``, ``DateOffset``) as ``("ns", int)`` / ``DateOffset``."""
+    if warmup is None:
+        return None
+    if _is_int(warmup):
+        if not 1 <= warmup <= policy.max_step_rows:
+            raise InvalidValueError(
+                f"seek warmup must be a row count in [1, {policy.max_step_rows:,}] or a duration, got {brief(warmup)}"
+            )
+        return int(warmup)
+    offset = parse_calendar(warmup)
+    if offset is not None:
+        if pd.Timestamp("2000-01-01") + offset <= pd.Timestamp("2000-01-01"):
+            raise InvalidValueError(f"seek warmup must be positive, got {brief(warmup)}")
+        return offset
+    if isinstance(warmup, (bool, float, np.bool_, np.floating)):
+        raise InvalidValueError(
+            f"seek warmup must be a row count (int) or a duration ('30D', '3M'), got {brief(warmup)}"
+        )
+    try:
+        d = to_duration_ns(warmup)
+    except InvalidValueError as exc:
+        raise InvalidValueError(f"seek warmup must be a row count (int) or a duration ('30D', '3M'): {exc}") from None
+    if d <= 0:
+        raise InvalidValueError(f"seek warmup must be positive, got {brief(warmup)}")
+    return pd.Timedelta(d, unit="ns")
+
+
+def parse_seek(
+    timestamp: Any = None, fraction: Any = None, row: Any = None, warmup: Any = None,
+    policy: Policy = DEFAULT_POLICY,
+) -> dict[str, Any]:
+    """Exactly one of a timestamp (-> int ns), a fraction in [0, 1] or a non-negative row index; plus an
+    optional ``warmup`` (``parse_warmup``: rows, or a span of data time, released before the cut)."""
     given = [k for k, v in (("timestamp", timestamp), ("fraction", fraction), ("row", row)) if v is not None]
     if len(given) != 1:
         raise InvalidValueError("seek takes exactly one of a timestamp, fraction= or row=")
+    w = parse_warmup(warmup, policy)
+    out = _parse_seek_target(timestamp, fraction, row)
+    if w is not None:
+        out["warmup"] = w
+    return out
+
+
+def _parse_seek_target(timestamp: Any, fraction: Any, row: Any) -> dict[str, Any]:
     if timestamp is not None:
         return {"target": to_ns(timestamp)}
     if fraction is not None:
@@ -279,7 +335,7 @@ def _step_args(args: Mapping[str, Any], policy: Policy) -> dict[str, Any]:
 
 
 def _seek_args(args: Mapping[str, Any], policy: Policy) -> dict[str, Any]:
-    return parse_seek(args.get("timestamp"), args.get("fraction"), args.get("row"))
+    return parse_seek(args.get("timestamp"), args.get("fraction"), args.get("row"), args.get("warmup"), policy)
 
 
 CONTROLS: dict[str, Control] = {
@@ -289,7 +345,8 @@ CONTROLS: dict[str, Control] = {
         Control("pause", (), "pause", _no_args, "hold; the position is kept"),
         Control("stop", (), "stop", _no_args, "stop and rewind to the start"),
         Control("step", ("n", "duration"), "step", _step_args, "release the next n rows or span of data time"),
-        Control("seek", ("timestamp", "fraction", "row"), "seek", _seek_args, "jump to a time, fraction or row"),
+        Control("seek", ("timestamp", "fraction", "row", "warmup"), "seek", _seek_args,
+                "jump to a time, fraction or row (warmup: rows or a span before the cut, kept as history)"),
         Control("speed", ("speed",), "set_speed", _speed_args, "data time per wall time, or 'max'"),
         Control("loop", ("loop",), "set_loop", _loop_args, "start over at the end of the data"),
         Control("mode", ("mode", "symbol"), "set_mode", _mode_args, "switch REPLAY <-> LIVE (clears the buffer)"),

@@ -265,8 +265,13 @@ class Session:
         check_allowed("step", self.mode, self.state)
         return self._ctl().step(**args)
 
-    def seek(self, target: Any = None, *, fraction: float | None = None, row: int | None = None) -> int:
-        args = parse_seek(target, fraction, row)
+    def seek(
+        self, target: Any = None, *, fraction: float | None = None, row: int | None = None, warmup: Any = None,
+    ) -> int:
+        """Jump to a timestamp, ``fraction`` or ``row``. ``warmup`` (rows, or a span of data time such as
+        ``"30D"``/``"3M"``) releases that history before the cut right after the reset, as batches with
+        ``warmup=True``: the buffer, the plot and the callbacks have it, the replay resumes at the cut."""
+        args = parse_seek(target, fraction, row, warmup, self.policy)
         check_allowed("seek", self.mode, self.state)
         return self._ctl().seek(**args)
 
@@ -361,6 +366,7 @@ class Session:
         self.controller = ReplayController(
             source,
             emit=self._emit_rows,
+            emit_warmup=lambda chunk, position: self._emit_rows(chunk, position, warmup=True),
             on_state=self._emit_state,
             on_rewind=self._reset,
             timer=self.timer,
@@ -383,13 +389,13 @@ class Session:
             except Exception:  # one bad subscriber must not starve the others
                 log.exception("session %s subscriber failed", self.id)
 
-    def _emit_rows(self, chunk: Chunk) -> None:
+    def _emit_rows(self, chunk: Chunk, position: int | None = None, warmup: bool = False) -> None:
         if not len(chunk):
             return
         self.buffer.append(chunk)
         batch = Batch(
             self._next_seq(), self.id, self.mode, chunk.ts, dict(chunk.columns), self.rows,
-            self._source_position(len(chunk)),
+            self._source_position(len(chunk)) if position is None else position, warmup,
         )
         self.rows += len(chunk)
         self.last = {"timestamp_ns": int(chunk.ts[-1])}

@@ -23,7 +23,6 @@ import urllib.request
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from .. import controls, wire
 from ..batch import Batch, Mode, ResetEvent, StateEvent
@@ -69,9 +68,9 @@ def _json_args(action: str, args: dict[str, Any]) -> dict[str, Any]:
     ts = out.get("timestamp")
     if ts is not None and not isinstance(ts, (int, str)):
         out["timestamp"] = to_ns(ts)
-    dur = out.get("duration")
-    if dur is not None and not isinstance(dur, (int, str)):
-        out["duration"] = str(pd.Timedelta(dur))
+    for key in ("duration", "warmup"):
+        if out.get(key) is not None:
+            out[key] = controls.span_to_json(out[key])
     return out
 
 

@@ -408,13 +408,16 @@ class Replay(anywidget.AnyWidget):
         """Release the next ``n`` rows (or the rows within ``duration`` of data time) while not playing."""
         return self._act(lambda: self._session.step(None if duration is not None else n, duration=duration))
 
-    def seek(self, target: Any = None, *, fraction: float | None = None, row: int | None = None) -> int:
+    def seek(
+        self, target: Any = None, *, fraction: float | None = None, row: int | None = None, warmup: Any = None,
+    ) -> int:
         """Jump to a timestamp (anything ``pd.Timestamp`` takes, or int ns), a ``fraction`` in [0, 1] or a
         ``row``; returns the new position. A float ``target`` is taken as a fraction. The buffer and plot
-        are cleared."""
+        are cleared, then ``warmup`` (rows, or a span of data time such as ``"30D"``/``"3M"``) before the
+        cut is put back: it is drawn and reaches ``on_batch`` callbacks as batches with ``warmup=True``."""
         if isinstance(target, float) and fraction is None:
             target, fraction = None, target
-        return self._act(lambda: self._session.seek(target, fraction=fraction, row=row))
+        return self._act(lambda: self._session.seek(target, fraction=fraction, row=row, warmup=warmup))
 
     def on_batch(self, fn: Callable[[Batch, Any], Any]) -> Callable[[Batch, Any], Any]:
         """Decorator: ``fn(batch, clock)`` runs (on a background thread) for every batch, in both modes.

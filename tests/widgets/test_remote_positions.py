@@ -70,3 +70,31 @@ async def test_remote_session_sees_positions_and_resets(jp_fetch, jp_serverapp):
     finally:
         await asyncio.to_thread(remote.close)
         await request(jp_fetch, "DELETE", "api", "kernels", kid)
+
+
+@on_server_loop
+async def test_remote_seek_with_warmup_keeps_history_flagged(jp_fetch, jp_serverapp):
+    import numpy as np
+    import pandas as pd
+
+    code, kernel = await request(jp_fetch, "POST", "api", "kernels", body={"name": "python3"})
+    assert code == 201
+    kid = kernel["id"]
+    code, model = await request(jp_fetch, "POST", "replay", "api", "sessions", body={"kernel_id": kid})
+    assert code in (200, 201), model
+    remote = RemoteSession(model["server_url"], model["id"], model["client_token"])
+    seen: list[tuple[bool, int, int]] = []
+    remote.on_batch(lambda b, clock: seen.append((b.warmup, b.position, len(b))))
+    df = pd.DataFrame({"date": pd.date_range("2000-01-31", periods=60, freq="ME"), "price": np.arange(60.0)})
+    try:
+        await asyncio.to_thread(remote.upload, as_source(df, time="date"))
+        await asyncio.to_thread(remote.start)
+        await asyncio.to_thread(lambda: remote.seek("2003-01", warmup=pd.DateOffset(years=1)))
+        await asyncio.to_thread(remote.step, 2)
+        await until(lambda: (False, 36, 2) in seen, what="rows after the cut")
+        assert seen == [(True, 24, 12), (False, 36, 2)]
+        frame = await asyncio.to_thread(remote.frame)
+        assert list(frame["price"]) == [float(i) for i in range(24, 38)]
+    finally:
+        await asyncio.to_thread(remote.close)
+        await request(jp_fetch, "DELETE", "api", "kernels", kid)
