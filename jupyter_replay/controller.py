@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
@@ -76,6 +76,7 @@ class ReplayController:
         on_state: Callable[[], None] | None = None,
         on_rewind: Callable[[str], None] | None = None,
         emit_warmup: Callable[[Chunk, int], None] | None = None,
+        gate: Callable[[], Awaitable[None]] | None = None,
         timer: Timer | None = None,
         speed: float | str = 1.0,
         loop: bool = False,
@@ -89,6 +90,7 @@ class ReplayController:
         self._on_state = on_state or (lambda: None)
         self._on_rewind = on_rewind or (lambda reason: None)
         self._emit_warmup = emit_warmup or (lambda chunk, position: self._emit(chunk))
+        self._gate = gate  # awaited before each release while playing (consumers' back-pressure)
         self.policy = policy or Policy(max_speed=float(max_speed))
         self.clock = ReplayClock(timer, start_ns=source.start_ns, speed=parse_speed(speed, self.policy))
         self.timer = self.clock.timer
@@ -364,6 +366,10 @@ class ReplayController:
         epoch = self._epoch
         next_wake = timer.now()
         while self._epoch == epoch:
+            if self._gate is not None:
+                await self._gate()  # a slow consumer of this session: wait for room (data time waits too)
+                if self._epoch != epoch:
+                    return
             nxt = self._cursor.peek_ns()
             if nxt is None:
                 if self.loop and self.source.num_rows:

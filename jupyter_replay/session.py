@@ -10,7 +10,7 @@ import asyncio
 import logging
 import math
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
@@ -109,6 +109,9 @@ class Session:
         self._subscribers: list[Callable[[Event], None]] = []
         self._callbacks = BatchCallbacks()  # a failure is logged once per callback, then counted
         self._reset_callbacks = BatchCallbacks("on_reset")
+        #: awaited before more rows are released or read (a client's callback queue: back-pressure on
+        #: this session only; the loop itself never blocks)
+        self.backpressure: Callable[[], Awaitable[None]] | None = None
         self._live_clock = LiveClock()
         self._live: LiveSource | None = None
         self._live_task: asyncio.Task[None] | None = None
@@ -189,6 +192,8 @@ class Session:
             "dropped": self.dropped,
             "subscribers": self.subscribers,
             "callback_errors": self.callback_errors,
+            **self._callbacks.timing(),
+            "callback_queue": 0,  # engine callbacks run inline; a client's worker reports its own queue
             "error": self.last_error,
             "last": self.last,
         }
@@ -367,6 +372,7 @@ class Session:
             source,
             emit=self._emit_rows,
             emit_warmup=lambda chunk, position: self._emit_rows(chunk, position, warmup=True),
+            gate=self._gate,
             on_state=self._emit_state,
             on_rewind=self._reset,
             timer=self.timer,
@@ -377,6 +383,10 @@ class Session:
         )
         if self.mode is Mode.REPLAY:
             self.buffer = RollingBuffer(self.buffer_rows, source.dtypes, tz=source.tz)
+
+    async def _gate(self) -> None:
+        if self.backpressure is not None:
+            await self.backpressure()
 
     def _next_seq(self) -> int:
         self.seq += 1
@@ -470,6 +480,7 @@ class Session:
     async def _consume_live(self, source: LiveSource) -> None:
         try:
             async for chunk in source.batches():
+                await self._gate()
                 if self._live is not source:
                     return
                 if self._live_state is State.PLAYING:

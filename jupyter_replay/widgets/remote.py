@@ -316,6 +316,7 @@ class RemoteSession(SessionClient):
         decoder = wire.FrameDecoder()  # one per connection: the server's encoder is per connection too
         history_next = False
         while True:
+            await self._callback_room()  # slow callbacks: read no further (the server merges frames for us)
             msg = await conn.read_message()
             if msg is None:
                 return
@@ -398,6 +399,7 @@ class RemoteSession(SessionClient):
         if self._closed:
             return
         self._closed = True
+        self._close_callbacks()
         task = self._task
 
         def cancel() -> None:

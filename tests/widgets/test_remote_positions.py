@@ -64,6 +64,9 @@ async def test_remote_session_sees_positions_and_resets(jp_fetch, jp_serverapp):
         await asyncio.to_thread(remote.stop)
         await asyncio.to_thread(remote.step, 2)
         await until(lambda: events and events[-1] == ("batch", 0, 0, 2), what="batch after the stop")
+        st = await asyncio.to_thread(remote.status)
+        keys = {"callback_errors", "callback_p50_ms", "callback_p99_ms", "callback_max_ms", "callback_queue"}
+        assert keys <= set(st) and st["callback_p50_ms"] is not None  # the client's own callbacks' timing
         tail = [e for e in events if e != ("reset", "source", 0)]  # the upload's reset comes first
         assert tail[-5:] == [("batch", 0, 0, 5), ("reset", "seek", 20), ("batch", 20, 0, 3),
                              ("reset", "stop", 0), ("batch", 0, 0, 2)]
