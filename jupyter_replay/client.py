@@ -248,6 +248,11 @@ class SessionClient:
         sp: Any = self.control("speed", {"speed": value}).get("speed")
         return float("inf") if sp == "max" else float(sp)
 
+    def set_rate(self, value: Any) -> float | None:
+        """Pace by rows (bars) per second; None goes back to pacing by data time (``Session.set_rate``)."""
+        rate: Any = self.control("rate", {"rate": value}).get("rate")
+        return None if rate is None else float(rate)
+
     def set_loop(self, flag: Any) -> None:
         self.control("loop", {"loop": flag})
 

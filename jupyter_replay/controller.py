@@ -21,6 +21,7 @@ from .controls import (
     check_allowed,
     next_state,
     parse_loop,
+    parse_rate,
     parse_seek,
     parse_speed,
     parse_step,
@@ -84,6 +85,7 @@ class ReplayController:
         max_batch_rows: int = 65_536,
         max_speed: float = MAX_SPEED,
         policy: Policy | None = None,
+        rate: float | None = None,
     ) -> None:
         self.source = source
         self._emit = emit
@@ -97,6 +99,8 @@ class ReplayController:
         self.loop = parse_loop(loop)
         self.frame_ns = int(frame_ns)
         self.max_batch_rows = int(max_batch_rows)
+        #: rows per second when pacing by rows (``set_rate``); None: by data time at ``speed``
+        self.rate: float | None = parse_rate(rate)
         self.state = State.STOPPED
         self._epoch = 0  # bumped whenever a release in progress must stop (pause, stop, seek, speed)
         self._cursor: Cursor = source.open(None)
@@ -248,14 +252,29 @@ class ReplayController:
         return self.position
 
     def set_speed(self, value: Any) -> float:
-        """Change speed (0.1..max_speed or "max"); takes effect immediately, no jump in data time."""
+        """Change speed (0.1..max_speed or "max"); takes effect immediately, no jump in data time.
+        Pacing goes back to data time if it was by rows (``set_rate``)."""
         speed = parse_speed(value, self.policy)
         check_allowed("speed", _REPLAY, self.state)
         self.clock.set_speed(speed)
+        self._pace_by(None)
+        return speed
+
+    def set_rate(self, value: Any) -> float | None:
+        """Pace by rows (bars) per second, whatever the data's spacing (None: by data time at ``speed``).
+
+        The clock follows the rows released (data time = the last row's timestamp)."""
+        rate = parse_rate(value)
+        check_allowed("rate", _REPLAY, self.state)
+        self._pace_by(rate)
+        return rate
+
+    def _pace_by(self, rate: float | None) -> None:
+        self.rate = rate
         if self.state is State.PLAYING:
+            self.clock.resume()  # row pacing pauses the clock; time pacing needs it flowing
             self._restart_task()
         self._on_state()
-        return speed
 
     def set_loop(self, flag: Any) -> None:
         """Restart from the beginning at the end of the data (True) or finish (False)."""
@@ -362,6 +381,9 @@ class ReplayController:
             self._on_state()
 
     async def _pace(self) -> None:
+        if self.rate is not None:
+            await self._pace_rows(self.rate)
+            return
         clock, timer = self.clock, self.timer
         epoch = self._epoch
         next_wake = timer.now()
@@ -397,3 +419,36 @@ class ReplayController:
             # Every row due by now goes out; never early, and each row exactly once.
             self._release_until(max(clock.now_ns(), nxt))
             next_wake = now + self.frame_ns
+
+    async def _pace_rows(self, rate: float) -> None:
+        """Release ``rate`` rows per wall second (the first at once), coalesced per frame; the clock is
+        frozen and set to each released row's time."""
+        clock, timer = self.clock, self.timer
+        epoch = self._epoch
+        clock.pause()
+        origin_wall, origin_pos = timer.now(), self.position
+        next_wake = origin_wall
+        while self._epoch == epoch:
+            if self._gate is not None:
+                await self._gate()
+                if self._epoch != epoch:
+                    return
+            if self._cursor.peek_ns() is None:
+                if self.loop and self.source.num_rows:
+                    self._rewind("loop")
+                    origin_wall, origin_pos = timer.now(), 0
+                    await asyncio.sleep(0)
+                    continue
+                clock.set_time(self.source.end_ns)
+                self.state = next_state(_REPLAY, self.state, "end")
+                self._task = None
+                self._on_state()
+                return
+            now = timer.now()
+            due = origin_pos + 1 + int((now - origin_wall) * rate / 1e9)
+            if due <= self.position or now < next_wake:
+                deadline = origin_wall + math.ceil((self.position - origin_pos) * 1e9 / rate)
+                await timer.sleep_until(max(deadline, next_wake))
+                continue
+            self._release_rows(min(due - self.position, self.max_batch_rows))
+            next_wake = timer.now() + self.frame_ns

@@ -36,6 +36,10 @@ __all__ = [
     "TRANSITIONS",
     "parse_speed",
     "speed_to_json",
+    "MIN_RATE",
+    "MAX_RATE",
+    "KERNEL_POLICY",
+    "parse_rate",
     "parse_loop",
     "parse_mode",
     "check_symbol",
@@ -53,6 +57,9 @@ __all__ = [
 
 MIN_SPEED = 0.1
 MAX_SPEED = 1000.0
+#: Rows per second of row pacing (``rate``): TradingView-style bar replay, whatever the data's spacing.
+MIN_RATE = 0.1
+MAX_RATE = 1_000_000.0
 #: Most rows one ``step(n)`` may release (a bigger step is a seek; see docs/design.md).
 MAX_STEP_ROWS = 1_000_000
 _MAX_TEXT = 64  # longest speed/mode text worth parsing; anything longer is refused unread
@@ -77,6 +84,11 @@ class Policy:
 
 
 DEFAULT_POLICY = Policy()
+#: The limits of a kernel-local replay (``Replay`` before or without a server): speeds up to 1e6x, so
+#: sparse data (monthly bars: ~45 minutes between rows at 1000x) replays in seconds. A server keeps its
+#: own ``Policy`` (``ReplayExtension.max_speed``, default 1000x); ``rate`` (rows per second) is the
+#: host-independent way to replay sparse data quickly.
+KERNEL_POLICY = Policy(max_speed=1e6)
 
 
 # ----------------------------------------------------------------------------- value normalisers
@@ -123,6 +135,33 @@ def parse_speed(value: Any, policy: Policy | float = DEFAULT_POLICY) -> float:
 def speed_to_json(speed: float) -> float | str:
     """``"max"`` for infinite speed, else the float (how every host reports speed)."""
     return "max" if math.isinf(speed) else float(speed)
+
+
+def parse_rate(value: Any) -> float | None:
+    """Row pacing: a number of rows per second in ``[MIN_RATE, MAX_RATE]`` (or text holding one, with an
+    optional ``"/s"``), or None / ``"off"`` to pace by data time (``speed``) again."""
+    hint = f"rows per second in [{MIN_RATE:g}, {MAX_RATE:g}] (e.g. 5 or '5/s'), or None/'off' to pace by time"
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if len(text) > _MAX_TEXT:
+            raise InvalidValueError(f"rate must be {hint}, got {brief(value)}")
+        if text in ("off", "none", ""):
+            return None
+        try:
+            value = float(text[:-2] if text.endswith("/s") else text)
+        except ValueError:
+            raise InvalidValueError(f"rate must be {hint}, got {brief(value)}") from None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, Real):
+        raise InvalidValueError(f"rate must be {hint}, got {brief(value)}")
+    try:
+        rate = float(value)
+    except (OverflowError, ValueError):
+        raise InvalidValueError(f"rate must be {hint}, got {brief(value)}") from None
+    if not (math.isfinite(rate) and MIN_RATE <= rate <= MAX_RATE):
+        raise InvalidValueError(f"rate must be {hint}, got {brief(value)}")
+    return rate
 
 
 def parse_loop(value: Any) -> bool:
@@ -318,6 +357,12 @@ def _speed_args(args: Mapping[str, Any], policy: Policy) -> dict[str, Any]:
     return {"value": parse_speed(_required(args, "speed", "speed"), policy)}
 
 
+def _rate_args(args: Mapping[str, Any], policy: Policy) -> dict[str, Any]:
+    if "rate" not in args:
+        raise InvalidValueError("rate needs a 'rate' argument (rows per second, or null to pace by time)")
+    return {"value": parse_rate(args["rate"])}
+
+
 def _loop_args(args: Mapping[str, Any], policy: Policy) -> dict[str, Any]:
     return {"flag": parse_loop(_required(args, "loop", "loop"))}
 
@@ -348,6 +393,8 @@ CONTROLS: dict[str, Control] = {
         Control("seek", ("timestamp", "fraction", "row", "warmup"), "seek", _seek_args,
                 "jump to a time, fraction or row (warmup: rows or a span before the cut, kept as history)"),
         Control("speed", ("speed",), "set_speed", _speed_args, "data time per wall time, or 'max'"),
+        Control("rate", ("rate",), "set_rate", _rate_args,
+                "pace by rows (bars) per second instead of data time; null: back to speed"),
         Control("loop", ("loop",), "set_loop", _loop_args, "start over at the end of the data"),
         Control("mode", ("mode", "symbol"), "set_mode", _mode_args, "switch REPLAY <-> LIVE (clears the buffer)"),
     )
@@ -375,6 +422,7 @@ TRANSITIONS: dict[tuple[Mode, State, str], State] = {
     **_rows(_R, "step", {_S.STOPPED: _S.PAUSED, _S.PAUSED: _S.PAUSED}),
     **_rows(_R, "seek", {_S.STOPPED: _S.PAUSED, _S.PAUSED: _S.PAUSED, _S.FINISHED: _S.PAUSED, _S.PLAYING: _S.PLAYING}),
     **_rows(_R, "speed", _SAME),
+    **_rows(_R, "rate", _SAME),
     **_rows(_R, "loop", _SAME),
     **_rows(_R, "mode", _SAME),
     **_rows(_R, "end", {_S.PLAYING: _S.FINISHED, _S.PAUSED: _S.FINISHED}),
@@ -401,6 +449,7 @@ _REFUSALS: dict[tuple[Mode | None, State | None, str], str] = {
     (_L, None, "step"): "cannot step in LIVE mode; switch to REPLAY first",
     (_L, None, "seek"): "cannot seek in LIVE mode; switch to REPLAY first",
     (_L, None, "speed"): "cannot change speed in LIVE mode; switch to REPLAY first",
+    (_L, None, "rate"): "cannot change the rate in LIVE mode; switch to REPLAY first",
 }
 
 
@@ -460,5 +509,6 @@ def table_json(policy: Policy = DEFAULT_POLICY) -> dict[str, Any]:
             for name, c in CONTROLS.items()
         },
         "speed": {"min": MIN_SPEED, "max": policy.max_speed, "allow_max": policy.allow_max_speed},
+        "rate": {"min": MIN_RATE, "max": MAX_RATE},
         "max_step_rows": policy.max_step_rows,
     }

@@ -32,6 +32,7 @@ from .controls import (
     normalise_args,
     parse_loop,
     parse_mode,
+    parse_rate,
     parse_seek,
     parse_speed,
     parse_step,
@@ -89,6 +90,7 @@ class Session:
         symbol: str = "DEMO",
         max_speed: float = MAX_SPEED,
         policy: Policy | None = None,
+        rate: float | str | None = None,
     ) -> None:
         self.id = session_id or uuid.uuid4().hex
         self.policy = policy or Policy(max_speed=float(max_speed))
@@ -106,6 +108,7 @@ class Session:
         self.last: dict[str, Any] | None = None  # latest row snapshot, cleared with the buffer
         self._speed_setting: float = parse_speed(speed, self.policy)
         self._loop_setting = parse_loop(loop)
+        self._rate_setting = parse_rate(rate)
         self._subscribers: list[Callable[[Event], None]] = []
         self._callbacks = BatchCallbacks()  # a failure is logged once per callback, then counted
         self._reset_callbacks = BatchCallbacks("on_reset")
@@ -147,6 +150,11 @@ class Session:
         return self.controller.speed if self.controller else self._speed_setting
 
     @property
+    def rate(self) -> float | None:
+        """Rows per second when pacing by rows; None when pacing by data time (``speed``)."""
+        return self.controller.rate if self.controller else self._rate_setting
+
+    @property
     def loop(self) -> bool:
         return self.controller.loop if self.controller else bool(self._loop_setting)
 
@@ -173,6 +181,8 @@ class Session:
             "mode": self.mode.value,
             "state": self.state.value,
             "speed": speed_to_json(self.speed),
+            "rate": self.rate,
+            "pacing": "time" if self.rate is None else "rows",
             "loop": self.loop,
             "symbol": self.symbol,
             "has_data": src is not None,
@@ -285,9 +295,23 @@ class Session:
         check_allowed("speed", self.mode, self.state)
         if self.controller is None:
             self._speed_setting = speed
+            self._rate_setting = None
             self._emit_state()
             return speed
         return self.controller.set_speed(speed)
+
+    def set_rate(self, value: Any) -> float | None:
+        """Pace by rows (bars) per second (None: by data time at ``speed``, as setting a speed does).
+
+        Per-batch logic sees different batches at different paces: rows due within one display frame
+        go out together, so faster replays bring fewer, bigger batches (docs/design.md, "Pacing")."""
+        rate = parse_rate(value)
+        check_allowed("rate", self.mode, self.state)
+        if self.controller is None:
+            self._rate_setting = rate
+            self._emit_state()
+            return rate
+        return self.controller.set_rate(rate)
 
     def set_loop(self, flag: Any) -> None:
         self._loop_setting = parse_loop(flag)
@@ -378,6 +402,7 @@ class Session:
             timer=self.timer,
             speed=self._speed_setting if self.controller is None else self.controller.speed,
             loop=self._loop_setting if self.controller is None else self.controller.loop,
+            rate=self._rate_setting if self.controller is None else self.controller.rate,
             frame_ns=self.frame_ns,
             policy=self.policy,
         )

@@ -68,7 +68,7 @@ def _trait_error(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
 
 #: The traits' value rules: the control table's normalisers, as for REST, WebSocket and the engine.
-check_speed = _trait_error(lambda v: controls.speed_to_json(controls.parse_speed(v)))
+check_speed = _trait_error(lambda v: controls.speed_to_json(controls.parse_speed(v, controls.KERNEL_POLICY)))
 check_loop = _trait_error(controls.parse_loop)
 check_mode = _trait_error(lambda v: controls.parse_mode(v).value)
 check_symbol = _trait_error(controls.check_symbol)
@@ -162,7 +162,8 @@ class Replay(anywidget.AnyWidget):
         sync=True
     )
     speed = _Control(
-        1.0, check_speed, f"a number in [{controls.MIN_SPEED:g}, {controls.MAX_SPEED:g}] (e.g. 10 or '10x') or 'max'",
+        1.0, check_speed,
+        f"a number in [{controls.MIN_SPEED:g}, {controls.KERNEL_POLICY.max_speed:g}] (e.g. 10 or '10x') or 'max'",
         help="Replay speed (controls.parse_speed): a number or 'Nx' text, or 'max'.",
     ).tag(sync=True)
     loop = _Control(False, check_loop, "True or False",
@@ -204,6 +205,7 @@ class Replay(anywidget.AnyWidget):
         dropna: bool = False,
         sort: bool = True,
         time_unit: str | None = None,
+        rate: float | str | None = None,
         **kwargs: Any,
     ) -> None:
         _check_kwargs(type(self), kwargs)
@@ -249,7 +251,10 @@ class Replay(anywidget.AnyWidget):
         specs["live"] = plots.plot_spec(kind, live_dtypes, bar_ms=bar_ms or 1_000, **live_kwargs)
         if "replay" not in specs:
             specs["replay"] = specs["live"]
-        session_kwargs: dict[str, Any] = {"buffer_rows": buffer_rows, "speed": speed_v, "loop": loop, "symbol": sym}
+        session_kwargs: dict[str, Any] = {
+            "buffer_rows": buffer_rows, "speed": speed_v, "loop": loop, "symbol": sym,
+            "rate": controls.parse_rate(rate), "policy": controls.KERNEL_POLICY,
+        }
         if live_factory is not None:
             session_kwargs["live_factory"] = live_factory
         if timer is not None:
@@ -418,6 +423,18 @@ class Replay(anywidget.AnyWidget):
         if isinstance(target, float) and fraction is None:
             target, fraction = None, target
         return self._act(lambda: self._session.seek(target, fraction=fraction, row=row, warmup=warmup))
+
+    @property
+    def rate(self) -> float | None:
+        """Rows (bars) per second when pacing by rows, None when pacing by data time (``speed``).
+
+        ``r.rate = 5`` replays five rows a second whatever their spacing (monthly bars included);
+        ``r.rate = None`` or setting ``r.speed`` goes back to data-time pacing."""
+        return self._control_status().get("rate")
+
+    @rate.setter
+    def rate(self, value: Any) -> None:
+        self._act(lambda: self._session.set_rate(value))
 
     def on_batch(self, fn: Callable[[Batch, Any], Any]) -> Callable[[Batch, Any], Any]:
         """Decorator: ``fn(batch, clock)`` runs (on a background thread) for every batch, in both modes.
@@ -589,7 +606,9 @@ def replay(
     ``time_unit="s"|"ms"|"us"|"ns"`` reads an integer time column as epoch seconds/... (default ns).
     Unknown keyword arguments raise ``TypeError``.
     ``kind`` is ``"line"`` (``y`` columns vs time) or ``"ohlc"`` (candles of ``y`` with a volume panel,
-    ``volume=``, bar width ``bar=`` e.g. ``"5s"``). Display the result for controls and a plot.
+    ``volume=``, bar width ``bar=`` e.g. ``"5s"``). ``speed`` paces by data time (up to
+    ``controls.KERNEL_POLICY.max_speed`` in the kernel, the server's ``max_speed`` once attached);
+    ``rate=`` paces by rows per second instead. Display the result for controls and a plot.
     """
     return Replay(
         data, time, columns=columns, kind=kind, y=y, speed=speed, loop=loop,

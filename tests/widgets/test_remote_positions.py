@@ -98,6 +98,14 @@ async def test_remote_seek_with_warmup_keeps_history_flagged(jp_fetch, jp_server
         assert seen == [(True, 24, 12), (False, 36, 2)]
         frame = await asyncio.to_thread(remote.frame)
         assert list(frame["price"]) == [float(i) for i in range(24, 38)]
+        # rows-per-second pacing is a control action over REST too
+        assert await asyncio.to_thread(remote.set_rate, "50/s") == 50.0
+        st = await asyncio.to_thread(remote.status)
+        assert st["pacing"] == "rows" and st["rate"] == 50.0
+        from jupyter_replay.exceptions import InvalidValueError
+
+        with pytest.raises(InvalidValueError, match="rate must be rows per second"):
+            await asyncio.to_thread(remote.set_rate, 0)
     finally:
         await asyncio.to_thread(remote.close)
         await request(jp_fetch, "DELETE", "api", "kernels", kid)
