@@ -239,7 +239,7 @@ async def _drive(server: JupyterServer, n: int, path: Path, measure_s: float, wa
     out["measure_s"] = dt
     out["rss_streaming"] = proc.memory_info().rss
     out["gaps"] = sum(c.gaps for c in clients)
-    out["dropped"] = sum(s.get("dropped", 0) for s in await call("GET", "replay/api/sessions"))
+    out["frames_merged"] = sum(s.get("frames_merged", 0) for s in await call("GET", "replay/api/sessions"))
     out["sessions"] = len(await call("GET", "replay/api/sessions"))
     for c in clients:
         c.conn.close()
@@ -280,7 +280,7 @@ def run(quick: bool = False, tiny: bool = False, sessions: int | None = None, **
         Figure(NAME, f"{n} sessions x 10 batches/s: frames delivered vs due", got, expected, unit="frames/s",
                target=at_least(0.95, ">= 0.95"), baseline_name="N x 10 batches/s (the data's schedule)",
                note=f"{out['rows'] / out['measure_s']:,.0f} rows/s to {n} WebSocket clients over {out['measure_s']:.0f} s; "
-                    f"gaps {out['gaps']}, dropped (coalesced) {out['dropped']}; sessions listed {out['sessions']}"),
+                    f"gaps {out['gaps']}, frames merged {out['frames_merged']}; sessions listed {out['sessions']}"),
         Figure(NAME, f"server memory for {n} sessions vs {n} copies of the data", grow / 1e6, n * data_bytes / 1e6,
                unit="MB", target=at_most(0.1, "<= 0.1 (far below)"),
                baseline_name=f"{n} x the file's rows in memory ({data_bytes / 1e6:.0f} MB each)",

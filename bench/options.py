@@ -19,6 +19,7 @@ BENCHES: dict[str, tuple[str, str]] = {
     "parquet": ("bench.bench_parquet", "seek in a 10M-row Parquet file vs a full time-column read"),
     "window": ("bench.bench_window", "per-update cost with a 1M-row vs a 10k-row retained window"),
     "sessions": ("bench.bench_sessions", "concurrent sessions in one Jupyter server"),
+    "heavy": ("bench.bench_heavy", "bystander pacing while heavy requests hit the same server"),
     "browser": ("bench.bench_browser", "JupyterLab + headless Chromium vs the ipywidgets.Play baseline"),
 }
 

@@ -15,6 +15,7 @@ __all__ = [
     "SessionLimitError",
     "PathNotAllowedError",
     "FeedError",
+    "PayloadTooLargeError",
 ]
 
 
@@ -77,3 +78,9 @@ class FeedError(ReplayError):
     """A live feed failed (connection lost, bad message)."""
 
     http_status = 502
+
+
+class PayloadTooLargeError(ReplayError):
+    """Data would exceed a configured size once decoded (rows or bytes per session, bytes per server)."""
+
+    http_status = 413

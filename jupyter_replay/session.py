@@ -102,7 +102,8 @@ class Session:
         self.mode = Mode.REPLAY
         self.seq = 0
         self.rows = 0  # rows emitted in this mode since the last reset
-        self.dropped = 0  # display frames coalesced away for slow clients (set by the server)
+        self.frames_merged = 0  # display frames coalesced for slow clients, no data lost (set by the server)
+        self.rows_dropped = 0  # rows a client never received (resyncs; set by the server)
         self.callback_errors = 0
         self.last_error: str | None = None
         self.last: dict[str, Any] | None = None  # latest row snapshot, cleared with the buffer
@@ -199,7 +200,8 @@ class Session:
             "buffer_capacity": self.buffer.capacity,
             "rows": self.rows,
             "seq": self.seq,
-            "dropped": self.dropped,
+            "frames_merged": self.frames_merged,
+            "rows_dropped": self.rows_dropped,
             "subscribers": self.subscribers,
             "callback_errors": self.callback_errors,
             **self._callbacks.timing(),

@@ -1,6 +1,6 @@
 """The wire format shared by the server WebSocket, the widget JS and Python clients (pure numpy + json).
 
-Text frames are JSON objects (``hello``, ``state``, ``reset``, ``history``, ``dropped``, ``error``, ``ack``
+Text frames are JSON objects (``hello``, ``state``, ``reset``, ``history``, ``merged``, ``error``, ``ack``
 from the server; ``control`` from clients). Rows travel in binary frames, one batch each::
 
     u32 little-endian header length | UTF-8 JSON header | zero padding to a multiple of 8 | column buffers
@@ -53,11 +53,11 @@ __all__ = [
     "ack_message",
     "control_message",
     "decode_frame",
-    "dropped_message",
     "dumps",
     "encode_batch",
     "encode_batches",
     "encode_columns",
+    "merged_message",
     "error_message",
     "event_message",
     "hello_message",
@@ -439,8 +439,10 @@ def loads(text: str | bytes) -> dict[str, Any]:
     """Parse a text frame into a dict (``WireError`` if it is not a JSON object with a ``type``)."""
     try:
         msg = json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # RecursionError: nested too deep
-        raise WireError(f"malformed JSON message: {exc}") from None
+    except (ValueError, RecursionError) as exc:
+        # JSONDecodeError, UnicodeDecodeError, an integer literal over 4,300 digits (ValueError), nesting
+        # too deep (RecursionError); the message is cut: it may quote the input
+        raise WireError(f"malformed JSON message: {brief(str(exc), 200)}") from None
     if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
         raise WireError("a message must be a JSON object with a string 'type'")
     return msg
@@ -478,9 +480,10 @@ def history_message(rows: int, seq: int, **extra: Any) -> dict[str, Any]:
     return {"type": "history", "rows": int(rows), "seq": int(seq), **extra}
 
 
-def dropped_message(count: int, **extra: Any) -> dict[str, Any]:
-    """``dropped``: ``count`` frames were coalesced away for a slow client."""
-    return {"type": "dropped", "count": int(count), **extra}
+def merged_message(frames_merged: int, rows_dropped: int = 0, **extra: Any) -> dict[str, Any]:
+    """``merged``: since the last report, ``frames_merged`` batch frames were merged into others for a slow
+    client (no row lost) and ``rows_dropped`` rows were skipped for it (a resync past the rows it had)."""
+    return {"type": "merged", "frames_merged": int(frames_merged), "rows_dropped": int(rows_dropped), **extra}
 
 
 def error_message(status: int, message: str, id: Any = None) -> dict[str, Any]:

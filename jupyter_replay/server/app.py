@@ -7,10 +7,12 @@ import urllib.parse
 from typing import Any, Callable
 
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Bool, Enum, Float, Integer, List, Unicode, default, validate
+from traitlets import Bool, Enum, Float, Integer, List, Unicode, observe, validate
 
-from ..controller import MAX_SPEED, MIN_SPEED
+from ..controls import MAX_SPEED, MIN_SPEED
+from .connection import MAX_BYTES, STALL_TIMEOUT
 from .manager import SessionManager
+from .settings import SERVER_MAX_STEP_ROWS, ServerSettings
 
 __all__ = ["ReplayExtension"]
 
@@ -65,12 +67,88 @@ class ReplayExtension(ExtensionApp):
         help="Largest request body accepted (data uploads and JSON); larger bodies answer 400.",
     ).tag(config=True)
 
+    max_step_rows = Integer(
+        SERVER_MAX_STEP_ROWS,
+        help=(
+            "Most rows one 'step' may release (step n= or duration=); larger steps answer 400 (use seek to jump). "
+            "A step runs on the event loop: the default (the default buffer_rows) keeps it short for the "
+            "other sessions; the engine's own limit is higher."
+        ),
+    ).tag(config=True)
+
+    max_session_rows = Integer(
+        20_000_000,
+        help="Most rows of replay data one session may hold (uploads, file and sample sources); more answers 413.",
+    ).tag(config=True)
+
+    max_session_bytes = Integer(
+        1024**3,
+        help=(
+            "Most bytes one session's replay data may take once decoded (rows x the width of each column as "
+            "numpy holds it, run-end-encoded, dictionary and null columns expanded); more answers 413."
+        ),
+    ).tag(config=True)
+
+    max_server_bytes = Integer(
+        4 * 1024**3,
+        help=(
+            "Most bytes the replay data of all sessions may take together once decoded, and (separately) all "
+            "upload bodies being received at once; more answers 413."
+        ),
+    ).tag(config=True)
+
+    heavy_workers = Integer(
+        2,
+        help=(
+            "Heavy requests (building a source from a file or a sample, decoding an upload) run off the event "
+            "loop in this many threads at once; others wait their turn. Sessions keep their pacing meanwhile."
+        ),
+    ).tag(config=True)
+
     ws_queue_frames = Integer(
         64,
         help=(
             "Frames queued per WebSocket client before batch frames are coalesced (slow clients); "
             "bounds the memory a client can hold on the server."
         ),
+    ).tag(config=True)
+
+    # ---- WebSocket limits (issue 14): what one viewer may hold; see docs/design.md "Slow clients"
+    ws_max_bytes = Integer(
+        MAX_BYTES,
+        help=(
+            "Byte budget of one WebSocket connection: its queued output plus what was written and not yet "
+            "flushed to the client. A client past it is re-synchronised (its waiting frames discarded, a fresh "
+            "history sent; a history carries only the newest rows that fit), and closed (1013) if it then "
+            "leaves a write pending for ws_stall_timeout. Server memory for viewers is bounded by "
+            "ws_max_bytes x connections."
+        ),
+    ).tag(config=True)
+
+    ws_stall_timeout = Float(
+        STALL_TIMEOUT,
+        help=(
+            "Seconds a WebSocket client past its ws_max_bytes budget may leave a write pending (not reading) "
+            "before it is closed with 1013 (try again later); 0 never closes it (it still holds at most its budget)."
+        ),
+    ).tag(config=True)
+
+    ws_max_connections_per_session = Integer(
+        32,
+        help="WebSocket connections one replay session accepts; one more answers the upgrade with 429.",
+    ).tag(config=True)
+
+    ws_max_connections_per_user = Integer(
+        64,
+        help=(
+            "WebSocket connections one user may hold on this server, over all sessions (capability-token "
+            "connections count per session only); one more answers the upgrade with 429."
+        ),
+    ).tag(config=True)
+
+    ws_max_message_bytes = Integer(
+        1024 * 1024,
+        help="Largest message a WebSocket client may send (control messages are small); larger closes it (1009).",
     ).tag(config=True)
 
     resume_events = Integer(
@@ -123,13 +201,17 @@ class ReplayExtension(ExtensionApp):
             raise ValueError(f"max_speed must be between {MIN_SPEED} and {MAX_SPEED:g}")
         return value
 
-    @validate("max_sessions", "buffer_rows", "ws_queue_frames", "resume_events", "max_body_bytes")
+    @validate(
+        "max_sessions", "buffer_rows", "ws_queue_frames", "resume_events", "max_body_bytes", "max_step_rows",
+        "max_session_rows", "max_session_bytes", "max_server_bytes", "heavy_workers",
+        "ws_max_bytes", "ws_max_connections_per_session", "ws_max_connections_per_user", "ws_max_message_bytes",
+    )
     def _check_positive(self, proposal: dict[str, Any]) -> int:
         if proposal["value"] < 1:
             raise ValueError(f"{proposal['trait'].name} must be >= 1")
         return proposal["value"]
 
-    @validate("idle_timeout", "idle_check_interval")
+    @validate("idle_timeout", "idle_check_interval", "ws_stall_timeout")
     def _check_seconds(self, proposal: dict[str, Any]) -> float:
         if proposal["value"] < 0 or math.isnan(proposal["value"]):
             raise ValueError(f"{proposal['trait'].name} must be >= 0")
@@ -165,18 +247,44 @@ class ReplayExtension(ExtensionApp):
         self.live_factory = self.hub.live_factory(self.feeds.default_feed)
         self.settings[HUB_SETTING] = self.hub
         self.settings[FEEDS_SETTING] = self.feeds
-        self.manager = SessionManager(self)
+        self.manager = SessionManager(
+            self.serverapp, self.server_settings(), live_factory=self.live_factory, log=self.log
+        )
         self.settings["replay_manager"] = self.manager
         self.manager.start()
 
+    def server_settings(self) -> ServerSettings:
+        """The limits handed to the session manager (a new value each time: traits may change)."""
+        return ServerSettings(
+            max_sessions=self.max_sessions,
+            buffer_rows=self.buffer_rows,
+            max_speed=self.max_speed,
+            allow_max_speed=self.allow_max_speed,
+            max_step_rows=self.max_step_rows,
+            idle_timeout=self.idle_timeout,
+            idle_check_interval=self.idle_check_interval,
+            data_dirs=tuple(self.data_dirs) or (self.serverapp.root_dir,),
+            max_body_bytes=self.max_body_bytes,
+            max_session_rows=self.max_session_rows,
+            max_session_bytes=self.max_session_bytes,
+            max_server_bytes=self.max_server_bytes,
+            heavy_workers=self.heavy_workers,
+            resume_events=self.resume_events,
+            allow_kernelless_sessions=self.allow_kernelless_sessions,
+        )
+
+    @observe(*ServerSettings.__dataclass_fields__)
+    def _settings_changed(self, change: dict[str, Any]) -> None:
+        """A limit changed at run time (config reload, tests): the manager gets the new settings."""
+        if self.manager is not None:
+            self.manager.settings = self.server_settings()
+
     def initialize_handlers(self) -> None:
-        from .feedhub import feeds_handlers
         from .handlers import default_handlers
         from .room_handlers import room_handlers
 
         self.handlers.extend(default_handlers)
         self.handlers.extend(room_handlers)
-        self.handlers.extend(feeds_handlers)
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
         if self.manager is not None:

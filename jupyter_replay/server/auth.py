@@ -62,8 +62,7 @@ class CapabilityMixin:
 
     def check_capability(self, session_id: str | None) -> None:
         """403 unless the capability token was issued for ``session_id``."""
-        manager = self.replay_manager  # type: ignore[attr-defined]
-        managed = manager._sessions.get(session_id) if session_id else None
+        managed = self.replay_manager.find(session_id)  # type: ignore[attr-defined]
         if managed is None or not managed.check_token(self.capability):
             raise web.HTTPError(403, "replay token not valid for this session")
 

@@ -18,7 +18,7 @@ Configuration (``jupyter_server_config.py``)::
 Wiring (done by ``ReplayExtension``): ``feeds = ReplayFeeds(parent=app)``, ``hub = feeds.build_hub()``,
 ``settings[HUB_SETTING] = hub``, ``settings[FEEDS_SETTING] = feeds``,
 ``Session(..., live_factory=hub.live_factory(feeds.default_feed))``, ``await hub.aclose()`` on stop,
-and ``feeds_handlers`` added to the handlers (``GET {base_url}replay/api/feeds``).
+and ``GET {base_url}replay/api/feeds`` served by ``handlers.FeedsHandler``.
 """
 
 from __future__ import annotations
@@ -31,10 +31,7 @@ from traitlets.config import LoggingConfigurable
 from ..exceptions import InvalidValueError, brief
 from ..feeds.hub import FeedHub, redis_factory, ws_factory
 from ..sources.base import LiveSource
-from .auth import replay_authorized
-from .handlers import ReplayAPIHandler
-
-__all__ = ["ReplayFeeds", "FeedsHandler", "feeds_handlers", "json_parser", "HUB_SETTING", "FEEDS_SETTING"]
+__all__ = ["ReplayFeeds", "json_parser", "HUB_SETTING", "FEEDS_SETTING"]
 
 HUB_SETTING = "replay_feed_hub"
 FEEDS_SETTING = "replay_feeds"
@@ -153,20 +150,3 @@ def _fill(value: Any, symbol: str) -> Any:
     if isinstance(value, dict):
         return {k: _fill(v, symbol) for k, v in value.items()}
     return value
-
-
-class FeedsHandler(ReplayAPIHandler):
-    """``GET replay/api/feeds``: registered feeds, the default one, and the open upstreams."""
-
-    @replay_authorized("read")
-    async def get(self) -> None:
-        hub: FeedHub | None = self.settings.get(HUB_SETTING)
-        feeds: ReplayFeeds | None = self.settings.get(FEEDS_SETTING)
-        self.write_json({
-            "feeds": hub.feeds if hub else [],
-            "default": feeds.default_feed if feeds else None,
-            "upstreams": hub.stats() if hub else [],
-        })
-
-
-feeds_handlers = [(r"/replay/api/feeds/?", FeedsHandler)]

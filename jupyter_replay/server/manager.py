@@ -4,13 +4,18 @@ Sessions live on the server's asyncio loop (tornado's). A session is created onl
 server's kernel manager knows, and removed when that kernel shuts down, is culled or dies; a kernel
 restart clears its buffer. Idle sessions (no WebSocket client for ``idle_timeout``) are closed.
 Nothing here is global: the manager belongs to one extension app, each session to one kernel.
+
+Limits come from a frozen ``ServerSettings`` the app hands over (and replaces when a trait changes).
+Heavy work (building a source from a file or a sample, measuring and decoding an upload) runs in a small
+thread pool (``heavy_workers``) so the loop keeps pacing every session; results are installed on the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import hmac
-import io
 import logging
 import os
 import re
@@ -18,7 +23,8 @@ import secrets
 import time
 import uuid
 from collections import deque
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Iterable, Iterator, Protocol, TypeVar
 
 from tornado.ioloop import PeriodicCallback
 
@@ -29,18 +35,23 @@ from ..exceptions import (
     IllegalTransitionError,
     InvalidValueError,
     PathNotAllowedError,
+    PayloadTooLargeError,
     ReplayError,
     SessionLimitError,
     SessionNotFoundError,
+    brief,
 )
 from ..session import Session
 from ..sources.base import ReplaySource
+from .payload import DataSize, decode_upload, describe, measure_upload, source_size
 from .rooms import Room
+from .settings import ServerSettings
 
-if TYPE_CHECKING:
-    from .app import ReplayExtension
+__all__ = [
+    "KERNEL_ACTIONS_SCHEMA", "ManagedSession", "SessionManager", "resolve_data_path", "EventSink", "unknown_kernel",
+]
 
-__all__ = ["KERNEL_ACTIONS_SCHEMA", "ManagedSession", "SessionManager", "resolve_data_path", "EventSink"]
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +60,11 @@ KERNEL_ACTIONS_SCHEMA = "https://events.jupyter.org/jupyter_server/kernel_action
 
 _SOURCE_KEYS = {"sample": {"kind", "n", "seed"}, "parquet": {"kind", "path", "time"}, "csv": {"kind", "path", "time"}}
 _SAMPLE_MAX_ROWS = 5_000_000
+
+
+def unknown_kernel(kernel_id: Any) -> SessionNotFoundError:
+    """The one answer for a kernel that does not run and for one the requester may not use (no oracle)."""
+    return SessionNotFoundError(f"no running kernel {brief(kernel_id)}")
 
 
 class EventSink(Protocol):
@@ -81,6 +97,8 @@ class ManagedSession:
         self.last_active = time.monotonic()
         self.clients: set[EventSink] = set()
         self.closed = False
+        #: rows and decoded bytes of the replay data (counted against the server's byte budget)
+        self.data_size = DataSize(0, 0)
         self._resume_events = max(1, int(resume_events))
         self._log: deque[Event] = deque()
         self._log_rows = 0
@@ -131,9 +149,10 @@ class ManagedSession:
         self.clients.discard(client)
         self.last_active = time.monotonic()
 
-    def count_dropped(self, n: int) -> None:
-        """Frames coalesced away for a slow client (reported in ``status()["dropped"]``)."""
-        self.session.dropped += int(n)
+    def count_slow_client(self, frames_merged: int = 0, rows_dropped: int = 0) -> None:
+        """A slow client's frames merged (no data lost) and rows it never received (``status()`` keys)."""
+        self.session.frames_merged += int(frames_merged)
+        self.session.rows_dropped += int(rows_dropped)
 
     def check_token(self, token: str | None) -> bool:
         return bool(token) and hmac.compare_digest(str(token), self.client_token)
@@ -192,13 +211,28 @@ def _inside(path: str, directory: str) -> bool:
 
 
 class SessionManager:
-    """Holds one session per kernel id for one Jupyter server."""
+    """Holds one session per kernel id for one Jupyter server.
 
-    def __init__(self, app: "ReplayExtension") -> None:
-        self.app = app
-        self.serverapp = app.serverapp
-        self.log = app.log
+    ``settings``: the server's limits (the app assigns a new value when a trait changes);
+    ``live_factory``: ``Session(live_factory=...)`` for LIVE mode (the server's feed hub).
+    """
+
+    def __init__(
+        self,
+        serverapp: Any,
+        settings: ServerSettings,
+        *,
+        live_factory: Callable[[str], Any] | None = None,
+        log: logging.Logger | None = None,
+    ) -> None:
+        self.serverapp = serverapp
+        self.settings = settings
+        self.live_factory = live_factory
+        self.log = log or logging.getLogger(__name__)
         self._sessions: dict[str, ManagedSession] = {}
+        self._reserved_bytes = 0  # decoded bytes of uploads/sources being built, not yet installed
+        self._body_bytes = 0  # upload bodies being received (see reserve_body)
+        self._heavy: ThreadPoolExecutor | None = None
         self._dead_callbacks: dict[str, Callable[[], None]] = {}
         self._idle_check: PeriodicCallback | None = None
         self._listening = False
@@ -221,7 +255,7 @@ class SessionManager:
         """Start the periodic idle check (needs the running loop; called lazily)."""
         if self._idle_check is not None or self._closed:
             return
-        interval_s = self.app.idle_check_interval
+        interval_s = self.settings.idle_check_interval
         self._idle_check = PeriodicCallback(self._idle_tick, max(0.05, interval_s) * 1000)
         self._idle_check.start()
 
@@ -240,6 +274,74 @@ class SessionManager:
             await self.remove(session_id, "server shutdown")
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        if self._heavy is not None:
+            self._heavy.shutdown(wait=False, cancel_futures=True)
+            self._heavy = None
+
+    # ----------------------------------------------------------------- heavy work, off the loop
+    async def run_heavy(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` in the heavy-work pool (at most ``heavy_workers`` at once; others queue).
+
+        For CPU- or IO-bound work on request data (files, samples, uploads): the loop keeps pacing the
+        other sessions meanwhile. ``fn`` must not touch sessions; install its result on the loop.
+        """
+        if self._closed:
+            raise SessionLimitError("the replay extension is shutting down")
+        if self._heavy is None:
+            self._heavy = ThreadPoolExecutor(
+                max_workers=max(1, self.settings.heavy_workers), thread_name_prefix="replay-heavy"
+            )
+        return await asyncio.get_running_loop().run_in_executor(self._heavy, functools.partial(fn, *args))
+
+    # ----------------------------------------------------------------- data budget
+    def data_bytes(self) -> int:
+        """Decoded bytes of all sessions' replay data, plus what is being built right now."""
+        return sum(m.data_size.nbytes for m in self._sessions.values()) + self._reserved_bytes
+
+    def reserve_body(self, nbytes: int) -> bool:
+        """Count ``nbytes`` more of upload bodies being received against ``max_server_bytes``.
+
+        False (nothing reserved) when the bodies in flight would pass it: many concurrent uploads, each
+        under ``max_body_bytes``, cannot add up to unbounded memory. (Bodies have their own budget of
+        ``max_server_bytes``: a body replacing a session's data briefly coexists with it.)
+        """
+        if self._body_bytes + nbytes > self.settings.max_server_bytes:
+            return False
+        self._body_bytes += nbytes
+        return True
+
+    def release_body(self, nbytes: int) -> None:
+        """The body of an upload is no longer held (request finished or connection lost)."""
+        self._body_bytes = max(0, self._body_bytes - nbytes)
+
+    @contextlib.contextmanager
+    def _admit(self, size: DataSize, replacing: ManagedSession | None = None) -> Iterator[None]:
+        """Reserve ``size`` against the limits until the data is installed (``PayloadTooLargeError``).
+
+        ``replacing``: the session whose current data the new data replaces (not counted twice).
+        """
+        s = self.settings
+        if size.rows > s.max_session_rows:
+            raise PayloadTooLargeError(
+                f"the data has {size.rows:,} rows, more than max_session_rows={s.max_session_rows:,}; "
+                "send fewer rows or ask the server's admin to raise ReplayExtension.max_session_rows"
+            )
+        if size.nbytes > s.max_session_bytes:
+            raise PayloadTooLargeError(
+                f"the data would take {describe(size)}, more than max_session_bytes={s.max_session_bytes:,}; "
+                "send fewer rows or columns, or ask the admin to raise ReplayExtension.max_session_bytes"
+            )
+        in_use = self.data_bytes() - (replacing.data_size.nbytes if replacing is not None else 0)
+        if in_use + size.nbytes > s.max_server_bytes:
+            raise PayloadTooLargeError(
+                f"the data would take {describe(size)}; the server's sessions already hold {in_use:,} of "
+                f"max_server_bytes={s.max_server_bytes:,}; close sessions or send less data"
+            )
+        self._reserved_bytes += size.nbytes
+        try:
+            yield
+        finally:
+            self._reserved_bytes -= size.nbytes
 
     # ----------------------------------------------------------------- queries
     def __contains__(self, session_id: object) -> bool:
@@ -255,15 +357,28 @@ class SessionManager:
         try:
             return self._sessions[session_id]
         except KeyError:
-            raise SessionNotFoundError(f"no replay session {session_id!r}") from None
+            raise SessionNotFoundError(f"no replay session {brief(session_id)}") from None
+
+    def find(self, session_id: str | None) -> ManagedSession | None:
+        """The session with that id, or None."""
+        return self._sessions.get(session_id) if session_id else None
 
     # ----------------------------------------------------------------- create / remove
-    def create(
-        self, kernel_id: Any, source: dict[str, Any] | None = None, *, owner: str | None = None, **settings: Any
+    async def create(
+        self,
+        kernel_id: Any,
+        source: dict[str, Any] | None = None,
+        *,
+        owner: str | None = None,
+        reclaim: bool = False,
+        **settings: Any,
     ) -> ManagedSession:
         """A new session for a running kernel (``SessionNotFoundError`` if the kernel is unknown).
 
         ``owner``: the creating user's name (sessions are private to it when users are told apart).
+        ``reclaim``: the caller may use the kernel, so a session of it owned by someone else is closed
+        and replaced (nobody can squat a kernel's session); the caller's own session answers 409.
+        The source is built off the loop (``run_heavy``) and counted against the data limits (413).
         """
         if self._closed:
             raise SessionLimitError("the replay extension is shutting down")
@@ -271,41 +386,63 @@ class SessionManager:
             raise InvalidValueError("'kernel_id' must be a non-empty string")
         unknown = set(settings) - {"speed", "loop"}
         if unknown:
-            raise InvalidValueError(f"unknown session setting(s) {sorted(unknown)}")
+            raise InvalidValueError(f"unknown session setting(s) {brief(sorted(unknown))}")
         speed = parse_speed(settings.get("speed", 1.0), self.policy)
         loop = parse_loop(settings.get("loop", False))
-        replay_source = self.make_source(source) if source is not None else None
+        # the source is validated (400) before the kernel is looked up (404/409), as for every other field
+        replay_source = await self.run_heavy(self.make_source, source) if source is not None else None
         try:
-            kernelless = kernel_id not in self.kernel_manager
-            if kernelless and not self.app.allow_kernelless_sessions:
-                raise SessionNotFoundError(f"no running kernel {kernel_id!r}")
-            if kernelless and not re.fullmatch(r"[\w-]{1,128}", kernel_id):
-                raise InvalidValueError("a session id must be 1-128 letters, digits, '_' or '-'")
-            if kernel_id in self._sessions:
-                raise IllegalTransitionError(f"a replay session for kernel {kernel_id!r} already exists")
-            if len(self._sessions) >= self.app.max_sessions:
-                raise SessionLimitError(f"too many replay sessions (max_sessions={self.app.max_sessions})")
-            session = Session(
-                replay_source,
-                session_id=kernel_id,
-                buffer_rows=self.app.buffer_rows,
-                policy=self.policy,
-                speed=speed,
-                loop=loop,
-                live_factory=self.app.live_factory,
-            )
+            size = source_size(replay_source)
+            with self._admit(size):
+                kernelless = self._check_can_create(kernel_id, owner, reclaim)
+                foreign = self._sessions.get(kernel_id)
+                if foreign is not None:
+                    self.log.warning(
+                        "replay session of kernel %s (owner %s) reclaimed by %s", kernel_id, foreign.owner, owner
+                    )
+                    await self.remove(kernel_id, "reclaimed by a user of its kernel")
+                    self._check_can_create(kernel_id, owner, reclaim)
+                limits = self.settings
+                session = Session(
+                    replay_source,
+                    session_id=kernel_id,
+                    buffer_rows=limits.buffer_rows,
+                    policy=self.policy,
+                    speed=speed,
+                    loop=loop,
+                    live_factory=self.live_factory,
+                )
+                managed = ManagedSession(
+                    session, kernel_id=kernel_id, resume_events=limits.resume_events, owner=owner
+                )
+                managed.data_size = size
+                self._sessions[kernel_id] = managed
         except BaseException:
             if replay_source is not None:
                 replay_source.close()
             raise
-        managed = ManagedSession(session, kernel_id=kernel_id, resume_events=self.app.resume_events, owner=owner)
-        self._sessions[kernel_id] = managed
         managed.kernelless = kernelless
         if not kernelless:
             self._watch_kernel(kernel_id)
         self._ensure_idle_check()
         self.log.info("replay session created for kernel %s", kernel_id)
         return managed
+
+    def _check_can_create(self, kernel_id: str, owner: str | None, reclaim: bool) -> bool:
+        """Raise unless a session for ``kernel_id`` may be created now; returns whether it is kernelless."""
+        if self._closed:
+            raise SessionLimitError("the replay extension is shutting down")
+        kernelless = kernel_id not in self.kernel_manager
+        if kernelless and not self.settings.allow_kernelless_sessions:
+            raise unknown_kernel(kernel_id)
+        if kernelless and not re.fullmatch(r"[\w-]{1,128}", kernel_id):
+            raise InvalidValueError("a session id must be 1-128 letters, digits, '_' or '-'")
+        existing = self._sessions.get(kernel_id)
+        if existing is not None and not (reclaim and existing.owner != owner):
+            raise IllegalTransitionError(f"a replay session for kernel {brief(kernel_id)} already exists")
+        if existing is None and len(self._sessions) >= self.settings.max_sessions:
+            raise SessionLimitError(f"too many replay sessions (max_sessions={self.settings.max_sessions})")
+        return kernelless
 
     async def remove(self, session_id: str, reason: str = "deleted") -> None:
         """Close and forget a session (``SessionNotFoundError`` if unknown)."""
@@ -332,7 +469,7 @@ class SessionManager:
     @property
     def policy(self) -> Policy:
         """The server's limits on control values (one ``controls.Policy`` for every session)."""
-        return Policy(max_speed=self.app.max_speed, allow_max_speed=self.app.allow_max_speed)
+        return self.settings.policy()
 
     def control(self, managed: ManagedSession, action: Any, args: dict[str, Any] | None) -> dict[str, Any]:
         """Run a control action on a session under the server's policy; returns the session model."""
@@ -381,24 +518,24 @@ class SessionManager:
 
     @property
     def data_dirs(self) -> list[str]:
-        return list(self.app.data_dirs) or [self.serverapp.root_dir]
+        return list(self.settings.data_dirs) or [self.serverapp.root_dir]
 
-    def load_arrow(self, managed: ManagedSession, body: bytes, time_column: str = "timestamp") -> None:
-        """Replace a session's data with an Arrow IPC stream (the kernel's upload)."""
-        import pyarrow as pa
+    async def load_arrow(self, managed: ManagedSession, body: bytes, time_column: str = "timestamp") -> None:
+        """Replace a session's data with an Arrow IPC stream (the kernel's upload).
 
-        from ..sources import DataFrameSource
-
-        if not body:
-            raise DataError("empty body: expected an Arrow IPC stream")
-        try:
-            table = pa.ipc.open_stream(io.BytesIO(body)).read_all()
-        except (pa.ArrowInvalid, pa.ArrowException, OSError) as exc:
-            raise DataError(f"body is not an Arrow IPC stream: {exc}") from None
-        if time_column not in table.column_names:
-            raise DataError(f"no time column {time_column!r} in the uploaded data (columns: {table.column_names})")
-        df = table.to_pandas()
-        managed.session.set_source(DataFrameSource(df, time=time_column))
+        The stream is measured from its metadata and zero-copy batches first (rows x decoded width) and
+        refused with 413 past the limits; only then decoded, off the loop, and installed on the loop.
+        """
+        if not isinstance(time_column, str) or not time_column:
+            raise InvalidValueError("'time' must be a column name")
+        size = await self.run_heavy(measure_upload, body, self.settings.max_session_rows)
+        with self._admit(size, replacing=managed):
+            source = await self.run_heavy(decode_upload, body, time_column)
+            if managed.closed:
+                source.close()
+                raise SessionNotFoundError(f"replay session {brief(managed.id)} was closed during the upload")
+            managed.session.set_source(source)
+            managed.data_size = size
 
     # ----------------------------------------------------------------- kernel life cycle
     def _watch_kernel(self, kernel_id: str) -> None:
@@ -446,7 +583,7 @@ class SessionManager:
     async def expire_idle(self, now: float | None = None) -> list[str]:
         """Close sessions without clients for ``idle_timeout`` and sessions whose kernel is gone."""
         now = time.monotonic() if now is None else now
-        timeout = self.app.idle_timeout
+        timeout = self.settings.idle_timeout
         expired = []
         for session_id, managed in list(self._sessions.items()):
             if not managed.kernelless and managed.kernel_id not in self.kernel_manager:

@@ -9,24 +9,35 @@ Query arguments: ``since=<seq>`` resumes after that sequence number (with ``inst
 previous ``hello``), ``ms_only=1`` omits the int64 ``timestamp_ns`` column, ``ack=1`` turns on flow control
 (the client acknowledges binary frames with ``ack_frames``; see ``connection.py``), ``tail=<n>`` limits a
 history to the newest ``n`` buffered rows.
+
+Limits (``ReplayExtension`` ``ws_*`` traitlets): connections per session and per user (one more answers
+the upgrade request with 429), the size of a client message (``ws_max_message_bytes``; tornado closes with
+1009 beyond it), and each connection's output budget in bytes (``ws_max_bytes``, see ``connection.py``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from jupyter_server._tz import utcnow
+from jupyter_server.auth.decorator import ws_authenticated
 from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.base.websocket import WebSocketMixin
-from jupyter_server.auth.decorator import ws_authenticated
 from jupyter_server.extension.handler import ExtensionHandlerMixin
-from jupyter_server._tz import utcnow
 from tornado import web
 from tornado.websocket import WebSocketHandler
 
 from ..exceptions import ReplayError
 from .auth import AUTH_RESOURCE, CapabilityMixin
-from .connection import ReplayConnection
-from .rooms import Access, ClientGrant, apply_room, requester_name, session_access
+from .connection import SHARED_USER, ReplayConnection, connection_limit_reason
+from .rooms import (
+    Access,
+    ClientGrant,
+    apply_room,
+    identities_distinct,
+    requester_name,
+    session_access,
+)
 
 __all__ = ["ACTIVITY_SETTING", "ReplayWebSocketHandler"]
 
@@ -49,6 +60,11 @@ class ReplayWebSocketHandler(CapabilityMixin, ExtensionHandlerMixin, WebSocketMi
 
     def get_compression_options(self) -> dict[str, Any] | None:
         return self.settings.get("websocket_compression_options", None)
+
+    @property
+    def max_message_size(self) -> int:
+        """Largest client message (control messages are small); tornado closes with 1009 beyond it."""
+        return int(self.extensionapp.ws_max_message_bytes)
 
     async def pre_get(self, session_id: str) -> None:
         """Authorize, find the session and build the connection (errors answer the upgrade request)."""
@@ -88,6 +104,21 @@ class ReplayWebSocketHandler(CapabilityMixin, ExtensionHandlerMixin, WebSocketMi
                 tail = 0
             if tail < 1:
                 raise web.HTTPError(400, "'tail' must be a positive number of rows")
+        app = self.extensionapp
+        user = grant.username
+        if user is not None and not identities_distinct(self.serverapp):
+            user = SHARED_USER  # one shared token or password: every holder is the same person
+        # checked last, synchronously: nothing runs between here and ``open`` (attach), so concurrent
+        # upgrades cannot overshoot the limits
+        refused = connection_limit_reason(
+            managed.clients,
+            user,
+            per_session=app.ws_max_connections_per_session,
+            per_user=app.ws_max_connections_per_user,
+            user_clients=(c for m in self.replay_manager.list() for c in m.clients),
+        )
+        if refused is not None:
+            raise web.HTTPError(429, "%s", refused)
         self.connection = ReplayConnection(
             managed,
             self.replay_manager,
@@ -96,9 +127,12 @@ class ReplayWebSocketHandler(CapabilityMixin, ExtensionHandlerMixin, WebSocketMi
             ms_only=ms_only,
             since=since,
             instance=self.get_query_argument("instance", None) or None,
-            max_queue=self.extensionapp.ws_queue_frames,
+            max_queue=app.ws_queue_frames,
             ack=ack,
             tail=tail,
+            max_bytes=app.ws_max_bytes,
+            stall_timeout=app.ws_stall_timeout,
+            user=user,
         )
         self.connection.grant = grant  # type: ignore[attr-defined]  # room changes re-check it
 

@@ -522,7 +522,7 @@ class Replay(anywidget.AnyWidget):
         try:
             if kind == "control":
                 args = {k: v for k, v in content.items() if k not in ("type", "action", "id")}
-                self._control(str(content.get("action")), args)
+                self.control(str(content.get("action")), args)
             elif kind == "need_bokeh":
                 self._send_custom({"type": "bokehjs"}, [attach.bokehjs_code()])
             elif kind == "history":
@@ -537,9 +537,10 @@ class Replay(anywidget.AnyWidget):
             log.exception("jupyter_replay widget message %r failed", kind)
             self._send_custom(wire.error_message(500, f"{type(exc).__name__}: {exc}"[:300]))
 
-    def _control(self, action: str, args: dict[str, Any]) -> None:
-        """A control from the browser (local path): same actions/arguments as REST and WebSocket."""
-        self._act(lambda: self._session.control(action, args))
+    def control(self, action: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Any action of the control table (``controls.CONTROLS``) by name, with the argument names REST and
+        WebSocket take (the browser's buttons come through here on the kernel-local path); returns status."""
+        return self._act(lambda: self._session.control(action, args))
 
     # ------------------------------------------------------------------ attach to the server session
     def _attach(self, msg: dict[str, Any]) -> None:

@@ -170,7 +170,8 @@ def test_text_messages():
         "reason": "mode",
     }
     assert wire.history_message(10, 4) == {"type": "history", "rows": 10, "seq": 4}
-    assert wire.dropped_message(2) == {"type": "dropped", "count": 2}
+    assert wire.merged_message(2) == {"type": "merged", "frames_merged": 2, "rows_dropped": 0}
+    assert wire.merged_message(0, 7, total_rows_dropped=9)["rows_dropped"] == 7
     assert wire.error_message(409, "nope", id=1) == {"type": "error", "status": 409, "message": "nope", "id": 1}
     assert wire.ack_message(5, {"state": "paused"})["status"] == {"state": "paused"}
     assert wire.control_message("seek", id=2, fraction=0.5) == {

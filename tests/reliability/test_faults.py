@@ -1,6 +1,6 @@
 """Faults: a kernel killed with SIGKILL (removed, or reset when the kernel is restarted), WebSockets
 dropped mid-stream and resumed with ``?since=``, a live upstream that disconnects (reconnect with
-backoff, gap marked), clients too slow to read (bounded, drops counted). Each time the other session
+backoff, gap marked), clients that stop reading (bounded, merged frames counted). Each time the other session
 and the server are unaffected.
 """
 
@@ -16,6 +16,7 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+from raw_ws import stall_server_side
 from reliability_helpers import SESSIONS, Bystander
 from server_helpers import arrow_bytes, on_server_loop, ts_ns
 from stream_check import StreamChecker
@@ -272,14 +273,20 @@ async def test_live_upstream_disconnect_reconnects_and_marks_the_gap(api, exchan
 
 # ---------------------------------------------------------------------------------------- slow clients
 @on_server_loop
-async def test_slow_clients_are_bounded_and_do_not_slow_the_others(api, replay_ext, replay_manager):
-    """Extends tests/server's slow-client test: two stalled clients and a fast one on one session, plus
-    another session: only the stalled connections coalesce (bounded); the others get every row."""
+async def test_slow_clients_are_bounded_and_do_not_slow_the_others(api, raw_ws, replay_ext, replay_manager):
+    """Extends tests/server's slow-client test: two clients that really stop reading (raw sockets, socket
+    buffers pinned small) and a fast one on one session, plus another session streaming to its reader:
+    only the stalled connections merge frames (at most ``ws_queue_frames`` queued); once they read again
+    they get every row once; the others get every row frame by frame.
+
+    Batches are released with ``step`` (30 of them whatever the machine's load), so the stalled clients'
+    merging does not depend on timing."""
     replay_ext.ws_queue_frames = 4
     replay_ext.buffer_rows = 50_000
+    replay_ext.ws_max_bytes = 64 * 2**20  # room for every row: merging, not the byte budget, is tested here
     kid = await api.start_kernel()
     await api.create(kid)
-    n, width = 45_000, 40  # fewer rows than buffer_rows: merging alone keeps up; ~15 MB in all
+    n, step, width = 45_000, 1500, 40  # fewer rows than buffer_rows: merging alone keeps up; ~15 MB in all
     t0 = pd.Timestamp("2024-01-01T00:00:00Z")
     df = pd.DataFrame({f"c{i}": np.arange(n, dtype=np.float64) + i for i in range(width)})
     df.insert(0, "timestamp", t0 + pd.to_timedelta(np.arange(n) * 2, unit="ms"))
@@ -287,38 +294,61 @@ async def test_slow_clients_are_bounded_and_do_not_slow_the_others(api, replay_e
     assert code == 200, model
     bystander = await Bystander.start(api)
     kb, ws_b, checker_b = await _streaming_bystander(api)
+    rows_b0 = (await api.status(kb))["rows"]
 
     slow = []
     for _ in range(2):
-        ws = await api.ws(kid)
-        await ws.until(lambda k, m: k == "frame")
-        ws.shrink_receive_buffer()
-        slow.append(ws)
+        before = set(replay_manager.get(kid).clients)
+        ws = await raw_ws(kid)
+        assert ws.status == 101, ws.head
+        (connection,) = set(replay_manager.get(kid).clients) - before
+        stall_server_side(connection)
+        slow.append((ws, connection))
     fast = await api.ws(kid)
     fast_checker = StreamChecker("fast")
     await _follow(fast, fast_checker, lambda k, m: k == "frame")
-    connections = list(replay_manager.get(kid).clients)
-    await api.ok(kid, "speed", speed=100)
-    await api.ok(kid, "play")
-    await _follow(fast, fast_checker, lambda k, m: k == "text" and m["type"] == "state" and m["status"]["state"] == "finished",
-                  timeout=60)
-    assert fast_checker.rows == n and not [m for m in fast_checker.texts if m["type"] == "dropped"]
-    values = np.concatenate([np.array(t) for t in fast_checker.ts])
-    assert len(values) == n
+    fast_connection = next(c for c in replay_manager.get(kid).clients if all(c is not s for _, s in slow))
 
-    dropped = 0
-    for ws in slow:  # now read what the stalled clients were sent: contiguous, drops reported
+    for i in range(n // step):
+        await api.ok(kid, "step", n=step)
+        # the fast client reads as it goes (each step's rows arrive before the next step)
+        end = (i + 1) * step
+        await _follow(fast, fast_checker, lambda k, m, end=end: k == "frame" and m[0]["first_row"] + m[0]["rows"] == end)
+    assert fast_checker.rows == n and fast_checker.frames == n // step
+    assert fast_connection.frames_merged == 0 and not [m for m in fast_checker.texts if m["type"] == "merged"]
+    np.testing.assert_array_equal(np.concatenate(fast_checker.ts), ts_ns(df))
+
+    # the stalled clients: one frame stuck in the socket, at most 4 queued, everything else merged
+    for _, connection in slow:
+        assert connection.frames_merged >= n // step - 1 - 4 - 1 and connection.max_frames_queued <= 4
+        assert connection.resyncs == 0 and connection.rows_dropped == 0
+    merged = sum(c.frames_merged for _, c in slow)
+    status = await api.status(kid)
+    assert status["frames_merged"] == merged and status["rows_dropped"] == 0  # counted once, nothing lost
+
+    for ws, connection in slow:  # now read what the stalled clients were sent: contiguous, merges reported
+        ws.unstall(connection)
         checker = StreamChecker("slow")
-        checker.next_row = 0
-        for kind, msg in await ws.drain():
+        total = connection.frames_merged
+        told = [0]
+
+        def done(kind, msg, checker=checker, told=told, total=total):
             checker.feed(kind, msg)
-        reported = sum(m["count"] for m in checker.texts if m["type"] == "dropped")
-        assert reported > 0 and checker.rows == n  # merged frames, every row still there once
-        dropped += reported
+            if kind == "text" and msg["type"] == "merged":
+                told[0] = msg["total_frames_merged"]
+            return checker.next_row == n and told[0] == total
+
+        await ws.until(done)
+        assert checker.rows == n and checker.frames + total == n // step  # every batch: a frame or merged
+        np.testing.assert_array_equal(np.concatenate(checker.ts), ts_ns(df))
         ws.close()
-    assert all(c.max_frames_queued <= 4 for c in connections)  # bounded, whatever the clients did
-    assert (await api.status(kid))["dropped"] == dropped  # every coalesced frame counted once
-    assert not checker_b.resets and (await api.status(kb))["dropped"] == 0
+
+    # the other session kept releasing rows to its reader meanwhile, without gap or resync
+    await api.wait_for(kb, lambda m: m["rows"] > rows_b0)
+    rows_b = (await api.status(kb))["rows"]
+    await _follow(ws_b, checker_b, lambda k, m: k == "frame" and m[0]["first_row"] + m[0]["rows"] >= rows_b)
+    assert checker_b.rows >= rows_b - rows_b0 and not checker_b.resets  # checked for gaps as it read
+    assert (await api.status(kb))["frames_merged"] == 0
     await bystander.check()
     fast.close()
     ws_b.close()

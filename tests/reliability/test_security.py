@@ -211,7 +211,7 @@ def test_decoding_every_frame_type_uses_only_json_and_raw_buffers(monkeypatch):
     texts = [wire.hello_message({"id": "s"}, 3, instance="i", writable=True),
              wire.state_message(StateEvent(4, "s", {"speed": float("inf"), "x": float("nan")})),
              wire.reset_message(ResetEvent(5, "s", Mode.LIVE, "mode")), wire.history_message(5, 5, first_row=0, mode="replay"),
-             wire.dropped_message(3, total=7), wire.error_message(400, "bad", 1), wire.ack_message(1, {"id": "s"}),
+             wire.merged_message(3, 1, total_frames_merged=7), wire.error_message(400, "bad", 1), wire.ack_message(1, {"id": "s"}),
              wire.control_message("seek", 2, fraction=0.5)]
     with _Tripwire(monkeypatch) as trip:
         for frame in frames:

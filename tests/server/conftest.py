@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 from pytest_jupyter.jupyter_server import *  # noqa: F401,F403
+from raw_ws import raw_ws  # noqa: F401 (fixture)
 from server_helpers import RoleAuthorizer, api, replay_ext, replay_manager  # noqa: F401 (fixtures)
 from traitlets.config import Config
 

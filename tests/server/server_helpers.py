@@ -40,13 +40,16 @@ def on_server_loop(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
 class RoleAuthorizer(Authorizer):
     """A real jupyter_server authorizer whose decision on ``replay`` depends on an ``X-Test-Role`` header.
 
-    ``viewer``: read only; ``nobody``: nothing; anything else (or no header): everything.
+    ``viewer``: read only; ``nobody``: nothing; ``nokernels``: everything on ``replay`` but no right to use
+    kernels (``kernels``); anything else (or no header): everything.
     """
 
     def is_authorized(self, handler: Any, user: Any, action: str, resource: str) -> bool:
+        role = handler.request.headers.get("X-Test-Role", "admin")
+        if resource == "kernels":
+            return role != "nokernels"
         if resource != "replay":
             return True
-        role = handler.request.headers.get("X-Test-Role", "admin")
         if role == "viewer":
             return action == "read"
         return role != "nobody"

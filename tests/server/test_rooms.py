@@ -119,8 +119,11 @@ async def test_sessions_are_private_by_default(api, replay_ext):
     with pytest.raises(HTTPClientError) as excinfo:  # the WebSocket upgrade is refused
         await api.ws(sid, headers=who("bob"))
     assert excinfo.value.code == 403
-    code, err, _ = await api.request("POST", *SESSIONS, body={"kernel_id": sid}, headers=who("bob"))
-    assert code == 409  # one session per kernel, whoever asks
+    # bob may not use kernels here: the answer for a kernel that does not exist (no oracle, no squatting)
+    code, err, _ = await api.request(
+        "POST", *SESSIONS, body={"kernel_id": sid}, headers=who("bob", **{"X-Test-Role": "nokernels"})
+    )
+    assert code == 404 and err["reason"] == "SessionNotFoundError", err
 
     # the admin sees and may control everything, but never gets the owner's kernel capability
     code, listing, _ = await api.request("GET", *SESSIONS, headers=who("root"))

@@ -8,6 +8,7 @@ import urllib.parse
 import numpy as np
 import pandas as pd
 import pytest
+from raw_ws import stall_server_side
 from server_helpers import arrow_bytes, on_server_loop, ts_ns
 from tornado.httpclient import HTTPClientError
 
@@ -191,62 +192,105 @@ async def test_websocket_authorization(api):
 
 
 def tally(msgs):
-    """(frames after the last resync, reported dropped count, whether a resync happened)."""
-    got, dropped, resynced = [], 0, False
+    """(frames after the last resync, reported frames_merged count, whether a resync happened)."""
+    got, merged, resynced = [], 0, False
     for kind, msg in msgs:
-        if kind == "text" and msg["type"] == "dropped":
-            dropped += msg["count"]
+        if kind == "text" and msg["type"] == "merged":
+            merged += msg["frames_merged"]
         elif kind == "text" and msg["type"] in ("reset", "history"):
             resynced = resynced or msg.get("reason") == "resync"
             got = []
         elif kind == "frame":
             got.append(msg)
-    return got, dropped, resynced
+    return got, merged, resynced
 
 
-@on_server_loop
-async def test_slow_client_is_coalesced_and_bounded(api, replay_ext, replay_manager):
-    replay_ext.ws_queue_frames = 4
-    kid = await api.start_kernel()
+async def wide_session(api, kid, n=45_000, width=40):
+    """A session with ``n`` rows of ``width`` float64 columns (c0 = row index), 2 ms apart."""
     await api.create(kid)
-    n, width = 45_000, 40  # fewer rows than buffer_rows (50_000): coalescing alone keeps up
     t0 = pd.Timestamp("2024-01-01T00:00:00Z")
     df = pd.DataFrame({f"c{i}": np.arange(n, dtype=np.float64) + i for i in range(width)})
     df.insert(0, "timestamp", t0 + pd.to_timedelta(np.arange(n) * 2, unit="ms"))
     code, model, _ = await api.request("PUT", *SESSIONS, kid, "data", raw=arrow_bytes(df))
     assert code == 200, model
-    ws, _, _, _ = await open_and_skip_history(api, kid)
-    ws.shrink_receive_buffer()
-    connection = next(iter(replay_manager.get(kid).clients))
-    await api.ok(kid, "speed", speed=100)  # ~0.9 s of replay, ~15 MB in ~55 frames
-    await api.ok(kid, "play")
-    await api.wait_for(kid, lambda m: m["state"] == "finished")  # the client reads nothing meanwhile
-    msgs = await ws.drain()
-    got, dropped, resynced = tally(msgs)
-    assert not resynced
-    assert dropped > 0 and dropped == connection.dropped
-    assert (await api.status(kid))["dropped"] == dropped
+
+
+def caught_up(connection, next_row: int):
+    """A ``until`` predicate: the client has rows up to ``next_row`` in its current stream and was told
+    about every frame ``connection`` merged so far."""
+    total, state = connection.frames_merged, {"row": None, "told": connection.frames_merged == 0}
+
+    def pred(kind, msg):
+        if kind == "frame":
+            state["row"] = msg[0]["first_row"] + msg[0]["rows"]
+        elif msg["type"] == "merged":
+            state["told"] = msg["total_frames_merged"] == total
+        return state["row"] == next_row and state["told"]
+
+    return pred
+
+
+async def stalled(raw_ws, replay_manager, kid, **query):
+    """A client that completes the handshake and then reads nothing (both socket buffers pinned small)."""
+    before = set(replay_manager.get(kid).clients)
+    ws = await raw_ws(kid, **query)
+    assert ws.status == 101, ws.head
+    connection = (set(replay_manager.get(kid).clients) - before).pop()
+    stall_server_side(connection)
+    return ws, connection
+
+
+@on_server_loop
+async def test_slow_client_is_coalesced_and_bounded(api, raw_ws, replay_ext, replay_manager):
+    replay_ext.ws_queue_frames = 4
+    replay_ext.ws_max_bytes = 64 * 2**20  # room for every row: this test is about merging, not the budget
+    kid = await api.start_kernel()
+    n, step = 45_000, 1500  # fewer rows than buffer_rows (50_000): merging alone keeps up
+    await wide_session(api, kid, n)
+    ws, connection = await stalled(raw_ws, replay_manager, kid)
+    for _ in range(n // step):  # 30 batches of ~0.5 MB each, released whatever the machine's load
+        await api.ok(kid, "step", n=step)
+    # the stalled client holds one frame in the socket and 4 queued: the other batches were merged
+    assert connection.frames_merged >= n // step - 1 - 4 - 1
+    assert connection.max_frames_queued <= 4
+    status = await api.status(kid)
+    assert status["frames_merged"] == connection.frames_merged and status["rows_dropped"] == 0
+    ws.unstall(connection)  # now read what it was sent: merged frames, every row once
+    msgs = await ws.until(caught_up(connection, n))
+    got, merged, resynced = tally(msgs)
+    assert not resynced and merged == connection.frames_merged
     coalesced = [h for h, _ in got if "first_seq" in h]
     assert coalesced and all(h["first_seq"] < h["seq"] for h in coalesced)
-    assert sum(h["seq"] - h["first_seq"] for h in coalesced) == dropped  # every merged frame accounted for
+    live = [h for h, _ in got if not h.get("history")]
+    assert len(live) + merged == n // step  # every batch either sent as a frame or merged into one
     assert check_contiguous(got) == n  # nothing lost or duplicated
     np.testing.assert_array_equal(np.concatenate([c["c0"] for _, c in got]), np.arange(n, dtype=np.float64))
 
-    # A reset while the client is stalled cannot be crossed by coalescing: the client is re-synchronised
-    # (reset "resync", state, history) and then follows again without gap.
-    await api.ok(kid, "play")  # from the start again
-    await api.wait_for(kid, lambda m: m["dropped"] > dropped)  # stalled again: frames are being merged
-    position = (await api.ok(kid, "seek", fraction=0.5))["position"]
-    await api.wait_for(kid, lambda m: m["state"] == "finished")
-    msgs = await ws.drain()
-    got, _, resynced = tally(msgs)
-    assert resynced
-    assert got[0][0]["history"] is True and got[0][0]["first_row"] == 0  # rows since the seek's reset
-    assert check_contiguous(got) == n - position
-    values = np.concatenate([c["c0"] for _, c in got])
-    np.testing.assert_array_equal(values, np.arange(position, n, dtype=np.float64))
-    assert connection.max_frames_queued <= 4  # bounded throughout, whatever the client did
+    # A reset while the client is stalled cannot be crossed by merging: the client is re-synchronised
+    # (reset "resync", state, history) and then follows again without gap. The rows of the stream between
+    # the two seeks never reach it: they are counted in rows_dropped (the history holds every row since).
     ws.close()
+    await api.wait_for(kid, lambda m: m["clients"] == 0)
+    ws2, connection = await stalled(raw_ws, replay_manager, kid)
+    await api.ok(kid, "seek", fraction=0)
+    for _ in range(10):
+        await api.ok(kid, "step", n=step)
+    position = (await api.ok(kid, "seek", fraction=0.5))["position"]
+    for _ in range(10):
+        await api.ok(kid, "step", n=step)
+    ws2.unstall(connection)
+    msgs = await ws2.until(caught_up(connection, 10 * step))
+    got, _, resynced = tally(msgs)
+    assert resynced and connection.resyncs == 1
+    assert got[0][0]["history"] is True and got[0][0]["first_row"] == 0  # rows since the seek's reset
+    assert check_contiguous(got) == 10 * step
+    values = np.concatenate([c["c0"] for _, c in got])
+    np.testing.assert_array_equal(values, np.arange(position, position + 10 * step, dtype=np.float64))
+    assert connection.rows_dropped == 10 * step
+    assert sum(m["rows_dropped"] for k, m in msgs if k == "text" and m["type"] == "merged") == 10 * step  # told
+    status = await api.status(kid)
+    assert status["rows_dropped"] == 10 * step and status["frames_merged"] == merged + connection.frames_merged
+    assert connection.max_frames_queued <= 4  # bounded throughout, whatever the client did
 
 
 @on_server_loop
@@ -286,12 +330,12 @@ async def test_flow_controlled_client_keeps_few_frames_in_flight(api, replay_man
             break
         seq = frames(more)[-1][0]["seq"]
     assert "replay_last_activity" not in settings
-    rows_got, dropped, resynced = tally(msgs)
+    rows_got, reported, resynced = tally(msgs)
     assert not resynced and check_contiguous(rows_got) == n  # merged, not lost
     np.testing.assert_array_equal(np.concatenate([c["timestamp_ns"] for _, c in rows_got]),
                                   ts_ns(sample_trades(n=n, seed=5)))
     merged = [h for h, _ in rows_got if "first_seq" in h]
-    assert merged and sum(h["seq"] - h["first_seq"] for h in merged) == dropped == connection.dropped
+    assert merged and sum(h["seq"] - h["first_seq"] for h in merged) == reported == connection.frames_merged
     assert len(rows_got) < len(frames(plain_msgs))
     last_frame = max(i for i, (k, _) in enumerate(msgs) if k == "frame")
     finished = [i for i, (k, m) in enumerate(msgs) if k == "text" and m["type"] == "state"

@@ -67,7 +67,7 @@ class ClientStats:
     connects: int = 0
     resumes: int = 0  # reconnects served from the resume log (no history)
     resyncs: int = 0  # reconnects or slow-client recoveries answered with reset + history
-    dropped: int = 0
+    frames_merged: int = 0
     errors: list[str] = field(default_factory=list)
 
 
@@ -151,8 +151,8 @@ class SoakClient:
             else:
                 self.seq, self.next_row = msg["seq"], None
             return
-        if kind == "dropped":
-            self.stats.dropped += msg["count"]
+        if kind == "merged":
+            self.stats.frames_merged += msg["frames_merged"]
             return
         if kind in ("ack", "pong"):
             return
@@ -370,7 +370,8 @@ async def _soak(server: Server) -> dict[str, Any]:
 
     code, listing = await rest.call("GET", "replay/api/sessions")
     assert code == 200
-    dropped_server = sum(m["dropped"] for m in listing)
+    merged_server = sum(m["frames_merged"] for m in listing)
+    rows_dropped_server = sum(m["rows_dropped"] for m in listing)
     for c in clients:
         await c.close()
 
@@ -401,8 +402,9 @@ async def _soak(server: Server) -> dict[str, Any]:
         "connects": sum(s.connects for s in stats),
         "resumes_served": sum(s.resumes for s in stats),
         "resyncs": sum(s.resyncs for s in stats),
-        "dropped_reported_to_clients": sum(s.dropped for s in stats),
-        "dropped_server_total": dropped_server,
+        "frames_merged_reported_to_clients": sum(s.frames_merged for s in stats),
+        "frames_merged_server_total": merged_server,
+        "rows_dropped_server_total": rows_dropped_server,
         "churn": counts,
         "client_errors": [e for s in stats for e in s.errors],
         "samples": samples,
