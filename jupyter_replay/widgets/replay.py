@@ -277,6 +277,31 @@ class Replay(anywidget.AnyWidget):
         self._sender.start()
         self._refresh_status()
 
+    # ------------------------------------------------------------------ deferred comm
+    # A widget model (its comm, its synced state: plot specs, status) exists only once the widget is shown:
+    # a Replay built in a loop or a script and never displayed puts nothing into the saved notebook.
+    _shown = False
+
+    def open(self) -> None:
+        """Open the comm only once the widget is displayed (``_repr_mimebundle_``) or put in a container."""
+        if self._shown:
+            super().open()
+
+    def _show(self) -> None:
+        if not self._shown:
+            self._shown = True
+            super().open()
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        self._show()
+        return super()._repr_mimebundle_(**kwargs)
+
+    @property
+    def model_id(self) -> str:
+        """The comm id (opening the comm: a container referencing this widget displays it)."""
+        self._show()
+        return super().model_id
+
     # ------------------------------------------------------------------ sync helpers
     class _SyncCtx:
         def __init__(self, widget: Replay) -> None:
