@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parents[2]
 CELLS = [
     "import numpy as np, pandas as pd, ipywidgets as w\nimport jupyter_replay as jr\n"
     "df = pd.DataFrame({'timestamp': pd.date_range('2024', periods=50, freq='s'), 'price': np.arange(50.0)})",
-    "hidden = [jr.replay(df) for _ in range(5)]\nfor h in hidden:\n    h.step(3)\nprint([len(h.buffer) for h in hidden])",
+    "hidden = [jr.replay(df) for _ in range(5)]\nfor h in hidden:\n    h.step(3)\n"
+    "print([len(h.buffer) for h in hidden])",
     "shown = jr.replay(df)\nshown",
     "w.VBox([jr.replay(df)])",
 ]
