@@ -17,6 +17,8 @@ Who is authoritative:
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
 import math
 import threading
@@ -46,6 +48,17 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
 MODES = ("replay", "live")
 _LIVE_FALLBACK_DTYPES = {"price": np.dtype(np.float64), "size": np.dtype(np.int64), "side": np.dtype(np.int8)}
+
+
+@functools.cache
+def bundle_bytes() -> bytes:
+    """The widget bundle (static/replay.js) the loader asks for."""
+    return (STATIC / "replay.js").read_bytes()
+
+
+@functools.cache
+def bundle_id() -> str:
+    return hashlib.sha256(bundle_bytes()).hexdigest()[:16]
 
 
 class InvalidTraitValue(TraitError, InvalidValueError):
@@ -155,8 +168,13 @@ class Replay(anywidget.AnyWidget):
     (``InvalidTraitValue``, also an ``InvalidValueError``) and change nothing.
     """
 
-    _esm = STATIC / "replay.js"
+    #: The per-model ESM is a small loader (js/loader/loader.js); it asks the kernel for the bundle
+    #: (static/replay.js) once per page, so saved notebooks do not hold the bundle once per widget.
+    _esm = STATIC / "loader.js"
     _css = STATIC / "replay.css"
+    bundle = Unicode("", read_only=True, help="Version (sha256 prefix) of the widget bundle the loader fetches.").tag(
+        sync=True
+    )
 
     status = Dict(read_only=True, help="Session status (state, mode, position, buffer_rows, ...); read-only.").tag(
         sync=True
@@ -182,7 +200,7 @@ class Replay(anywidget.AnyWidget):
         "", read_only=True, help="Id of the server session this widget is a client of ('' = local)."
     ).tag(sync=True)
 
-    _FROM_FRONTEND_IGNORED = frozenset({"status", "kernel_id", "plot", "attached"})
+    _FROM_FRONTEND_IGNORED = frozenset({"status", "kernel_id", "plot", "attached", "bundle"})
 
     def __init__(
         self,
@@ -267,6 +285,7 @@ class Replay(anywidget.AnyWidget):
             self._unsubscribe = self._session.subscribe(self._sender.push)
             with self._syncing():
                 self.set_trait("kernel_id", attach.kernel_id())
+                self.set_trait("bundle", bundle_id())
                 self.set_trait("plot", specs)
                 super().__init__(speed=speed_v, loop=loop, symbol=sym, mode="replay", **kwargs)
         except BaseException:
@@ -542,8 +561,11 @@ class Replay(anywidget.AnyWidget):
     def _on_frontend_msg(self, _widget: Any, content: Any, buffers: list[Any]) -> None:
         if not isinstance(content, dict):
             return
-        self._has_view = True
         kind = content.get("type")
+        if kind == "need_esm":  # the loader, before any view exists: no rows yet
+            self._send_custom({"type": "esm"}, [bundle_bytes()])
+            return
+        self._has_view = True
         try:
             if kind == "control":
                 args = {k: v for k, v in content.items() if k not in ("type", "action", "id")}
