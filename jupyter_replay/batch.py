@@ -67,12 +67,19 @@ class Chunk:
         )
 
 
+#: pandas' dtype for a column of text ("str" on pandas 3, object before)
+_TEXT_DTYPE = pd.Series(["x"]).dtype
+
+
 def _frame(ts: np.ndarray, columns: Mapping[str, np.ndarray], time_column: str, tz: Any) -> pd.DataFrame:
     index = pd.DatetimeIndex(ts.view("datetime64[ns]"), tz="UTC", name=time_column)
     if tz is not None:
         index = index.tz_convert(tz)
-    data = {time_column: index}
-    data.update(columns)
+    data: dict[str, Any] = {time_column: index}
+    for name, col in columns.items():
+        # object columns hold text (pandas infers its text dtype from the values); with no rows there is
+        # nothing to infer from, so an emptied buffer keeps the text dtype its rows had
+        data[name] = pd.Series(col, dtype=_TEXT_DTYPE) if col.dtype == object and not len(col) else col
     return pd.DataFrame(data)
 
 

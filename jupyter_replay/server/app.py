@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import urllib.parse
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Enum, Float, Integer, List, Unicode, observe, validate
@@ -223,6 +224,7 @@ class ReplayExtension(ExtensionApp):
         if self.server_url:
             return self.server_url
         app = self.serverapp
+        assert app is not None, "the extension is not loaded into a server yet"
         if getattr(app, "sock", ""):
             return f"http+unix://{urllib.parse.quote(app.sock, safe='')}{app.base_url}"
         proto = "https" if getattr(app, "certfile", None) else "http"
@@ -255,23 +257,10 @@ class ReplayExtension(ExtensionApp):
 
     def server_settings(self) -> ServerSettings:
         """The limits handed to the session manager (a new value each time: traits may change)."""
-        return ServerSettings(
-            max_sessions=self.max_sessions,
-            buffer_rows=self.buffer_rows,
-            max_speed=self.max_speed,
-            allow_max_speed=self.allow_max_speed,
-            max_step_rows=self.max_step_rows,
-            idle_timeout=self.idle_timeout,
-            idle_check_interval=self.idle_check_interval,
-            data_dirs=tuple(self.data_dirs) or (self.serverapp.root_dir,),
-            max_body_bytes=self.max_body_bytes,
-            max_session_rows=self.max_session_rows,
-            max_session_bytes=self.max_session_bytes,
-            max_server_bytes=self.max_server_bytes,
-            heavy_workers=self.heavy_workers,
-            resume_events=self.resume_events,
-            allow_kernelless_sessions=self.allow_kernelless_sessions,
-        )
+        values = {name: getattr(self, name) for name in ServerSettings.__dataclass_fields__}
+        assert self.serverapp is not None, "the extension is not loaded into a server yet"
+        values["data_dirs"] = tuple(self.data_dirs) or (self.serverapp.root_dir,)
+        return ServerSettings(**values)
 
     @observe(*ServerSettings.__dataclass_fields__)
     def _settings_changed(self, change: dict[str, Any]) -> None:

@@ -8,7 +8,8 @@ the server's identity provider and authorizer with resource ``replay`` (read to 
 from __future__ import annotations
 
 import functools
-from typing import Any, Awaitable, Callable, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from jupyter_core.utils import ensure_async
 from jupyter_server.auth import User
@@ -53,7 +54,8 @@ class CapabilityMixin:
             raise web.HTTPError(403, "empty replay token")
         self.capability = token
         user = User(username="replay-capability", name="replay session capability")
-        self.current_user = self._jupyter_current_user = user  # type: ignore[attr-defined]
+        handler: Any = self  # the handler class this mixes into has these attributes
+        handler.current_user = handler._jupyter_current_user = user
 
     def check_xsrf_cookie(self) -> None:
         if self.capability is not None:
@@ -85,7 +87,7 @@ def replay_authorized(action: str) -> Callable[[F], F]:
     """
 
     def wrapper(method: F) -> F:
-        checked = authorized(action, AUTH_RESOURCE)(method)
+        checked: Callable[..., Any] = authorized(action, AUTH_RESOURCE)(method)
 
         @functools.wraps(method)
         async def inner(self: Any, *args: Any, **kwargs: Any) -> Any:

@@ -11,7 +11,8 @@ behind gets, in this order:
    ``buffer_rows``, ``max_queue`` state/reset messages are waiting) or the connection's output would exceed
    its byte budget ``max_bytes``, everything waiting is discarded and the client is re-synchronised:
    ``reset`` (reason ``resync``), ``state``, ``history``. Rows it thereby never receives are counted in
-   ``rows_dropped`` (see ``_settle_loss``; also reported in ``merged``). Control replies (``ack``/``error``) are never discarded;
+   ``rows_dropped`` (see ``_settle_loss``; also reported in ``merged``). Control replies (``ack``/``error``)
+   are never discarded;
 3. a close: a client past its budget (a resync pending) whose write has not completed for
    ``stall_timeout`` seconds is closed with 1013 (try again later); a client that does not read its replies
    is closed with 1008.
@@ -42,7 +43,8 @@ import asyncio
 import logging
 import math
 from collections import deque
-from typing import TYPE_CHECKING, Any, Iterable, Protocol, Union
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketClosedError
@@ -117,6 +119,7 @@ class _Frames:
         self.epoch = epoch
 
     def can_take(self, batch: Batch, max_rows: int) -> bool:
+        """The one merge rule (``batch.can_merge``) plus this frame's row limit."""
         return can_merge(self.batches[-1], batch) and self.rows + len(batch) <= max_rows
 
     def add(self, batch: Batch, nbytes: int) -> None:
@@ -154,7 +157,7 @@ class _Resync:
     nbytes = 0
 
 
-_Item = Union[_Frames, _Text, _History, _Resync]
+_Item = _Frames | _Text | _History | _Resync
 
 
 def check_id(value: Any) -> Any:
@@ -307,7 +310,7 @@ class ReplayConnection:
             self.close_code = code
             try:
                 self.writer.close(code, reason)
-            except Exception:  # already closed
+            except Exception:  # noqa: BLE001 - already closed: nothing left to tell the client
                 pass
         # Safe to cancel mid-write: ``_flushed`` waits on tornado's write future without cancelling it
         # (cancelling that future made tornado log a CancelledError traceback per stalled client); tornado
@@ -669,7 +672,7 @@ def _cut(batch: Batch, rows: int) -> Batch:
     )
 
 
-def _quiet(future: "asyncio.Future[Any]") -> None:
+def _quiet(future: asyncio.Future[Any]) -> None:
     """Retrieve a finished write's or writer's outcome so asyncio logs no traceback for a closed client."""
     if not future.cancelled():
         future.exception()

@@ -23,7 +23,8 @@ and ``GET {base_url}replay/api/feeds`` served by ``handlers.FeedsHandler``.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from traitlets import Dict, Integer, Unicode, import_item, validate
 from traitlets.config import LoggingConfigurable
@@ -31,6 +32,7 @@ from traitlets.config import LoggingConfigurable
 from ..exceptions import InvalidValueError, brief
 from ..feeds.hub import FeedHub, redis_factory, ws_factory
 from ..sources.base import LiveSource
+
 __all__ = ["ReplayFeeds", "json_parser", "HUB_SETTING", "FEEDS_SETTING"]
 
 HUB_SETTING = "replay_feed_hub"
@@ -83,7 +85,8 @@ class ReplayFeeds(LoggingConfigurable):
         """A ``FeedHub`` with "synthetic" plus the configured feeds."""
         hub = FeedHub(queue_size=self.queue_size)
         if self.redis_url:
-            hub.register("redis", redis_factory(self.redis_url, stream=self.redis_stream, fields=dict(self.redis_fields)))
+            factory = redis_factory(self.redis_url, stream=self.redis_stream, fields=dict(self.redis_fields))
+            hub.register("redis", factory)
         for name, spec in self.websocket_feeds.items():
             hub.register(name, _ws_feed(name, spec), replace=True)
         for name, target in self.factories.items():

@@ -26,7 +26,7 @@ from ..exceptions import InvalidValueError, PayloadTooLargeError, ReplayError, b
 from .auth import AUTH_RESOURCE, CapabilityMixin, replay_authorized
 from .feedhub import FEEDS_SETTING, HUB_SETTING, ReplayFeeds
 from .manager import ManagedSession, SessionManager, unknown_kernel
-from .rooms import Access, require_access, requester_name, session_access
+from .rooms import Access, requester_name, require_access, session_access
 from .websocket import ReplayWebSocketHandler
 
 __all__ = [
@@ -125,7 +125,7 @@ class ReplayAPIHandler(CapabilityMixin, ExtensionHandlerMixin, APIHandler):
         if isinstance(exc, ReplayError):
             status_code = exc.http_status
             self.set_status(status_code)
-            message = str(exc)
+            message: str | None = str(exc)
             reason = type(exc).__name__
         elif isinstance(exc, web.HTTPError):
             message = exc.log_message % exc.args if exc.log_message and exc.args else exc.log_message
@@ -139,7 +139,7 @@ class ReplayAPIHandler(CapabilityMixin, ExtensionHandlerMixin, APIHandler):
         else:
             message = responses.get(status_code, "Unknown HTTP Error")
         self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps({"message": brief_message(message), "reason": reason}))
+        self.finish(json.dumps({"message": brief_message(message or ""), "reason": reason}))
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         if isinstance(value, (ReplayError, *BAD_INPUT_ERRORS)):  # the client's error, not a server fault
@@ -151,7 +151,7 @@ class ReplayAPIHandler(CapabilityMixin, ExtensionHandlerMixin, APIHandler):
 def _exc_text(exc: BaseException) -> str:
     try:
         return str(exc)
-    except Exception:  # e.g. str() of a huge int inside the message
+    except Exception:  # noqa: BLE001 - e.g. str() of a huge int inside the message
         return type(exc).__name__
 
 

@@ -13,6 +13,7 @@ thread pool (``heavy_workers``) so the loop keeps pacing every session; results 
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import functools
 import hmac
@@ -23,8 +24,9 @@ import secrets
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Iterable, Iterator, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from tornado.ioloop import PeriodicCallback
 
@@ -494,7 +496,7 @@ class SessionManager:
         if kind == "sample":
             from ..sources import as_source, sample_trades
 
-            kwargs = {}
+            kwargs: dict[str, Any] = {}
             for key in ("n", "seed"):
                 if key in spec:
                     value = spec[key]
@@ -517,7 +519,7 @@ class SessionManager:
         raise AssertionError(kind)  # unreachable: kinds checked above
 
     @property
-    def data_dirs(self) -> list[str]:
+    def data_dirs(self) -> builtins.list[str]:
         return list(self.settings.data_dirs) or [self.serverapp.root_dir]
 
     async def load_arrow(self, managed: ManagedSession, body: bytes, time_column: str = "timestamp") -> None:
@@ -556,14 +558,14 @@ class SessionManager:
             return
         try:
             self.kernel_manager.remove_restart_callback(kernel_id, callback, "dead")
-        except Exception:  # the kernel is already gone
+        except Exception:  # noqa: BLE001 - the kernel is already gone
             pass
 
     async def _on_kernel_action(self, logger: Any, schema_id: str, data: dict[str, Any]) -> None:
         """``kernel_actions`` listener: shutdown/cull removes the session, restart clears its buffer."""
         kernel_id = data.get("kernel_id")
-        managed = self._sessions.get(kernel_id) if kernel_id else None
-        if managed is None:
+        managed = self._sessions.get(kernel_id) if isinstance(kernel_id, str) else None
+        if managed is None or not isinstance(kernel_id, str):
             return
         action = data.get("action")
         if action == "shutdown":
@@ -580,7 +582,7 @@ class SessionManager:
             pass
 
     # ----------------------------------------------------------------- idle expiry
-    async def expire_idle(self, now: float | None = None) -> list[str]:
+    async def expire_idle(self, now: float | None = None) -> builtins.list[str]:
         """Close sessions without clients for ``idle_timeout`` and sessions whose kernel is gone."""
         now = time.monotonic() if now is None else now
         timeout = self.settings.idle_timeout

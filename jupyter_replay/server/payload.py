@@ -220,7 +220,7 @@ def source_size(source: ReplaySource | None) -> DataSize:
     for column in data.values():
         column = np.asarray(column)
         nbytes += column.nbytes + (len(column) * _OBJECT_OVERHEAD if column.dtype == object else 0)
-    return DataSize(int(len(ts)), int(nbytes))
+    return DataSize(len(ts), int(nbytes))
 
 
 def describe(size: DataSize) -> str:

@@ -43,6 +43,15 @@ class ServerSettings:
     heavy_workers: int = 2
     resume_events: int = 1024
     allow_kernelless_sessions: bool = False
+    #: WebSocket viewers (``connection.py``, ``websocket.py``): frames queued before merging, output byte
+    #: budget per connection, how long a write may stall past it, connections per session and per user,
+    #: largest client message
+    ws_queue_frames: int = 64
+    ws_max_bytes: int = 16 * 1024 * 1024
+    ws_stall_timeout: float = 30.0
+    ws_max_connections_per_session: int = 32
+    ws_max_connections_per_user: int = 64
+    ws_max_message_bytes: int = 1024 * 1024
 
     def policy(self) -> Policy:
         """The control table's ``Policy`` for these limits (speed range, speed 'max', step size)."""

@@ -10,9 +10,10 @@ previous ``hello``), ``ms_only=1`` omits the int64 ``timestamp_ns`` column, ``ac
 (the client acknowledges binary frames with ``ack_frames``; see ``connection.py``), ``tail=<n>`` limits a
 history to the newest ``n`` buffered rows.
 
-Limits (``ReplayExtension`` ``ws_*`` traitlets): connections per session and per user (one more answers
-the upgrade request with 429), the size of a client message (``ws_max_message_bytes``; tornado closes with
-1009 beyond it), and each connection's output budget in bytes (``ws_max_bytes``, see ``connection.py``).
+Limits (``ReplayExtension`` ``ws_*`` traitlets, read from the manager's ``ServerSettings``): connections per
+session and per user (one more answers the upgrade request with 429), the size of a client message
+(``ws_max_message_bytes``; tornado closes with 1009 beyond it), and each connection's output budget in
+bytes (``ws_max_bytes``, see ``connection.py``).
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ class ReplayWebSocketHandler(CapabilityMixin, ExtensionHandlerMixin, WebSocketMi
     @property
     def max_message_size(self) -> int:
         """Largest client message (control messages are small); tornado closes with 1009 beyond it."""
-        return int(self.extensionapp.ws_max_message_bytes)
+        return self.replay_manager.settings.ws_max_message_bytes
 
     async def pre_get(self, session_id: str) -> None:
         """Authorize, find the session and build the connection (errors answer the upgrade request)."""
@@ -104,7 +105,7 @@ class ReplayWebSocketHandler(CapabilityMixin, ExtensionHandlerMixin, WebSocketMi
                 tail = 0
             if tail < 1:
                 raise web.HTTPError(400, "'tail' must be a positive number of rows")
-        app = self.extensionapp
+        limits = self.replay_manager.settings
         user = grant.username
         if user is not None and not identities_distinct(self.serverapp):
             user = SHARED_USER  # one shared token or password: every holder is the same person
@@ -113,8 +114,8 @@ class ReplayWebSocketHandler(CapabilityMixin, ExtensionHandlerMixin, WebSocketMi
         refused = connection_limit_reason(
             managed.clients,
             user,
-            per_session=app.ws_max_connections_per_session,
-            per_user=app.ws_max_connections_per_user,
+            per_session=limits.ws_max_connections_per_session,
+            per_user=limits.ws_max_connections_per_user,
             user_clients=(c for m in self.replay_manager.list() for c in m.clients),
         )
         if refused is not None:
@@ -127,21 +128,21 @@ class ReplayWebSocketHandler(CapabilityMixin, ExtensionHandlerMixin, WebSocketMi
             ms_only=ms_only,
             since=since,
             instance=self.get_query_argument("instance", None) or None,
-            max_queue=app.ws_queue_frames,
+            max_queue=limits.ws_queue_frames,
             ack=ack,
             tail=tail,
-            max_bytes=app.ws_max_bytes,
-            stall_timeout=app.ws_stall_timeout,
+            max_bytes=limits.ws_max_bytes,
+            stall_timeout=limits.ws_stall_timeout,
             user=user,
         )
         self.connection.grant = grant  # type: ignore[attr-defined]  # room changes re-check it
 
     @ws_authenticated
-    async def get(self, session_id: str) -> None:  # type: ignore[override]
+    async def get(self, session_id: str) -> None:
         await self.pre_get(session_id)
         await super().get(session_id=session_id)
 
-    def open(self, session_id: str) -> None:  # type: ignore[override]
+    def open(self, session_id: str) -> None:
         super().open()  # starts the keep-alive pings
         if self.connection is not None:
             self.connection.open()

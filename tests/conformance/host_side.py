@@ -1,0 +1,201 @@
+"""Code that runs where a host runs its Python: event records, the scenario callbacks, and ``WidgetDriver``.
+
+The engine and threaded hosts use it in the test process; the attached host imports it inside the real
+kernel (``WidgetDriver`` drives a ``Replay`` there and answers in JSON). Keep it free of pytest.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import pickle
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["CALLBACKS", "WidgetDriver", "error_record", "event_record", "make_callback"]
+
+
+def event_record(event: Any) -> dict[str, Any]:
+    """A JSON-able record of a session event (``Batch``, ``ResetEvent``, ``StateEvent``)."""
+    kind = getattr(event, "kind", type(event).__name__)
+    rec: dict[str, Any] = {"kind": kind, "seq": int(event.seq)}
+    if kind == "batch":
+        rec.update(first_row=int(event.first_row), n=len(event), mode=getattr(event.mode, "value", event.mode),
+                   ts=[int(t) for t in event.ts], columns=list(event.columns))
+    elif kind == "reset":
+        rec.update(reason=event.reason, mode=getattr(event.mode, "value", event.mode))
+    elif kind == "state":
+        rec.update(state=event.status.get("state"), mode=event.status.get("mode"))
+    return rec
+
+
+def error_record(exc: BaseException) -> dict[str, Any]:
+    return {"types": [c.__name__ for c in type(exc).__mro__], "message": str(exc),
+            "traceback": "".join(traceback.format_exception(exc))[-2000:]}
+
+
+# ----------------------------------------------------------------------------- scenario callbacks
+
+
+def _rows(store: dict[str, Any], batch: Any) -> None:
+    store["batches"] = store.get("batches", 0) + 1
+    store["rows"] = store.get("rows", 0) + len(batch)
+    if store.get("acted"):
+        store["rows_after_action"] = store.get("rows_after_action", 0) + len(batch)
+        store.setdefault("first_rows_after_action", []).append(int(batch.first_row))
+
+
+def _count_symbols(target: Any, store: dict[str, Any], column: str = "symbol") -> Callable[..., None]:
+    def count_symbols(batch: Any, clock: Any) -> None:
+        counts = store.setdefault("symbols", {})
+        for sym in batch.columns[column]:
+            counts[str(sym)] = counts.get(str(sym), 0) + 1
+        _rows(store, batch)
+
+    return count_symbols
+
+
+def _raise(target: Any, store: dict[str, Any]) -> Callable[..., None]:
+    def raising(batch: Any, clock: Any) -> None:
+        store["calls"] = store.get("calls", 0) + 1
+        raise RuntimeError("conformance: this callback always fails")
+
+    return raising
+
+
+def _act_once(action: str) -> Callable[..., Callable[..., None]]:
+    def factory(target: Any, store: dict[str, Any], at_rows: int = 1, work_s: float = 0.0,
+                **kwargs: Any) -> Callable[..., None]:
+        """``work_s``: the callback first computes for that long (user code is not instant)."""
+
+        def act(batch: Any, clock: Any) -> None:
+            _rows(store, batch)
+            if store.get("acted") or store["rows"] < at_rows:
+                return
+            if work_s:
+                end = time.monotonic() + work_s
+                while time.monotonic() < end:  # busy, like user code computing
+                    pass
+            store["acted"] = True
+            store["action_after_rows"] = store["rows"]
+            try:
+                getattr(target, action)(**kwargs)
+            except Exception as exc:  # recorded: the scenario asserts there was none
+                store["action_error"] = f"{type(exc).__name__}: {exc}"
+
+        return act
+
+    return factory
+
+
+def _record(target: Any, store: dict[str, Any]) -> Callable[..., None]:
+    def record(batch: Any, clock: Any) -> None:
+        _rows(store, batch)
+
+    return record
+
+
+#: name -> factory(target, store, **params): target is what the user holds (Session, ThreadedSession, Replay)
+CALLBACKS: dict[str, Callable[..., Callable[..., None]]] = {
+    "count_symbols": _count_symbols,
+    "raise": _raise,
+    "stop": _act_once("stop"),
+    "pause": _act_once("pause"),
+    "seek": _act_once("seek"),
+    "record": _record,
+}
+
+
+def make_callback(kind: str, target: Any, store: dict[str, Any], **params: Any) -> Callable[..., None]:
+    return CALLBACKS[kind](target, store, **params)
+
+
+# ----------------------------------------------------------------------------- widget driver (kernel side)
+
+
+class WidgetDriver:
+    """Drives one ``Replay`` widget through its public Python API; every method answers JSON text.
+
+    ``call(name, args_json)`` returns ``{"ok": result}`` or ``{"error": error_record}``.
+    """
+
+    def __init__(self) -> None:
+        self.r: Any = None
+        self.events: list[dict[str, Any]] = []
+        self.store: dict[str, Any] = {}
+        self.lock = threading.Lock()
+
+    def call(self, name: str, args_json: str = "{}") -> str:
+        try:
+            result = getattr(self, "do_" + name)(**json.loads(args_json))
+            return json.dumps({"ok": result})
+        except Exception as exc:
+            return json.dumps({"error": error_record(exc)})
+
+    def _on_event(self, event: Any) -> None:
+        with self.lock:
+            self.events.append(event_record(event))
+
+    def do_load(self, dataset: str, attach: dict[str, Any] | None = None) -> dict[str, Any]:
+        import golden
+
+        from jupyter_replay.widgets import replay
+
+        self.do_close()
+        self.events, self.store = [], {}
+        self.r = replay(golden.dataset(dataset), time=golden.TIME[dataset])
+        if attach is not None:
+            self.r._attach({"type": "attach", **attach})
+            if self.r.attached != attach["session"]:
+                raise RuntimeError(f"the widget did not attach (attached={self.r.attached!r})")
+        self.r.session.subscribe(self._on_event)
+        return {"attached": self.r.attached}
+
+    def do_control(self, action: str, args: dict[str, Any]) -> dict[str, Any]:
+        """An action through the widget's Python API (what a notebook user writes)."""
+        r = self.r
+        if action in ("play", "pause", "stop") and not args:
+            getattr(r, action)()
+        elif action == "step" and set(args) <= {"n", "duration"}:
+            r.step(args.get("n", 1) if "duration" not in args else None, duration=args.get("duration"))
+        elif action == "seek" and set(args) in ({"timestamp"}, {"fraction"}):
+            r.seek(args.get("timestamp"), fraction=args.get("fraction"))
+        elif action in ("speed", "loop") and set(args) == {action}:
+            setattr(r, action, args[action])
+        elif action == "mode" and set(args) <= {"mode", "symbol"} and "mode" in args:
+            if "symbol" in args:
+                r.symbol = args["symbol"]
+            r.mode = args["mode"]
+        else:  # anything else: the widget's one generic entry, by name (what its buttons send too)
+            r.control(action, dict(args))
+        return dict(r.status)
+
+    def do_status(self) -> dict[str, Any]:
+        return dict(self.r.status)
+
+    def do_session_status(self) -> dict[str, Any]:
+        return dict(self.r.session.status())
+
+    def do_wait(self, states: list[str], timeout: float) -> str:
+        return self.r.wait(states, timeout=timeout)
+
+    def do_events(self, since: int = 0) -> list[dict[str, Any]]:
+        with self.lock:
+            return list(self.events[since:])
+
+    def do_frame(self) -> str:
+        return base64.b64encode(pickle.dumps(self.r.buffer)).decode()
+
+    def do_add_callback(self, kind: str, params: dict[str, Any]) -> None:
+        self.r.on_batch(make_callback(kind, self.r, self.store, **params))
+
+    def do_store(self) -> dict[str, Any]:
+        return json.loads(json.dumps(self.store, default=str))
+
+    def do_close(self) -> None:
+        if self.r is not None:
+            self.r.close()
+            self.r = None
