@@ -349,12 +349,22 @@ class SessionClient:
             except Exception:  # one bad subscriber must not starve the others
                 log.exception("session %s subscriber failed", getattr(self, "id", "?"))
         if isinstance(event, ResetEvent) and len(self._reset_callbacks):
-            self._worker.submit(self._reset_callbacks.run, event.reason, event.position)
+            self._dispatch(self._reset_callbacks.run, event.reason, event.position)
 
     def _run_callbacks(self, batch: Batch, clock: Clock | None = None) -> None:
         """Queue the ``on_batch`` callbacks for ``batch`` (after the subscribers have it) on the worker."""
         if len(self._callbacks):
-            self._worker.submit(self._callbacks.run, batch, clock if clock is not None else self.clock)
+            self._dispatch(self._callbacks.run, batch, clock if clock is not None else self.clock)
+
+    #: True: callbacks run inline on the adapter's I/O thread instead of the worker (``RemoteSession``: its
+    #: reader must not read past a batch whose callback may call a control; see docs/design.md)
+    _inline_callbacks = False
+
+    def _dispatch(self, fn: Callable[..., Any], *args: Any) -> None:
+        if self._inline_callbacks:
+            fn(*args)
+        else:
+            self._worker.submit(fn, *args)
 
     def _mirror_rows(self, batch: Batch) -> None:
         if len(batch):

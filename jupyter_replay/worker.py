@@ -23,8 +23,10 @@ __all__ = ["CallbackWorker", "DEFAULT_CAPACITY"]
 
 log = logging.getLogger(__name__)
 
-#: Items (batches or resets) queued before the producer is held back.
-DEFAULT_CAPACITY = 64
+#: Items (batches or resets) queued or running before the producer is held back. 1: the producer releases
+#: the next rows only once the callbacks of the previous ones have run, so a control called from a callback
+#: (``stop()``, ``pause()``, ``seek()``) takes effect before any further row, as in the engine.
+DEFAULT_CAPACITY = 1
 
 
 class CallbackWorker:
@@ -49,7 +51,7 @@ class CallbackWorker:
 
     def full(self) -> bool:
         with self._cond:
-            return len(self._items) >= self.capacity
+            return not self._has_room()
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> None:
         """Queue ``fn(*args)`` (never blocks; see ``room`` for back-pressure). Ignored once closed."""
@@ -62,11 +64,15 @@ class CallbackWorker:
                 self._thread.start()
             self._cond.notify_all()
 
+    def _has_room(self) -> bool:
+        return len(self._items) + (1 if self._busy else 0) < self.capacity
+
     async def room(self) -> None:
-        """Return once the queue is below capacity (awaited by this session's producer on its loop)."""
+        """Return once fewer than ``capacity`` items are queued or running (awaited by this session's
+        producer on its loop)."""
         while True:
             with self._cond:
-                if self._closed or len(self._items) < self.capacity:
+                if self._closed or self._has_room():
                     return
                 loop = asyncio.get_running_loop()
                 ready = asyncio.Event()
@@ -108,11 +114,6 @@ class CallbackWorker:
                     return
                 fn, args = self._items.popleft()
                 self._busy = True
-                waiters: list[Callable[[], None]] = []
-                if len(self._items) < self.capacity and self._waiters:
-                    waiters, self._waiters = self._waiters, []
-            for wake in waiters:
-                _call(wake)
             try:
                 fn(*args)  # BatchCallbacks.run: counts and logs the callbacks' own failures
             except Exception:
@@ -120,7 +121,12 @@ class CallbackWorker:
             finally:
                 with self._cond:
                     self._busy = False
+                    waiters: list[Callable[[], None]] = []
+                    if self._has_room() and self._waiters:
+                        waiters, self._waiters = self._waiters, []
                     self._cond.notify_all()
+                for wake in waiters:
+                    _call(wake)
 
 
 def _call(fn: Callable[[], None]) -> None:
