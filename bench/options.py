@@ -17,6 +17,7 @@ BENCHES: dict[str, tuple[str, str]] = {
     "wire": ("bench.bench_wire", "engine -> WebSocket client: binary frames vs per-row JSON"),
     "pacing": ("bench.bench_pacing", "release lateness at 1x / 100x vs busy-wait and asyncio.sleep"),
     "parquet": ("bench.bench_parquet", "seek in a 10M-row Parquet file vs a full time-column read"),
+    "data": ("bench.bench_data", "100-file dataset seek vs full time read; Arrow/Polars sources vs via pandas; attach"),
     "window": ("bench.bench_window", "per-update cost with a 1M-row vs a 10k-row retained window"),
     "sessions": ("bench.bench_sessions", "concurrent sessions in one Jupyter server"),
     "heavy": ("bench.bench_heavy", "bystander pacing while heavy requests hit the same server"),

@@ -139,6 +139,8 @@ class ResetEvent:
     session_id: str
     mode: Mode
     reason: str
+    #: the stream's columns after the reset as (name, numpy dtype str): clients rebuild their mirror with them
+    columns: tuple[tuple[str, str], ...] = ()
     #: Where the stream resumes: the source row of the next row in REPLAY (0 after a restart, the old
     #: position after LIVE -> REPLAY), 0 in LIVE. None when unknown.
     position: int | None = None

@@ -282,6 +282,7 @@ class SessionClient:
         ``status()["callback_errors"]``; it never stops the replay.
         """
         self._callbacks.add(fn)
+        self._callbacks_changed()
         return fn
 
     def on_reset(self, fn: Callable[[str, int | None], Any]) -> Callable[[str, int | None], Any]:
@@ -289,6 +290,9 @@ class SessionClient:
         source row where the stream resumes; compare with the next batch's ``position``)."""
         self._reset_callbacks.add(fn)
         return fn
+
+    def _callbacks_changed(self) -> None:
+        """An adapter hook: the ``on_batch`` callbacks changed (the remote one tells the server to wait)."""
 
     def on_callback_error(self, fn: Callable[[str], None]) -> None:
         """``fn(message)`` on the first failure of each ``on_batch`` callback (the widget shows it)."""
@@ -336,6 +340,10 @@ class SessionClient:
             if isinstance(event, Batch):
                 self._mirror_rows(event)
             elif isinstance(event, ResetEvent):
+                if self._mirror is not None and event.columns:  # the new stream's schema (mode, source)
+                    dtypes = {name: np.dtype(dt) for name, dt in event.columns}
+                    if dtypes != self._mirror.dtypes:
+                        self._mirror = RollingBuffer(self._buffer_rows, dtypes, tz=self._tz)
                 if self._mirror is not None:
                     self._mirror.clear()
                 self._last_ts = None

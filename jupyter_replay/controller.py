@@ -77,7 +77,6 @@ class ReplayController:
         on_state: Callable[[], None] | None = None,
         on_rewind: Callable[[str], None] | None = None,
         emit_warmup: Callable[[Chunk, int], None] | None = None,
-        gate: Callable[[], Awaitable[None]] | None = None,
         timer: Timer | None = None,
         speed: float | str = 1.0,
         loop: bool = False,
@@ -92,7 +91,6 @@ class ReplayController:
         self._on_state = on_state or (lambda: None)
         self._on_rewind = on_rewind or (lambda reason: None)
         self._emit_warmup = emit_warmup or (lambda chunk, position: self._emit(chunk))
-        self._gate = gate  # awaited before each release while playing (consumers' back-pressure)
         self.policy = policy or Policy(max_speed=float(max_speed))
         self.clock = ReplayClock(timer, start_ns=source.start_ns, speed=parse_speed(speed, self.policy))
         self.timer = self.clock.timer
@@ -107,6 +105,8 @@ class ReplayController:
         self._task: asyncio.Task[None] | None = None
         self.last_release_lateness_ns: int | None = None  # for pacing diagnostics and benchmarks
         self.on_release: Callable[[int, int], None] | None = None  # (deadline, actual) hook for benches
+        #: awaited before each release while playing (``Session.hold``): a client's callbacks set the pace
+        self.gate: Callable[[], Awaitable[None]] | None = None
 
     # ----------------------------------------------------------------- properties
     @property
@@ -388,9 +388,9 @@ class ReplayController:
         epoch = self._epoch
         next_wake = timer.now()
         while self._epoch == epoch:
-            if self._gate is not None:
-                await self._gate()  # a slow consumer of this session: wait for room (data time waits too)
-                if self._epoch != epoch:
+            if self.gate is not None:
+                await self.gate()
+                if self._epoch != epoch:  # a control came while we waited: its state stands
                     return
             nxt = self._cursor.peek_ns()
             if nxt is None:
@@ -429,8 +429,8 @@ class ReplayController:
         origin_wall, origin_pos = timer.now(), self.position
         next_wake = origin_wall
         while self._epoch == epoch:
-            if self._gate is not None:
-                await self._gate()
+            if self.gate is not None:
+                await self.gate()
                 if self._epoch != epoch:
                     return
             if self._cursor.peek_ns() is None:

@@ -94,7 +94,7 @@ class ThreadedSession(SessionClient):
         def wire_up() -> Callable[[], None]:
             unsubscribe = self.session.subscribe(self._on_event)
             self.session.on_batch(self._run_callbacks)  # after every subscriber has the batch, as headless
-            self.session.backpressure = self._callback_room  # a slow callback holds back this session only
+            self.session.hold(self._callback_room)  # a slow callback holds back this session only
             return unsubscribe
 
         self._unsubscribe = self.runner.call(wire_up)

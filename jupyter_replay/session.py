@@ -111,11 +111,9 @@ class Session:
         self._loop_setting = parse_loop(loop)
         self._rate_setting = parse_rate(rate)
         self._subscribers: list[Callable[[Event], None]] = []
+        self._holds: list[Callable[[], Awaitable[None]]] = []
         self._callbacks = BatchCallbacks()  # a failure is logged once per callback, then counted
         self._reset_callbacks = BatchCallbacks("on_reset")
-        #: awaited before more rows are released or read (a client's callback queue: back-pressure on
-        #: this session only; the loop itself never blocks)
-        self.backpressure: Callable[[], Awaitable[None]] | None = None
         self._live_clock = LiveClock()
         self._live: LiveSource | None = None
         self._live_task: asyncio.Task[None] | None = None
@@ -222,6 +220,25 @@ class Session:
                 pass
 
         return unsubscribe
+
+    def hold(self, gate: Callable[[], Awaitable[None]]) -> Callable[[], None]:
+        """Pacing waits for ``await gate()`` before each release (returns a function that removes it).
+
+        The server gives this to the kernel's own client while it runs ``on_batch`` callbacks, so a
+        callback in the kernel sees rows the way it does headless: the next rows wait until it returned,
+        and a ``stop()`` or ``pause()`` it calls takes effect before anything else is released.
+        """
+        self._holds.append(gate)
+
+        def release() -> None:
+            if gate in self._holds:
+                self._holds.remove(gate)
+
+        return release
+
+    async def _wait_holds(self) -> None:
+        for gate in list(self._holds):
+            await gate()
 
     def on_batch(self, fn: BatchCallback) -> BatchCallback:
         """Decorator: ``fn(batch, clock)`` runs for every batch in REPLAY and LIVE.
@@ -398,7 +415,6 @@ class Session:
             source,
             emit=self._emit_rows,
             emit_warmup=lambda chunk, position: self._emit_rows(chunk, position, warmup=True),
-            gate=self._gate,
             on_state=self._emit_state,
             on_rewind=self._reset,
             timer=self.timer,
@@ -408,12 +424,9 @@ class Session:
             frame_ns=self.frame_ns,
             policy=self.policy,
         )
+        self.controller.gate = self._wait_holds
         if self.mode is Mode.REPLAY:
             self.buffer = RollingBuffer(self.buffer_rows, source.dtypes, tz=source.tz)
-
-    async def _gate(self) -> None:
-        if self.backpressure is not None:
-            await self.backpressure()
 
     def _next_seq(self) -> int:
         self.seq += 1
@@ -473,8 +486,9 @@ class Session:
             self.buffer.clear()
         self.rows = 0
         self.last = None
+        columns = tuple((name, np.dtype(dt).str) for name, dt in self.buffer.dtypes.items())
         position = self._resume_position()
-        self._publish(ResetEvent(self._next_seq(), self.id, self.mode, reason, position))
+        self._publish(ResetEvent(self._next_seq(), self.id, self.mode, reason, columns, position))
         self._run(self._reset_callbacks, reason, position)
 
     def _spawn(self, coro: Any) -> None:
@@ -507,7 +521,7 @@ class Session:
     async def _consume_live(self, source: LiveSource) -> None:
         try:
             async for chunk in source.batches():
-                await self._gate()
+                await self._wait_holds()  # a client's callbacks hold this session's rows (``hold``)
                 if self._live is not source:
                     return
                 if self._live_state is State.PLAYING:

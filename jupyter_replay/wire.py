@@ -461,6 +461,8 @@ def state_message(event: StateEvent) -> dict[str, Any]:
 def reset_message(event: ResetEvent) -> dict[str, Any]:
     """``reset`` for a ``ResetEvent``."""
     msg = {"type": "reset", "seq": int(event.seq), "mode": _mode(event.mode), "reason": event.reason}
+    if event.columns:
+        msg["columns"] = [list(c) for c in event.columns]
     if event.position is not None:
         msg["position"] = int(event.position)
     return msg

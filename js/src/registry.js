@@ -5,7 +5,9 @@ export const REGISTRY = (globalThis.__jupyter_replay__ ??= { widgets: [] });
 export function addEntry(model, el) {
   const entry = {
     // rowsReceived: rows since the last reset/history; rowsTotal: every row received (never reset);
-    // rowsStreamed: rows handed to BokehJS (at most `rollover` per stream call, the rest would roll over)
+    // rowsStreamed: rows drawn into the plot's window (BokehJS gets their decimation: pointsDrawn);
+    // windowRows: rows the window holds; newestMs: time of the newest row received; freezes / settledAt:
+    // pause clicks and when the session's answer settled the last one; framesSkipped: draws skipped (late)
     model, el, sessionId: null, transport: "local", rowsReceived: 0, rowsTotal: 0, rowsStreamed: 0,
     framesReceived: 0, streamCalls: 0, acksSent: 0, resets: 0, framesMerged: 0, rowsDropped: 0,
     lastSeq: 0, mode: null, source: null, bars: null, document: null, status: {}, controls: null,

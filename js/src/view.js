@@ -7,6 +7,10 @@ import { SocketTransport } from "./transport.js";
 
 const PROGRESS_MS = 200;  // the progress display (slider, time, status line) redraws at most this often
 const SESSION_MESSAGES = new Set(["hello", "state", "ack", "reset", "history", "batch", "merged", "dropped", "closed"]);
+// Controls after which what the user sees must not run past the click (the plot freezes until the
+// session's answer says where it stopped); and controls that let rows flow again.
+const FREEZING = new Set(["pause", "stop", "seek", "mode"]);
+const RESUMING = new Set(["play", "step"]);
 
 export class ReplayView {
   constructor(model, entry, { root, bar, statusLine, plot }) {
@@ -49,8 +53,9 @@ export class ReplayView {
         entry.lastSeq = Math.max(entry.lastSeq, msg.seq | 0);
         this.setStatus(msg.status);
         return;
-      case "ack":
+      case "ack":  // the answer to a control: if it left the session playing (a seek), rows flow again
         this.setStatus(msg.status);
+        if (msg.status && msg.status.state === "playing" && this.plot.frozen) this.plot.resume();
         return;
       case "reset":
         this.onReset(msg);
@@ -69,7 +74,8 @@ export class ReplayView {
         entry.rowsDropped += Number(msg.rows_dropped) || 0;
         this.requestUi();
         return;
-      case "error":
+      case "error":  // (a refused control: what a click froze is shown)
+        if (this.plot.frozen && from === this.transport) this.plot.settle(null);
         this.setError(msg.message || "error " + msg.status);
         return;
       case "closed":
@@ -91,11 +97,14 @@ export class ReplayView {
     entry.framesReceived += 1;
     entry.rowsReceived += h.rows | 0;
     entry.rowsTotal += h.rows | 0;
-    if (!history) {
+    const tsCol = frame.columns.timestamp;
+    if (tsCol && tsCol.length && (h.rows | 0) > 0) entry.newestMs = Number(tsCol[(h.rows | 0) - 1]);  // (tests)
+    const first = h.first_row != null ? Number(h.first_row) : null;
+    const taken = this.plot.push(frame.columns, h.rows | 0, first, !!history);
+    if (!history && taken > 0) {
       const ts = frame.columns.timestamp;
-      this.store.addRows(h.rows | 0, ts && ts.length ? ts[ts.length - 1] : null);
+      this.store.addRows(taken, ts && ts.length >= taken ? ts[taken - 1] : null);
     }
-    this.plot.push(frame.columns, h.rows | 0);
     this.scheduleUi();
   }
 
@@ -133,7 +142,9 @@ export class ReplayView {
     const plot = this.plot;
     this.transport = new SocketTransport(cfg, sessionId, this.emit, {
       entry,
-      pending: () => plot.scheduled,
+      // acknowledge at once while the plot has room for more undrawn rows (bytes, data time), else after
+      // its next draw (the server merges frames meanwhile)
+      pending: () => plot.scheduled && !plot.roomForMore(),
       query: () => {
         const q = {};
         // the plot keeps its last `rollover` rows: a history needs no more (candles need every row)
@@ -149,6 +160,8 @@ export class ReplayView {
 
   control(action, args = {}) {
     this.lastError = "";
+    if (FREEZING.has(action)) this.plot.freeze();  // the picture stops in this frame; settled by the answer
+    else if (RESUMING.has(action)) this.plot.resume();
     if (this.transport) this.transport.control(action, args);
   }
 
@@ -186,7 +199,19 @@ export class ReplayView {
   setStatus(st) {
     if (!st) return;
     this.store.set(st);
+    this.plotFollows(st);
     this.requestUi();
+  }
+
+  /** The plot follows the session's state: not playing = stopped at `position` (rows before it are
+   * shown, none after it until the next play); playing = rows flow (unless a click froze the plot and
+   * this status is older than the session's answer). Live positions count rows differently: no cut. */
+  plotFollows(st) {
+    const plot = this.plot;
+    if (!st.state || typeof plot.settle !== "function") return;
+    if (st.state === "playing") { if (!plot.frozen) plot.resume(); return; }
+    const pos = Number(st.position);
+    plot.settle(st.mode !== "live" && st.position != null && Number.isFinite(pos) ? pos : null);
   }
 
   setError(msg) {

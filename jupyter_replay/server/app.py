@@ -63,6 +63,32 @@ class ReplayExtension(ExtensionApp):
         ),
     ).tag(config=True)
 
+    data_urls = List(
+        Unicode(),
+        help=(
+            "URL prefixes dataset sources may be read from (object storage), e.g. 's3://bucket/ticks/'. "
+            "A URL must start with one of them at a '/' boundary. Empty (the default): no URLs. "
+            "Credentials come from the server's standard environment (AWS_*, GOOGLE_APPLICATION_CREDENTIALS)."
+        ),
+    ).tag(config=True)
+
+    handoff_dir = Unicode(
+        "",
+        help=(
+            "Directory (mode 0700) where kernels on this host hand their data over as Arrow IPC files that "
+            "the server memory-maps instead of receiving an upload. Empty: 'jupyter-replay-handoff' in the "
+            "Jupyter runtime directory."
+        ),
+    ).tag(config=True)
+
+    max_mapped_bytes = Integer(
+        2**40,
+        help=(
+            "Largest hand-off file (kernel data attached on the same host) the server maps; larger ones answer "
+            "413. Mapped numeric columns are file-backed pages shared with the page cache, not server memory."
+        ),
+    ).tag(config=True)
+
     max_body_bytes = Integer(
         256 * 1024 * 1024,
         help="Largest request body accepted (data uploads and JSON); larger bodies answer 400.",
@@ -260,6 +286,7 @@ class ReplayExtension(ExtensionApp):
         values = {name: getattr(self, name) for name in ServerSettings.__dataclass_fields__}
         assert self.serverapp is not None, "the extension is not loaded into a server yet"
         values["data_dirs"] = tuple(self.data_dirs) or (self.serverapp.root_dir,)
+        values["data_urls"] = tuple(self.data_urls)
         return ServerSettings(**values)
 
     @observe(*ServerSettings.__dataclass_fields__)

@@ -43,7 +43,7 @@ import asyncio
 import logging
 import math
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from tornado.iostream import StreamClosedError
@@ -82,6 +82,8 @@ MAX_ID_CHARS = 64
 MAX_ERROR_CHARS = 1024
 #: the per-user connection key of everyone holding the server's one token or password
 SHARED_USER = "\0shared"
+#: seconds a session waits for its kernel client's callbacks on one release before it stops waiting for it
+HOLD_TIMEOUT = 10.0
 _MAX_ID_INT = 2**53  # exact in JavaScript
 _FRAME_OVERHEAD = 4096  # a binary frame's JSON header and padding, roughly (column specs, dictionaries)
 
@@ -211,6 +213,8 @@ class ReplayConnection:
         max_bytes: int = MAX_BYTES,
         stall_timeout: float = STALL_TIMEOUT,
         user: str | None = None,
+        may_hold: bool = False,
+        hold_timeout: float = HOLD_TIMEOUT,
     ) -> None:
         self.managed = managed
         self.manager = manager
@@ -262,6 +266,14 @@ class ReplayConnection:
         self._sent_seq = 0
         self._weight = 1  # in-flight window slots of the binary frame ``_encode`` returned last
         self._budget_first_row = 0  # set by ``_history_item``
+        #: callback hold (``hold`` messages; only the kernel's capability connection may): pacing waits until
+        #: this client has acknowledged every batch pushed to it, at most ``hold_timeout`` s per release
+        self.may_hold = bool(may_hold)
+        self.hold_timeout = float(hold_timeout)
+        self._release_hold: Callable[[], None] | None = None
+        self._pushed_batch = 0  # seq of the last batch pushed to this client
+        self._acked_batch = 0  # seq of the last batch it acknowledged
+        self._acked = asyncio.Event()
 
     @property
     def held_bytes(self) -> int:
@@ -302,6 +314,8 @@ class ReplayConnection:
         if self._closed:
             return
         self._closed = True
+        self._set_hold(False)
+        self._acked.set()
         self.managed.detach(self)
         self._queue.clear()
         self.queued_bytes = 0
@@ -326,6 +340,8 @@ class ReplayConnection:
             return
         if isinstance(event, ResetEvent):
             self._epoch += 1
+        elif isinstance(event, Batch):
+            self._pushed_batch = event.seq
         self._enqueue(event)
         self._wake.set()
 
@@ -440,6 +456,8 @@ class ReplayConnection:
         for item in replies:
             self._put(item)
         self._put(_Resync())
+        self._acked_batch = self._pushed_batch  # discarded frames are never acknowledged: stop waiting for them
+        self._acked.set()
         self._resync_pending = True
         self.resyncs += 1
         if batch is not None:
@@ -503,6 +521,13 @@ class ReplayConnection:
             if msg["type"] == "ping":
                 self._reply({"type": "pong", "id": msg_id})
                 return True
+            if msg["type"] == "hold":
+                if not self.may_hold:
+                    self._reply(wire.error_message(403, "only the kernel's own client may hold the replay", msg_id))
+                    return True
+                self._set_hold(msg.get("on") is True)
+                self._reply(wire.ack_message(msg_id, self.managed.model()))
+                return True
             if msg["type"] != "control":
                 raise wire.WireError(f"unknown message type {msg['type'][:MAX_ID_CHARS]!r}; expected 'control'")
             if not self.can_write:
@@ -521,11 +546,40 @@ class ReplayConnection:
             self._reply(wire.ack_message(msg_id, status))
         return True
 
+    def _set_hold(self, on: bool) -> None:
+        """Start or stop holding the session's pacing for this client's callbacks (``Session.hold``)."""
+        if on and self._release_hold is None and not self._closed:
+            self._acked_batch = max(self._acked_batch, self._pushed_batch)  # nothing earlier to wait for
+            self._release_hold = self.managed.session.hold(self._wait_for_ack)
+        elif not on and self._release_hold is not None:
+            self._release_hold()
+            self._release_hold = None
+
+    async def _wait_for_ack(self) -> None:
+        """The hold: until every batch pushed to this client is acknowledged, it closes, or the timeout
+        (a kernel that stopped answering must not hold the session: the hold is then dropped)."""
+        deadline = asyncio.get_running_loop().time() + self.hold_timeout
+        while not self._closed and self._acked_batch < self._pushed_batch:
+            self._acked.clear()
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                log.warning("replay session %s: its kernel client did not acknowledge rows for %.0f s; "
+                            "no longer waiting for its callbacks", self.managed.id, self.hold_timeout)
+                self._set_hold(False)
+                return
+            try:
+                await asyncio.wait_for(self._acked.wait(), left)
+            except asyncio.TimeoutError:
+                pass
+
     def _acknowledge(self, seq: Any) -> None:
         """``ack_frames``: the client has processed every binary frame up to ``seq``."""
         if isinstance(seq, bool) or not isinstance(seq, int):
             raise wire.WireError("'ack_frames' needs an integer 'seq'")
         self._in_flight = deque(s for s in self._in_flight if s > seq)
+        if seq > self._acked_batch:
+            self._acked_batch = seq
+            self._acked.set()
         self._wake.set()
 
     def _blocked(self) -> bool:

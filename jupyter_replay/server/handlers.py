@@ -314,6 +314,35 @@ class SessionDataHandler(ReplayAPIHandler):
         self.write_json(await self.session_model(managed, with_token=False))
 
 
+class SessionHandoffHandler(ReplayAPIHandler):
+    """``replay/api/sessions/{id}/data/handoff``: attach a kernel's data on this host without an upload.
+
+    GET answers ``{"dir", "server_id"}``: a kernel that finds ``server_id`` in ``dir/server-id`` shares
+    the server's filesystem and writes an Arrow IPC file there (``sources.handoff``); POST ``{"name",
+    "time"?}`` maps that file read-only as the session's data. Other kernels upload with ``PUT data``.
+    """
+
+    @web.authenticated
+    @replay_authorized("write")
+    async def get(self, session_id: str) -> None:
+        managed = self.replay_manager.get(session_id)
+        await require_access(self, managed, "manage")
+        directory, server_id = self.replay_manager.handoff()
+        self.write_json({"dir": directory, "server_id": server_id})
+
+    @web.authenticated
+    @replay_authorized("write")
+    async def post(self, session_id: str) -> None:
+        managed = self.replay_manager.get(session_id)
+        await require_access(self, managed, "manage")
+        body = self.json_body()
+        unknown = set(body) - {"name", "time"}
+        if unknown:
+            raise InvalidValueError(f"unknown field(s) {sorted(unknown)[:5]}; expected 'name' and 'time'")
+        await self.replay_manager.load_handoff(managed, body.get("name"), body.get("time", "timestamp"))
+        self.write_json(await self.session_model(managed, with_token=False))
+
+
 class SessionBufferHandler(ReplayAPIHandler):
     """``replay/api/sessions/{id}/buffer``: the session's buffered rows as an Arrow IPC stream."""
 
@@ -361,6 +390,7 @@ default_handlers = [
     (rf"/replay/api/sessions/{_session}/?", SessionHandler),
     (rf"/replay/api/sessions/{_session}/actions/(?P<action>[\w-]+)/?", SessionActionHandler),
     (rf"/replay/api/sessions/{_session}/data/?", SessionDataHandler),
+    (rf"/replay/api/sessions/{_session}/data/handoff/?", SessionHandoffHandler),
     (rf"/replay/api/sessions/{_session}/buffer/?", SessionBufferHandler),
     (rf"/replay/api/sessions/{_session}/ws/?", ReplayWebSocketHandler),
     (r"/replay/api/feeds/?", FeedsHandler),

@@ -45,12 +45,13 @@ from ..exceptions import (
 )
 from ..session import Session
 from ..sources.base import ReplaySource
-from .payload import DataSize, decode_upload, describe, measure_upload, source_size
+from .payload import DataSize, decode_upload, describe, mapped_size, measure_upload, source_size
 from .rooms import Room
 from .settings import ServerSettings
 
 __all__ = [
-    "KERNEL_ACTIONS_SCHEMA", "ManagedSession", "SessionManager", "resolve_data_path", "EventSink", "unknown_kernel",
+    "KERNEL_ACTIONS_SCHEMA", "ManagedSession", "SessionManager", "resolve_data_path", "resolve_dataset_location",
+    "EventSink", "unknown_kernel",
 ]
 
 T = TypeVar("T")
@@ -60,7 +61,13 @@ log = logging.getLogger(__name__)
 #: jupyter_server's kernel life-cycle events (emitted by ``ServerKernelManager``).
 KERNEL_ACTIONS_SCHEMA = "https://events.jupyter.org/jupyter_server/kernel_actions/v1"
 
-_SOURCE_KEYS = {"sample": {"kind", "n", "seed"}, "parquet": {"kind", "path", "time"}, "csv": {"kind", "path", "time"}}
+_SOURCE_KEYS = {
+    "sample": {"kind", "n", "seed"},
+    "parquet": {"kind", "path", "time"},
+    "csv": {"kind", "path", "time"},
+    "dataset": {"kind", "path", "time", "symbols", "symbol_column", "columns"},
+}
+_MAX_NAMES = 10_000  # symbols/columns in a dataset spec
 _SAMPLE_MAX_ROWS = 5_000_000
 
 
@@ -205,6 +212,52 @@ def resolve_data_path(path: Any, data_dirs: Iterable[str], root_dir: str) -> str
     return real
 
 
+def resolve_dataset_location(path: Any, data_dirs: Iterable[str], data_urls: Iterable[str], root_dir: str) -> str:
+    """A dataset's location: a local directory, file or glob inside ``data_dirs``, or a URL under ``data_urls``.
+
+    URLs (``s3://bucket/prefix/...``) must start with one of the allowed prefixes at a ``/`` boundary
+    and may not hold ``..`` segments; ``file://`` URLs are local paths. For a glob the directory
+    before the first wildcard must be allowed and the pattern may not hold ``..``; symbolic links
+    are resolved (files found under a directory are checked again once listed: ``check_dataset_files``).
+    """
+    from ..sources.storage import has_glob, is_url
+
+    if not isinstance(path, str) or not path.strip() or "\0" in path:
+        raise InvalidValueError("source 'path' must be a non-empty string")
+    if is_url(path) and not path.lower().startswith("file://"):
+        if ".." in path.split("://", 1)[1].split("/") or not any(_under_url(path, p) for p in data_urls):
+            raise PathNotAllowedError(
+                f"URL {brief(path)} is not under an allowed prefix (ReplayExtension.data_urls)"
+            )
+        return path
+    local = path[len("file://"):] if is_url(path) else path
+    candidate = local if os.path.isabs(local) else os.path.join(root_dir, local)
+    base, pattern = candidate, ""
+    if has_glob(candidate):
+        cut = min(candidate.index(c) for c in "*?[" if c in candidate)
+        base, pattern = candidate[:cut].rsplit(os.sep, 1)[0], candidate[cut:]
+        if ".." in candidate[len(base):].split(os.sep):
+            raise PathNotAllowedError(f"path {brief(path)} is outside the allowed data directories")
+    real = os.path.realpath(base)
+    if not any(_inside(real, os.path.realpath(directory)) for directory in data_dirs):
+        raise PathNotAllowedError(f"path {brief(path)} is outside the allowed data directories")
+    if not os.path.exists(real):
+        raise DataError(f"no such data file or directory: {brief(path)}")
+    return real + candidate[len(base):] if pattern else real
+
+
+def check_dataset_files(files: Iterable[str], data_dirs: Iterable[str]) -> None:
+    """Every local file a dataset opened lies inside ``data_dirs`` (a link inside must not lead out)."""
+    dirs = [os.path.realpath(d) for d in data_dirs]
+    for f in files:
+        if not any(_inside(os.path.realpath(f), d) for d in dirs):
+            raise PathNotAllowedError(f"dataset file {brief(f)} is outside the allowed data directories")
+
+
+def _under_url(url: str, prefix: str) -> bool:
+    return bool(prefix) and (url == prefix or url.startswith(prefix if prefix.endswith("/") else prefix + "/"))
+
+
 def _inside(path: str, directory: str) -> bool:
     try:
         return os.path.commonpath([path, directory]) == directory
@@ -235,6 +288,7 @@ class SessionManager:
         self._reserved_bytes = 0  # decoded bytes of uploads/sources being built, not yet installed
         self._body_bytes = 0  # upload bodies being received (see reserve_body)
         self._heavy: ThreadPoolExecutor | None = None
+        self._handoff: tuple[str, str] | None = None  # (directory, server id), made on first use
         self._dead_callbacks: dict[str, Callable[[], None]] = {}
         self._idle_check: PeriodicCallback | None = None
         self._listening = False
@@ -479,14 +533,17 @@ class SessionManager:
         return managed.model()
 
     def make_source(self, spec: Any) -> ReplaySource:
-        """Build a replay source from ``{"kind": "parquet"|"csv", "path", "time"?}`` or ``{"kind": "sample"}``:
-        the JSON spec is checked here, the source built by the one factory, ``sources.as_source``."""
+        """Build a replay source from ``{"kind": "parquet"|"csv"|"dataset", "path", "time"?, ...}`` or
+        ``{"kind": "sample"}``: the JSON spec is checked here, the source built by the one factory,
+        ``sources.as_source``."""
         if not isinstance(spec, dict):
             raise InvalidValueError("'source' must be a JSON object with a 'kind'")
         kind = spec.get("kind")
         allowed = _SOURCE_KEYS.get(kind) if isinstance(kind, str) else None
         if allowed is None:
-            raise InvalidValueError(f"source 'kind' must be 'parquet', 'csv' or 'sample', got {kind!r}")
+            raise InvalidValueError(
+                f"source 'kind' must be 'parquet', 'csv', 'dataset' or 'sample', got {brief(kind)}"
+            )
         unknown = set(spec) - allowed
         if unknown:
             raise InvalidValueError(f"unknown source field(s) {sorted(unknown)} for kind {kind!r}")
@@ -516,11 +573,79 @@ class SessionManager:
                 raise
             except (OSError, ValueError) as exc:
                 raise DataError(f"cannot read {kind} file {spec.get('path')!r}: {exc}") from exc
+        if kind == "dataset":
+            return self._make_dataset(spec, time_column)
         raise AssertionError(kind)  # unreachable: kinds checked above
+
+    def _make_dataset(self, spec: dict, time_column: str) -> ReplaySource:
+        """``{"kind": "dataset", "path": dir | glob | URL, "time"?, "symbols"?, "symbol_column"?, "columns"?}``."""
+        import pyarrow as pa
+
+        from ..sources import DatasetSource, ParquetSource
+        from ..sources.storage import is_url
+
+        location = resolve_dataset_location(spec.get("path"), self.data_dirs, self.settings.data_urls,
+                                            self.serverapp.root_dir)
+        names: dict[str, Any] = {}
+        for key in ("symbols", "columns"):
+            value = spec.get(key)
+            if value is None:
+                continue
+            if (not isinstance(value, list) or len(value) > _MAX_NAMES
+                    or not all(isinstance(v, str) and 0 < len(v) <= 1024 for v in value)):
+                raise InvalidValueError(f"dataset {key!r} must be a list of at most {_MAX_NAMES} names")
+            names[key] = value
+        symbol_column = spec.get("symbol_column", "symbol")
+        if not isinstance(symbol_column, str) or not symbol_column:
+            raise InvalidValueError("dataset 'symbol_column' must be a column name")
+        try:  # the class itself: "dataset" also means one file (as_source would make that a ParquetSource)
+            source = DatasetSource(location, time=time_column, symbol_column=symbol_column, **names)
+        except ReplayError:
+            raise
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            raise DataError(f"cannot read dataset {brief(spec.get('path'))}: {brief(str(exc))}") from exc
+        if not is_url(location):
+            check_dataset_files([str(p.path) for p in source.parts if isinstance(p, ParquetSource)], self.data_dirs)
+        return source
 
     @property
     def data_dirs(self) -> builtins.list[str]:
         return list(self.settings.data_dirs) or [self.serverapp.root_dir]
+
+    def handoff(self) -> tuple[str, str]:
+        """``(directory, server id)`` kernels on this host hand data over through (made on first use, 0700)."""
+        if self._handoff is None:
+            from jupyter_core.paths import jupyter_runtime_dir
+
+            from ..sources.handoff import prepare_handoff_dir
+
+            path = self.settings.handoff_dir or os.path.join(jupyter_runtime_dir(), "jupyter-replay-handoff")
+            self._handoff = prepare_handoff_dir(path)
+        return self._handoff
+
+    async def load_handoff(self, managed: ManagedSession, name: Any, time_column: str = "timestamp") -> None:
+        """Replace a session's data with a kernel's hand-off file, memory-mapped (no copy, no upload).
+
+        The file is refused past ``max_mapped_bytes`` (413); mapped columns cost no server memory, what
+        the source materialises (text columns, columns with nulls) counts against the session and server
+        byte budgets like an upload (``payload.mapped_size``). Mapping and building run off the loop.
+        """
+        from ..sources.handoff import handoff_source
+
+        if not isinstance(time_column, str) or not time_column:
+            raise InvalidValueError("'time' must be a column name")
+        directory = self.handoff()[0]
+        source = await self.run_heavy(handoff_source, directory, name, self.settings.max_mapped_bytes, time_column)
+        try:
+            size = mapped_size(source)
+            with self._admit(size, replacing=managed):
+                if managed.closed:
+                    raise SessionNotFoundError(f"replay session {brief(managed.id)} was closed during the attach")
+                managed.session.set_source(source)
+                managed.data_size = size
+        except BaseException:
+            source.close()
+            raise
 
     async def load_arrow(self, managed: ManagedSession, body: bytes, time_column: str = "timestamp") -> None:
         """Replace a session's data with an Arrow IPC stream (the kernel's upload).

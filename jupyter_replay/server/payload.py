@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..exceptions import DataError, PayloadTooLargeError, brief
-from ..sources import DataFrameSource
+from ..sources import TableSource
 from ..sources.base import ReplaySource
 
 __all__ = ["DataSize", "array_bytes", "decode_upload", "describe", "measure_upload", "source_size"]
@@ -193,7 +193,7 @@ def measure_upload(body: bytes, max_rows: int) -> DataSize:
     return DataSize(rows, nbytes)
 
 
-def decode_upload(body: bytes, time_column: str) -> DataFrameSource:
+def decode_upload(body: bytes, time_column: str) -> TableSource:
     """The replay source of an Arrow IPC stream already measured by ``measure_upload``."""
     try:
         table = pa.ipc.open_stream(pa.py_buffer(body)).read_all()
@@ -203,7 +203,7 @@ def decode_upload(body: bytes, time_column: str) -> DataFrameSource:
         raise DataError(
             f"no time column {brief(time_column)} in the uploaded data (columns: {brief(table.column_names, 200)})"
         )
-    return DataFrameSource(table.to_pandas(), time=time_column)
+    return TableSource(table, time=time_column)  # Arrow -> numpy directly: no pandas copy in between
 
 
 def source_size(source: ReplaySource | None) -> DataSize:
@@ -221,6 +221,33 @@ def source_size(source: ReplaySource | None) -> DataSize:
         column = np.asarray(column)
         nbytes += column.nbytes + (len(column) * _OBJECT_OVERHEAD if column.dtype == object else 0)
     return DataSize(len(ts), int(nbytes))
+
+
+def mapped_size(source: ReplaySource) -> DataSize:
+    """What a source built over a memory-mapped file holds in memory: the columns it materialised.
+
+    Columns that are views of the mapping (numeric columns without nulls, the time column) live in
+    file-backed pages shared with the page cache and cost nothing here; text columns (object arrays)
+    and copied columns count like ``source_size``. Rows are not counted (``max_session_rows`` bounds the
+    decoding of uploads; a mapping's size is bounded by ``max_mapped_bytes``).
+    """
+    ts = getattr(source, "ts", None)
+    data = getattr(source, "data", None)
+    if not isinstance(ts, np.ndarray) or not isinstance(data, dict):
+        return DataSize(0, 0)
+    nbytes = 0
+    for column in [ts, *data.values()]:
+        if _owns_memory(column):
+            nbytes += column.nbytes + (len(column) * _OBJECT_OVERHEAD if column.dtype == object else 0)
+    return DataSize(0, int(nbytes))
+
+
+def _owns_memory(array: np.ndarray) -> bool:
+    """Whether ``array``'s memory is numpy's own (a copy), not a view of a foreign (Arrow) buffer."""
+    base: object = array
+    while isinstance(base, np.ndarray) and base.base is not None:
+        base = base.base
+    return isinstance(base, np.ndarray)
 
 
 def describe(size: DataSize) -> str:

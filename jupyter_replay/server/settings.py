@@ -31,6 +31,12 @@ class ServerSettings:
     idle_check_interval: float = 30.0
     #: directories file sources may be read from (already defaulted to the server's root_dir)
     data_dirs: tuple[str, ...] = ()
+    #: URL prefixes dataset sources may be read from (object storage); empty: none
+    data_urls: tuple[str, ...] = ()
+    #: where kernels on this host hand data over as files the server maps ("": the Jupyter runtime dir)
+    handoff_dir: str = ""
+    #: largest hand-off file the server maps
+    max_mapped_bytes: int = 2**40
     #: request body bytes on the wire
     max_body_bytes: int = 256 * 1024 * 1024
     #: rows of replay data one session may hold (uploads, file and sample sources)

@@ -134,6 +134,7 @@ class ReplayWebSocketHandler(CapabilityMixin, ExtensionHandlerMixin, WebSocketMi
             max_bytes=limits.ws_max_bytes,
             stall_timeout=limits.ws_stall_timeout,
             user=user,
+            may_hold=self.capability is not None,  # the kernel's own client (its session's token) only
         )
         self.connection.grant = grant  # type: ignore[attr-defined]  # room changes re-check it
 

@@ -14,10 +14,13 @@ from ..exceptions import DataError, InvalidValueError, brief
 from .base import Cursor, LiveSource, ReplaySource
 from .csv import CSVSource
 from .dataframe import ArrayCursor, ArraySource, DataFrameSource
+from .dataset import DatasetCursor, DatasetSource
 from .merged import MERGED_OPTIONS, STREAM_COLUMN, STREAM_ID_COLUMN, MergedSource
 from .parquet import ParquetCursor, ParquetSource
 from .sample import sample_quotes, sample_trades
+from .storage import has_glob, is_url
 from .synthetic import SyntheticFeed
+from .table import TableSource, is_arrow_input
 
 __all__ = [
     "Cursor",
@@ -32,6 +35,9 @@ __all__ = [
     "CSVSource",
     "ParquetSource",
     "ParquetCursor",
+    "DatasetSource",
+    "DatasetCursor",
+    "TableSource",
     "SyntheticFeed",
     "sample_trades",
     "sample_quotes",
@@ -89,6 +95,11 @@ def as_source(
     - a path (str or ``os.PathLike``): ``format="parquet"``/``"csv"``, or by suffix: ``.parquet``/``.pq``
       -> ``ParquetSource``; ``.csv`` (optionally compressed) or ``.tsv`` -> ``CSVSource`` (``.tsv`` read
       with ``sep="\\t"``); ``time=None`` means ``timestamp``;
+    - Arrow data (a pyarrow ``Table``/``RecordBatch``/``RecordBatchReader``, a Polars ``DataFrame``/
+      ``LazyFrame``, a DuckDB relation, anything with ``__arrow_c_stream__``): ``TableSource``, no pandas
+      round trip (``time=None`` guessed as for DataFrames);
+    - a directory, glob or URL (``s3://``, ``gs://``, ``file://``...) of Parquet files: ``DatasetSource``
+      (hive partitions, ``filter=``/``symbols=`` pruning, out of core; ``time=None`` means ``timestamp``);
     - a dict ``{name: item}`` or list/tuple of items: ``MergedSource`` (items as above; ``time=None`` is
       guessed from the first DataFrame).
 
@@ -106,10 +117,14 @@ def as_source(
             raise InvalidValueError("a Series needs a DatetimeIndex to be replayed")
         name = str(obj.name) if obj.name is not None else "value"
         return DataFrameSource(obj.to_frame(name), time=None, **kwargs)
+    if is_arrow_input(obj):  # pyarrow, Polars, DuckDB, Arrow PyCapsule streams: no pandas round trip
+        return TableSource(obj, time=time, **kwargs)
     if isinstance(obj, (str, os.PathLike)):
         path = os.fspath(obj)
         lower = path.lower()
         tcol = time if time is not None else TIME_COLUMN
+        if format in (None, "parquet") and (is_url(path) or has_glob(path) or os.path.isdir(path)):
+            return DatasetSource(path, time=tcol, **kwargs)  # many files, or files on object storage
         if format not in (None, "parquet", "csv"):
             raise InvalidValueError(f"format must be 'parquet' or 'csv', got {brief(format)}")
         if format == "parquet" or (format is None and lower.endswith(_PARQUET_SUFFIXES)):

@@ -18,7 +18,9 @@ import pyarrow as pa
 from ..batch import TIME_COLUMN, Chunk
 from .base import ReplaySource
 
-__all__ = ["TIME_TYPE", "UPLOAD_ROWS", "chunk_to_arrow", "column_to_arrow", "source_to_arrow_stream"]
+__all__ = [
+    "TIME_TYPE", "UPLOAD_ROWS", "chunk_to_arrow", "column_to_arrow", "source_to_arrow_batch", "source_to_arrow_stream",
+]
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +76,30 @@ def _stream_schema(source: ReplaySource, first: Chunk, time_column: str) -> pa.S
             continue
         fields.append(pa.field(name, arr.type))
     return pa.schema(fields)
+
+
+def source_to_arrow_batch(source: ReplaySource, time_column: str = TIME_COLUMN) -> pa.RecordBatch | None:
+    """Every row of an in-memory source (``.ts``/``.data``: ``ArraySource``, in-memory ``MergedSource``) as ONE
+    record batch, the stream's schema and types; None for sources that are not in memory.
+
+    One batch keeps each column contiguous, so a reader of an IPC file maps it without a copy (attach on
+    the same host, ``sources.handoff``); numeric columns are views of the source's arrays until written.
+    Text columns are dictionary-encoded: the server then holds one Python string per distinct value.
+    """
+    ts, data = getattr(source, "ts", None), getattr(source, "data", None)
+    if not isinstance(ts, np.ndarray) or not isinstance(data, Mapping):
+        return None
+    chunk = Chunk(ts, data)
+    schema = _stream_schema(source, chunk, time_column)
+    batch = chunk_to_arrow(chunk, time_column, schema, columns=dict.fromkeys(schema.names[1:]))
+    arrays, fields = [], []
+    for field, arr in zip(batch.schema, batch.columns):
+        if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
+            arr = arr.dictionary_encode()
+            field = field.with_type(arr.type)
+        arrays.append(arr)
+        fields.append(field)
+    return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
 
 
 def source_to_arrow_stream(

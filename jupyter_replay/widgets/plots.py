@@ -5,10 +5,11 @@ Two kinds:
 - ``line``: one or more numeric columns against time.
 - ``ohlc``: candlesticks plus a volume panel. The bars are computed **in the browser** from the streamed
   rows (bucketed by ``bar_ms`` of data time), because in the attached path the rows go from the server
-  straight to BokehJS and never pass through the kernel. The raw rows are also kept (and drawn as a thin
-  last-price line), so the raw source always holds exactly the rows received.
+  straight to BokehJS and never pass through the kernel. The raw rows are also drawn as a thin last-price
+  line.
 
-Every spec has a ``ColumnDataSource`` named :data:`SOURCE_NAME` holding the raw rows; its time column
+Every spec has a ``ColumnDataSource`` named :data:`SOURCE_NAME` for the raw rows (the browser keeps the last
+``rollover`` rows at full resolution and puts their per-pixel M4 decimation there); its time column
 ``timestamp`` is float milliseconds since the epoch (what BokehJS wants; int64 ns would fall back to slow
 element-by-element encoding), shown on a datetime axis (:func:`datetime_formatter`: clock times at every
 scale, the date under the first tick and wherever it changes). OHLC specs add a source named
@@ -180,6 +181,7 @@ def _figure(title: str, height: int, x_range: Any = None) -> figure:
         sizing_mode="stretch_width",
         tools=_TOOLS,
         toolbar_location="right",
+        output_backend="webgl",  # BokehJS draws on canvas where the browser offers no WebGL
     )
     fig.xaxis.formatter = datetime_formatter()
     fig.toolbar.logo = None

@@ -37,8 +37,9 @@ from ..exceptions import (
     brief,
 )
 from ..runner import BackgroundLoop
-from ..sources.arrow import source_to_arrow_stream
+from ..sources.arrow import source_to_arrow_batch, source_to_arrow_stream
 from ..sources.base import ReplaySource
+from ..sources.handoff import can_hand_off, discard_handoff, write_handoff
 from ..timeconv import to_ns
 
 __all__ = ["RemoteSession"]
@@ -141,6 +142,8 @@ class RemoteSession(SessionClient):
         self._instance: str | None = None
         self.connects = 0
         self.last_error: str | None = None
+        #: True once ``upload`` handed the data over as a mapped file (same host) instead of an HTTP body.
+        self.handoff_used = False
         self._clock = _RemoteClock(self)
         self._task: asyncio.Task[None] | None = None
         self._ws: Any = None
@@ -153,7 +156,23 @@ class RemoteSession(SessionClient):
     def _control(self, action: str, args: dict[str, Any]) -> dict[str, Any]:
         if self.policy is not None:  # the server's own check, here first: same refusal and message, no I/O
             controls.normalise_args(action, args, self.policy)
-        return self._post_status(self._request("POST", f"/actions/{action}", _json_args(action, args)))
+        status = self._post_status(self._request("POST", f"/actions/{action}", _json_args(action, args)))
+        self._catch_up(int(status.get("seq") or 0))
+        return status
+
+    def _catch_up(self, seq: int, timeout: float = 10.0) -> None:
+        """Wait until the socket has delivered the session's events up to ``seq`` (a control's reply), so
+        ``frame()`` and the callbacks have seen what the control released, as headless. Not on the socket's
+        own thread (a callback calling a control): there the events follow once the callback returns."""
+        if self.runner.in_loop_thread or self._ws is None:
+            return
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._seq < seq and self._ws is not None and not self._closed:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self._cond.wait(min(left, 0.05))
 
     def _read_status(self) -> dict[str, Any]:
         return self._cached_status()
@@ -214,11 +233,39 @@ class RemoteSession(SessionClient):
 
 
     def upload(self, source: ReplaySource) -> dict[str, Any]:
-        """Replace the server session's data with ``source`` (Arrow IPC stream, sent in pieces)."""
+        """Replace the server session's data with ``source``.
+
+        On the server's host (the usual case: same machine, container or single-user server) an in-memory
+        source is handed over as an Arrow IPC file the server memory-maps: no HTTP body, no second copy
+        (``sources.handoff``). Otherwise (a remote kernel, an out-of-core source, an older server) the rows
+        go as an Arrow IPC stream, sent in pieces.
+        """
+        status = self._hand_off(source)
+        if status is not None:
+            return self._post_status(status)
         return self._post_status(
             self._request("PUT", "/data", raw=source_to_arrow_stream(source),
                           content_type="application/vnd.apache.arrow.stream")
         )
+
+    def _hand_off(self, source: ReplaySource) -> dict[str, Any] | None:
+        """The server's model after mapping ``source`` from a hand-off file; None when it cannot see one."""
+        try:
+            where = self._request("GET", "/data/handoff")
+        except ReplayError:  # a server without hand-off: upload
+            return None
+        if not isinstance(where, dict) or not can_hand_off(where.get("dir"), where.get("server_id")):
+            return None  # another host or user: upload
+        batch = source_to_arrow_batch(source)
+        if batch is None:  # not in memory: stream it
+            return None
+        self.handoff_used = True
+        name = write_handoff(batch, where["dir"])
+        del batch
+        try:
+            return self._request("POST", "/data/handoff", {"name": name})
+        finally:
+            discard_handoff(where["dir"], name)  # the server unlinks it once mapped; this covers failures
 
     def apply_settings(self, status: dict[str, Any], symbol: str | None = None) -> None:
         """Carry a local session over exactly (its ``status()``, taken while not playing).
@@ -263,6 +310,18 @@ class RemoteSession(SessionClient):
             self.control("seek", {"row": position})
         if loop and finished:
             self.control("loop", {"loop": True})
+
+    # ------------------------------------------------------------------ callbacks hold the server's pacing
+    def _callbacks_changed(self) -> None:
+        """As headless, the session waits for this kernel's callbacks: while any is registered the server
+        releases the next rows only after the callbacks of the previous ones returned (``hold``)."""
+        self.runner.loop.call_soon_threadsafe(self._send_hold)
+
+    def _send_hold(self) -> None:
+        """On the socket's thread: tell the server whether to wait for our callbacks."""
+        conn = self._ws
+        if conn is not None:
+            conn.write_message(wire.dumps({"type": "hold", "on": len(self._callbacks) > 0}))
 
     # ------------------------------------------------------------------ WebSocket client
     def start(self, wait: float = 10.0) -> None:
@@ -345,6 +404,8 @@ class RemoteSession(SessionClient):
                 if isinstance(m.get("session"), dict):
                     self._post_status(m["session"])
                 self._hello.set()
+                if len(self._callbacks):
+                    self._send_hold()
                 self._on_event(StateEvent(seq, self.id, self._cached_status()))
             elif kind == "history":
                 history_next = True
@@ -359,9 +420,10 @@ class RemoteSession(SessionClient):
                     mode = Mode(m.get("mode") or "replay")
                 except ValueError:
                     mode = Mode.REPLAY
+                columns = tuple((str(c[0]), str(c[1])) for c in m.get("columns") or () if len(c) == 2)
                 pos = m.get("position")
                 position = int(pos) if isinstance(pos, int) and not isinstance(pos, bool) else None
-                self._on_event(ResetEvent(seq, self.id, mode, str(m.get("reason") or ""), position))
+                self._on_event(ResetEvent(seq, self.id, mode, str(m.get("reason") or ""), columns, position))
             elif kind == "error":
                 self.last_error = str(m.get("message"))[:300]
             elif kind == "ack" and isinstance(m.get("status"), dict):
@@ -400,6 +462,8 @@ class RemoteSession(SessionClient):
         self._seq = seq
         self._on_event(batch)
         self._run_callbacks(batch, self._clock)
+        if len(self._callbacks) and self._ws is not None:  # done with it: the server may release the next rows
+            self._ws.write_message(wire.dumps({"type": "ack_frames", "seq": seq}))
 
     # ------------------------------------------------------------------ life cycle
     def close(self) -> None:

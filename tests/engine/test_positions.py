@@ -116,7 +116,7 @@ def test_position_travels_in_frames_and_reset_messages() -> None:
     assert header["position"] == 17 and "warmup" not in header
     w = Batch(3, "s", Mode.REPLAY, b.ts, b.columns, 0, 17, True)
     assert wire.decode_frame(wire.encode_batch(w))[0]["warmup"] is True
-    assert wire.reset_message(ResetEvent(4, "s", Mode.REPLAY, "seek", 20))["position"] == 20
+    assert wire.reset_message(ResetEvent(4, "s", Mode.REPLAY, "seek", position=20))["position"] == 20
 
 
 def test_merge_rule_keeps_positions_and_warmup_apart() -> None:

@@ -216,10 +216,10 @@ console.log(JSON.stringify({ cols, tail: { symbol: tail.symbol, price: Array.fro
     assert out["comm"] == [["batch", False, ["AAPL", "MSFT", None, "AAPL"]], ["history"], ["batch", True, ["TSLA"]]]
 
 
-def test_js_streams_only_the_last_rollover_rows_per_frame(node: str, tmp_path: Path) -> None:
-    """Frames queued between two animation frames go to BokehJS as one stream() of their last `rollover`
-    rows (converted to float64); every row still counts, candles are built from every row, and a clear is
-    applied together with the rows that follow it (no blank frame)."""
+def test_js_draws_the_window_once_per_animation_frame(node: str, tmp_path: Path) -> None:
+    """Frames received between two animation frames go into the plot's window (the last `rollover` rows,
+    converted to float64) and reach BokehJS as one update; every row counts, candles are built from every
+    row, and a clear is applied together with the rows that follow it (no blank frame)."""
     rollover, sizes = 5, [4, 3, 6]
     t0 = 1_704_187_800_000_000_000
     batches, first = [], 0
@@ -241,17 +241,21 @@ const rafs = [];
 globalThis.requestAnimationFrame = (f) => rafs.push(f);
 const { decodeFrame } = await import("SRC/wire.js");
 const { StreamPlot, CandlesPlot, kindFor } = await import("SRC/plots/index.js");
+const { RowWindow } = await import("SRC/plots/window.js");
 const frame = (i) => decodeFrame(readFileSync(new URL("./f" + i + ".bin", import.meta.url)));
 const events = [];
 const fakeSource = (name) => ({
-  data: {},
   len: 0,
   get_length() { return this.len; },
-  set data(v) { events.push([name, "set", Object.keys(v).length]); this.len = 0; },
+  set data(v) {
+    const cols = Object.fromEntries(Object.entries(v).map(([k, c]) => [k, Array.from(c)]));
+    events.push([name, "set", cols, Object.values(v).map((c) => c.constructor.name)]);
+    this.len = Object.values(v).length ? Object.values(v)[0].length : 0;
+  },
   get data() { return {}; },
   stream(d, r) {
     const cols = Object.fromEntries(Object.entries(d).map(([k, v]) => [k, Array.from(v)]));
-    events.push([name, "stream", cols, r, Object.values(d).map((v) => v.constructor.name)]);
+    events.push([name, "stream", cols, r]);
     this.len = Math.min(r, this.len + Object.values(d)[0].length);
   },
   patch(p) { events.push([name, "patch", p]); },
@@ -262,17 +266,18 @@ plot.spec = { kind: "ohlc", columns: ["timestamp", "price", "size", "missing"], 
               volume: "size", bar_ms: 1000, bar_rollover: 100 };
 plot.source = fakeSource("raw");
 plot.kind = new CandlesPlot(plot.spec, null, fakeSource("bars"));
+plot.setupWindow();
 const kinds = [kindFor({ kind: "ohlc" }).name, kindFor({ kind: "line" }).name, kindFor({ kind: "?" }).name];
 let flushes = 0;
 plot.onFlush = () => { flushes += 1; };
 const run = () => { const fs = rafs.splice(0); for (const f of fs) f(); };
-for (let i = 0; i < 3; i++) { const { header, columns } = frame(i); plot.push(columns, header.rows); }
+for (let i = 0; i < 3; i++) { const { header, columns } = frame(i); plot.push(columns, header.rows, header.first_row); }
 const scheduled = plot.scheduled;
 run();
 const afterFirst = events.splice(0);
 plot.clear();
 const { header, columns } = frame(0);
-plot.push(columns, 2);  // a clear and the first 2 rows of frame 0, in the same animation frame
+plot.push(columns, 2, 0);  // a clear and the first 2 rows of frame 0, in the same animation frame
 run();
 console.log(JSON.stringify({ scheduled, afterFirst, afterClear: events, entry, flushes, pending: rafs.length, kinds }));
 process.exit(0);
@@ -280,27 +285,193 @@ process.exit(0);
     assert out["kinds"] == ["CandlesPlot", "LinePlot", "LinePlot"]
     assert out["scheduled"] is True and out["flushes"] == 2
     raw = [e for e in out["afterFirst"] if e[0] == "raw"]
-    assert len(raw) == 1 and raw[0][1] == "stream"  # one stream() for three frames
-    _, _, cols, roll, ctors = raw[0]
+    assert len(raw) == 1 and raw[0][1] == "set"  # one update for three frames
+    _, _, cols, ctors = raw[0]
     total = sum(sizes)
     last = np.arange(total - rollover, total)
-    assert roll == rollover and set(ctors) == {"Float64Array"}
+    assert set(ctors) == {"Float64Array"}
     np.testing.assert_allclose(cols["timestamp"], (last * 400_000_000 + t0) / 1e6)
     np.testing.assert_array_equal(cols["price"], 100.0 + last)
     np.testing.assert_array_equal(cols["size"], last + 1)  # int64 -> float64
     assert all(v is None for v in cols["missing"])  # NaN (JSON null): a column the frames do not carry
-    assert out["entry"]["streamCalls"] == 2 and out["entry"]["rowsStreamed"] == rollover + 2
-    # candles from all 13 rows (0.4 s apart, 1 s buckets), not only the 5 streamed ones
+    assert out["entry"]["streamCalls"] == 2 and out["entry"]["rowsStreamed"] == total + 2
+    assert out["entry"]["windowRows"] == 2
+    # candles from all 13 rows (0.4 s apart, 1 s buckets), not only the 5 the window keeps
     bars = [e for e in out["afterFirst"] if e[0] == "bars" and e[1] == "stream"]
     assert len(bars) == 1
     candles = bars[0][2]
     assert sum(candles["volume"]) == sum(range(1, total + 1))
     assert candles["open"][0] == 100.0 and candles["close"][-1] == 100.0 + total - 1
-    # the clear is applied right before the rows that follow it, in the same flush (bars restart too)
+    # the clear is applied with the rows that follow it, in the same draw (bars restart too)
     after = out["afterClear"]
-    assert [e[:2] for e in after if e[0] == "raw"] == [["raw", "set"], ["raw", "stream"]]
-    assert [e for e in after if e[0] == "raw"][1][2]["price"] == [100.0, 101.0]
+    assert [e[:2] for e in after if e[0] == "raw"] == [["raw", "set"]]
+    assert [e for e in after if e[0] == "raw"][0][2]["price"] == [100.0, 101.0]
     assert [e[:2] for e in after if e[0] == "bars"] == [["bars", "set"], ["bars", "stream"]]
+
+
+def test_js_m4_keeps_every_column_extreme_and_bounds_the_output(node: str, tmp_path: Path) -> None:
+    """M4 over the plot's window: for every pixel column the first, last, min and max row are kept (spikes
+    too), at most 4 x width rows go to BokehJS whatever the window holds (5k, 200k, 1M rows; a window that
+    rolled over many times), zoomed ranges are decimated from full resolution, and a range holding fewer
+    rows than that is drawn row for row."""
+    out = run_node(node, tmp_path, """
+const { RowWindow } = await import("SRC/plots/window.js");
+const { decimate } = await import("SRC/plots/m4.js");
+let seed = 12345;
+const rnd = () => { seed ^= seed << 13; seed ^= seed >>> 17; seed ^= seed << 5; return (seed >>> 0) / 4294967296; };
+function fill(win, total, chunkMax) {
+  let t = 1.7e12; let p = 100; let i = 0;
+  while (i < total) {
+    const n = Math.min(total - i, 1 + Math.floor(rnd() * chunkMax));
+    const ts = new Float64Array(n); const price = new Float64Array(n);
+    for (let k = 0; k < n; k++) {
+      t += rnd() < 0.1 ? 50 * rnd() : 1 + rnd();  // irregular spacing, sorted
+      p += rnd() - 0.5;
+      price[k] = rnd() < 0.0005 ? p + (rnd() < 0.5 ? -1000 : 1000) : p;  // rare spikes
+      if (rnd() < 0.0005) price[k] = NaN;
+      ts[k] = t;
+    }
+    win.append({ timestamp: ts, price }, 0, n);
+    i += n;
+  }
+}
+/** Brute force: per pixel column of [x0, x1] over the window rows, check the kept rows. */
+function check(win, res, x0, x1, width) {
+  const { x } = win; const y = win.ys[0];
+  const xs = res.data.timestamp; const ys = res.data.price;
+  const kept = new Set(); for (let k = 0; k < xs.length; k++) kept.add(xs[k] + ":" + ys[k]);
+  for (let k = 1; k < xs.length; k++) if (xs[k] < xs[k - 1]) return "not in time order";
+  const dx = (x1 - x0) / width; const cols = new Map();
+  for (let i = win.start; i < win.end; i++) {
+    if (x[i] < x0 || x[i] > x1) continue;
+    const c = Math.min(width - 1, Math.floor((x[i] - x0) / dx));
+    let g = cols.get(c);
+    if (!g) { g = { first: i, last: i, min: Infinity, max: -Infinity }; cols.set(c, g); }
+    g.last = i;
+    if (y[i] < g.min) g.min = y[i];
+    if (y[i] > g.max) g.max = y[i];
+  }
+  const has = (i) => kept.has(x[i] + ":" + y[i]);
+  const byCol = new Map();  // pixel column -> values kept in it
+  for (let k = 0; k < xs.length; k++) {
+    if (xs[k] < x0 || xs[k] > x1) continue;
+    const c = Math.min(width - 1, Math.floor((xs[k] - x0) / dx));
+    if (!byCol.has(c)) byCol.set(c, new Set());
+    byCol.get(c).add(ys[k]);
+  }
+  const hasValue = (c, v) => byCol.has(c) && byCol.get(c).has(v);
+  let spikes = 0;
+  for (const [c, g] of cols) {
+    if (!has(g.first) || !has(g.last)) return "column " + c + " lost its first/last row";
+    if (g.min < Infinity && !hasValue(c, g.min)) return "column " + c + " lost its min";
+    if (g.max > -Infinity && !hasValue(c, g.max)) return "column " + c + " lost its max";
+    if (Math.abs(g.max - g.min) > 500) spikes += 1;
+  }
+  return { columns: cols.size, spikes };
+}
+const width = 300;
+const out = {};
+for (const [name, total, rollover, chunk] of [["5k", 5000, 5000, 700], ["200k", 200000, 200000, 5000],
+                                              ["1M", 1000000, 1000000, 65536], ["rolled", 600000, 70000, 3000]]) {
+  const win = new RowWindow("timestamp", ["price"], rollover);
+  fill(win, total, chunk);
+  const full = decimate(win, null, null, width);
+  const x0 = win.x[win.start]; const x1 = win.x[win.end - 1];
+  const zx0 = x0 + (x1 - x0) * 0.4; const zx1 = x0 + (x1 - x0) * 0.41;  // zoomed in
+  const zoom = decimate(win, zx0, zx1, width);
+  out[name] = { rows: win.length, points: full.points, rowsDrawn: full.rows, check: check(win, full, x0, x1, width),
+                zoomPoints: zoom.points, zoomCheck: check(win, zoom, zx0, zx1, width),
+                firstTs: full.data.timestamp[0] === x0, lastTs: full.data.timestamp[full.points - 1] === x1 };
+}
+const small = new RowWindow("timestamp", ["price"], 1000);
+small.append({ timestamp: Float64Array.from([1, 2, 3, 4]), price: Float64Array.from([5, 9, 1, 5]) }, 0, 4);
+out.small = Array.from(decimate(small, null, null, width).data.price);
+console.log(JSON.stringify(out));
+""")
+    for name, rows in [("5k", 5000), ("200k", 200_000), ("1M", 1_000_000), ("rolled", 70_000)]:
+        r = out[name]
+        assert r["rows"] == rows and r["rowsDrawn"] == rows, (name, r)
+        assert isinstance(r["check"], dict), (name, r["check"])
+        assert r["points"] <= 4 * 300, (name, r["points"])  # bounded by the pixels, not the rows
+        assert r["firstTs"] and r["lastTs"], name
+        assert isinstance(r["zoomCheck"], dict), (name, r["zoomCheck"])
+        assert r["zoomPoints"] <= 4 * 300 + 2, (name, r["zoomPoints"])  # + the row either side of the range
+    assert out["1M"]["check"]["spikes"] > 0 and out["1M"]["check"]["columns"] == 300
+    assert out["5k"]["points"] > 300  # M4 keeps more than one point per column
+    assert out["small"] == [5, 9, 1, 5]  # fewer rows than 4 x width: every row
+
+
+def test_js_pause_stops_the_picture_at_the_pause_point(node: str, tmp_path: Path) -> None:
+    """The one dispatcher, on either transport: a Pause click draws what arrived before it and holds
+    what arrives after; the session's paused status (position P) applies held rows before P and discards
+    rows from P on, also ones arriving later, until the next play."""
+    out = run_node(node, tmp_path, """
+const rafs = [];
+globalThis.requestAnimationFrame = (f) => rafs.push(f);
+globalThis.document = { activeElement: null, hidden: false };
+const { ReplayView } = await import("SRC/view.js");
+const { StreamPlot, kindFor } = await import("SRC/plots/index.js");
+const run = () => { const fs = rafs.splice(0); for (const f of fs) f(performance.now()); };
+function batch(seq, first, rows) {
+  const ts = new Float64Array(rows); const price = new Float64Array(rows);
+  for (let i = 0; i < rows; i++) { ts[i] = 1000 * (first + i); price[i] = first + i; }
+  return { type: "batch", history: false, frame: { header: { seq, rows, first_row: first, mode: "replay" },
+                                                   columns: { timestamp: ts, price } } };
+}
+const result = {};
+for (const name of ["local", "ws"]) {
+  const applied = [];
+  const source = { len: 0, maxTs: null, get_length() { return this.len; }, get data() { return {}; },
+    set data(v) { const t = v.timestamp; this.len = t.length; this.maxTs = t.length ? t[t.length - 1] : null;
+                  applied.push(this.maxTs); } };
+  const entry = { transport: name, framesMerged: 0, rowsDropped: 0, lastSeq: 0, errors: [], controls: null,
+                  rowsReceived: 0, rowsTotal: 0, framesReceived: 0, resets: 0, streamCalls: 0, rowsStreamed: 0 };
+  const plot = new StreamPlot(null, entry, kindFor);
+  plot.spec = { kind: "line", columns: ["timestamp", "price"], rollover: 100000 };
+  plot.source = source;
+  plot.kind = new (kindFor(plot.spec))(plot.spec, null);
+  plot.setupWindow();
+  const bar = { update() {}, progress() {} };
+  const root = { dataset: {}, getAttribute: () => null, setAttribute() {} };
+  const model = { get: (k) => (k === "plot" ? {} : null), send() {}, on() {}, off() {} };
+  const view = new ReplayView(model, entry, { root, bar, statusLine: { textContent: "" }, plot });
+  const sent = [];
+  const t = { name, flushed() {}, control: (a) => sent.push(a) };
+  view.transport = t;
+  view.dispatch({ type: "state", seq: 1, status: { state: "playing", mode: "replay", position: 0 } }, t);
+  view.dispatch(batch(2, 0, 100), t);
+  run();
+  const beforeClick = source.maxTs;
+  view.dispatch(batch(3, 100, 50), t);  // arrived, not yet drawn, when the user clicks
+  view.control("pause");
+  const atClick = source.maxTs;  // drawn in the click's frame: rows up to the click
+  view.dispatch(batch(4, 150, 50), t);  // in flight when the server paused (rows 150..199)
+  run();
+  const frozen = source.maxTs;
+  view.dispatch({ type: "state", seq: 5, status: { state: "playing", mode: "replay", position: 180 } }, t);  // stale
+  view.dispatch({ type: "state", seq: 6, status: { state: "paused", mode: "replay", position: 180 } }, t);
+  const settled = source.maxTs;
+  view.dispatch(batch(7, 180, 40), t);  // late rows beyond the pause point
+  run();
+  const afterLate = source.maxTs;
+  view.control("play");
+  view.dispatch({ type: "state", seq: 8, status: { state: "playing", mode: "replay", position: 180 } }, t);
+  view.dispatch(batch(9, 180, 10), t);
+  run();
+  result[name] = { beforeClick, atClick, frozen, settled, afterLate, resumed: source.maxTs, sent,
+                   discarded: entry.rowsDiscarded, shownPos: view.current().position };
+}
+console.log(JSON.stringify(result));
+process.exit(0);
+""")
+    for name in ("local", "ws"):
+        r = out[name]
+        assert r["beforeClick"] == 99_000 and r["atClick"] == 149_000, r
+        assert r["frozen"] == 149_000, r  # nothing applied between the click and the session's answer
+        assert r["settled"] == 179_000, r  # rows before the pause point (180) applied, none after
+        assert r["afterLate"] == 179_000 and r["discarded"] == 20 + 40, r
+        assert r["resumed"] == 189_000 and r["sent"] == ["pause", "play"], r
+    assert out["local"] == out["ws"]
 
 
 def test_js_dispatcher_controls_table_and_flow_counts(node: str, tmp_path: Path) -> None:
@@ -337,7 +508,8 @@ const attrs = {};
 const root = { dataset: {}, getAttribute: (k) => attrs[k] ?? null, setAttribute: (k, v) => { attrs[k] = v; } };
 const statusLine = { textContent: "" };
 const embeds = [];
-const plot = { hold() {}, release() {}, clear() {}, push() {}, scheduled: false, embed: async (s) => embeds.push(s) };
+const plot = { hold() {}, release() {}, clear() {}, push() { return 0; }, freeze() {}, settle() {}, resume() {},
+               frozen: false, scheduled: false, embed: async (s) => embeds.push(s) };
 const traits = { status: { state: "stopped", mode: "replay", position: 0, buffer_rows: 0 },
                  plot: { replay: "replay-spec" } };
 const model = { get: (k) => traits[k], send() {}, on() {}, off() {} };

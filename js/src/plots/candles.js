@@ -7,6 +7,9 @@ const BAR_KEYS = ["time", "open", "high", "low", "close", "volume", "dir"];
 export class CandlesPlot {
   static kind = "ohlc";
 
+  /** Candles are built from every row (not from the decimated window). */
+  needsRows = true;
+
   /** `bars`: the bars ColumnDataSource (default: the document's model named `spec.bars`). */
   constructor(spec, doc, bars = null) {
     this.spec = spec;
@@ -14,7 +17,7 @@ export class CandlesPlot {
     this.lastBar = null;  // the open (last) candle, patched while its interval lasts
   }
 
-  /** Candles are built from every row: keep more than the raw source does. */
+  /** Rows queued between draws worth keeping (candles need every row of a bar: more than the window). */
   keep(rollover) { return Math.max(rollover * 2, 1 << 20); }
 
   clear(now) {

@@ -1,8 +1,44 @@
-// One embedded Bokeh plot fed by streamed rows: rows are queued (views of the received frames) and reach
-// the raw ColumnDataSource through at most one stream() per animation frame, only the last `rollover`
-// rows (the source keeps no more). The plot kind (line, candles) draws whatever else it needs.
+// One embedded Bokeh plot fed by streamed rows. Rows go into the plot's full-resolution window (window.js:
+// the last `rollover` rows as typed arrays) as they arrive; at most once per animation frame BokehJS gets
+// the M4 decimation (m4.js) of the visible x-range at the plot's pixel width, so the cost of a frame
+// depends on the pixels, not on the rows held (a 1M-row window draws like a 5k-row one). Zoom and pan
+// re-decimate from the window (full resolution when zoomed in). When the page falls behind (animation
+// frames late) a draw is skipped and the next one shows everything: display frames are skipped, never rows.
+//
+// Pause stops the picture at once: `freeze()` (a pause/stop/seek/mode click) draws what arrived before the
+// click and holds later rows; `settle(position)` (the status of the pause) applies the held rows before
+// the session's position and discards any beyond it, then and until the next play (`resume()`).
+// The plot kind (line, candles) draws whatever else it needs from the rows.
 import { removeDocument } from "../bokeh.js";
-import { emptyData, tailColumns } from "./columns.js";
+import { decimate } from "./m4.js";
+import { RowWindow } from "./window.js";
+
+const LATE_FRAME_MS = 25;  // an animation frame this late after it was requested: the page is behind
+const MAX_SKIPPED = 3;  // ... but the picture is redrawn at least every 4th frame
+const UNDRAWN_BYTES = 4 << 20;  // received rows not yet drawn beyond which frames are acknowledged only
+const UNDRAWN_DATA_MS = 60_000;  // ... after the next draw (bytes, and data time they span)
+const SETTLE_TIMEOUT_MS = 2000;  // a frozen plot with no status answer applies what it holds
+const DRAW_ALL_ROWS = 10_000;  // windows this small are drawn row for row (as cheap as their decimation)
+
+/** The Bokeh plot model drawing `source` (its x_range is the visible range). */
+function plotOf(doc, source) {
+  let models = [];
+  try { models = [...(doc.all_models || [])]; } catch { models = []; }
+  return models.find((m) => m && m.x_range && Array.isArray(m.renderers)
+    && m.renderers.some((r) => r && r.data_source === source)) || null;
+}
+
+/** The view of `model` among `views` and their children. */
+function viewOf(views, model) {
+  const todo = [...(views || [])];
+  while (todo.length) {
+    const v = todo.shift();
+    if (!v) continue;
+    if (v.model === model) return v;
+    try { todo.push(...(v.child_views || [])); } catch {}
+  }
+  return null;
+}
 
 export class StreamPlot {
   /** `kindFor(spec)`: the plot kind class for a spec (plots/index.js). */
@@ -15,21 +51,31 @@ export class StreamPlot {
     this.doc = null;
     this.source = null;
     this.kind = null;  // the plot kind's instance (LinePlot, CandlesPlot)
-    this.queue = [];  // [{columns: {name: TypedArray view of the received frame}, rows}]
-    this.queued = 0;
-    this.pendingClear = false;  // cleared at the next flush, together with the rows that follow
-    this.held = false;  // no flush until release(): a history frame is announced (reset + history = one update)
-    this.onFlush = null;  // called after each flush (the socket acknowledges its frames then)
+    this.window = null;  // RowWindow of the spec's columns
+    this.kindParts = [];  // rows for a kind that draws from every row (candles), until the next draw
+    this.kindRows = 0;
+    this.dirty = false;  // the window changed since the last draw
+    this.undrawnRows = 0; this.undrawnBytes = 0; this.undrawnFrom = null; this.undrawnTo = null;
+    this.frozen = false;  // a pause (stop, seek, mode) was clicked: rows wait in frozenParts for settle()
+    this.frozenParts = [];
+    this.settleTimer = null;
+    this.stopAt = null;  // rows from this position on are discarded (the session paused there)
+    this.pendingClear = false;  // cleared at the next draw, together with the rows that follow
+    this.held = false;  // no draw until release(): a history frame is announced (reset + history = one update)
+    this.onFlush = null;  // called after each draw (the socket acknowledges its frames then)
     this.scheduled = false;
     this.generation = 0;
     this.anchorsShown = null;  // whether the empty-plot anchors are shown (null: not applied yet)
+    this.plot = null; this.xRange = null; this.onRange = null;
+    this.drawnZoomed = false;  // the last draw was of a zoomed/panned range (not the whole window)
+    this.scheduledAt = 0; this.skipped = 0;
   }
 
   async embed(spec) {
     const gen = ++this.generation;
     this.destroyViews();
     this.spec = spec;
-    this.queue = []; this.queued = 0; this.pendingClear = false; this.held = false;
+    this.resetRows();
     if (!spec || !spec.item) return;
     const target = document.createElement("div");
     target.className = "jr-plot-target";
@@ -45,12 +91,61 @@ export class StreamPlot {
     this.source = this.doc ? this.doc.get_model_by_name(spec.source) : null;
     const Kind = this.kindFor(spec);
     this.kind = new Kind(spec, this.doc);
+    this.setupWindow();
+    this.watchRange(this.source && this.doc ? plotOf(this.doc, this.source) : null);
     this.entry.source = this.source;
     this.entry.bars = this.kind.bars || null;
     this.entry.document = this.doc;
+    this.entry.webgl = this.webgl();
     this.anchorsShown = null;
     this.syncAnchors();
     this.schedule();
+  }
+
+  /** The full-resolution window for the spec's columns (first: time). */
+  setupWindow() {
+    const cols = (this.spec && this.spec.columns) || [];
+    this.window = cols.length ? new RowWindow(cols[0], cols.slice(1), this.rollover) : null;
+  }
+
+  resetRows() {
+    this.kindParts = []; this.kindRows = 0; this.pendingClear = false; this.held = false;
+    this.frozen = false; this.frozenParts = []; this.stopAt = null; this.dirty = false;
+    this.undrawnRows = 0; this.undrawnBytes = 0; this.undrawnFrom = null; this.undrawnTo = null;
+    if (this.settleTimer) { clearTimeout(this.settleTimer); this.settleTimer = null; }
+    if (this.window) this.window.clear();
+  }
+
+  /** Re-decimate when the user zooms or pans (and once more when the range follows the data again). */
+  watchRange(plot) {
+    this.plot = plot;
+    this.xRange = plot ? plot.x_range : null;
+    if (!this.xRange || !this.xRange.change) return;
+    this.onRange = () => {
+      if (this.zoomed() || this.drawnZoomed) { this.dirty = true; this.schedule(); }
+    };
+    this.xRange.change.connect(this.onRange);
+  }
+
+  /** Whether the visible x-range is the user's (zoom, pan) rather than following the data. */
+  zoomed() {
+    const r = this.xRange;
+    if (!r) return false;
+    return "have_updated_interactively" in r ? !!r.have_updated_interactively : true;
+  }
+
+  /** Pixel columns of the plot area (the container's width before layout). */
+  pixelWidth() {
+    const v = this.plot ? viewOf(this.views, this.plot) : null;
+    const w = v && v.frame && v.frame.bbox ? v.frame.bbox.width : 0;
+    const c = this.container && this.container.clientWidth;
+    return Math.max(50, Math.round(w > 0 ? w : (c > 0 ? c : 800)));
+  }
+
+  /** Whether BokehJS draws this plot with WebGL (Bokeh falls back to canvas without it). */
+  webgl() {
+    const v = this.plot ? viewOf(this.views, this.plot) : null;
+    return !!(v && v.canvas_view && v.canvas_view.webgl);
   }
 
   /** Empty plots keep axes and grid: the spec's invisible anchor renderers give the ranges an extent
@@ -77,6 +172,8 @@ export class StreamPlot {
   }
 
   destroyViews() {
+    if (this.xRange && this.onRange) { try { this.xRange.change.disconnect(this.onRange); } catch {} }
+    this.plot = null; this.xRange = null; this.onRange = null; this.drawnZoomed = false;
     if (this.views) {
       for (const v of [...this.views]) { try { v.remove(); } catch {} }
     }
@@ -91,29 +188,97 @@ export class StreamPlot {
     return r > 0 ? r : Infinity;
   }
 
-  /** Queue decoded wire columns (zero-copy views; rows already accounted by the caller). Nothing is copied
-   * here: the next flush copies only the rows the plot keeps. */
-  push(columns, rows) {
-    if (!this.spec || rows <= 0) return;
-    this.queue.push({ columns, rows });
-    this.queued += rows;
-    // Parts entirely before the rows the kind keeps can never reach the plot: let them go (a hidden tab
-    // runs no animation frames).
-    const keep = this.kind ? this.kind.keep(this.rollover) : this.rollover;
-    while (this.queue.length > 1 && this.queued - this.queue[0].rows >= keep) this.queued -= this.queue.shift().rows;
-    this.schedule();
+  /** Rows of one decoded frame (zero-copy views); `first`: the position of its first row (header
+   * first_row), `history`: a snapshot (never discarded). Returns the rows taken (not discarded). */
+  push(columns, rows, first = null, history = false) {
+    if (!this.spec || rows <= 0) return 0;
+    const part = { columns, rows, first: Number.isFinite(first) ? first : null, history };
+    if (this.frozen && !history) { this.frozenParts.push(part); return rows; }
+    return this.ingest(part);
   }
 
-  /** Empty the plot; applied at the next flush with the rows that arrive meanwhile (no blank frame between
-   * a reset and its history). */
+  /** Into the window (and the kind's queue), up to the pause point. */
+  ingest(part) {
+    const t0 = performance.now();
+    try { return this.ingestRows(part); } finally { this.entry.busyMs = (this.entry.busyMs || 0) + performance.now() - t0; }
+  }
+
+  ingestRows(part) {
+    let n = part.rows;
+    if (this.stopAt !== null && part.first !== null && !part.history) n = Math.min(n, this.stopAt - part.first);
+    if (n <= 0) { this.entry.rowsDiscarded = (this.entry.rowsDiscarded || 0) + part.rows; return 0; }
+    if (n < part.rows) this.entry.rowsDiscarded = (this.entry.rowsDiscarded || 0) + part.rows - n;
+    if (this.window) this.window.append(part.columns, 0, n);
+    if (this.kind && this.kind.needsRows) {
+      this.kindParts.push({ columns: part.columns, rows: n });
+      this.kindRows += n;
+      // parts entirely before the rows the kind keeps can never reach the plot
+      const keep = this.kind.keep(this.rollover);
+      while (this.kindParts.length > 1 && this.kindRows - this.kindParts[0].rows >= keep) this.kindRows -= this.kindParts.shift().rows;
+    }
+    const ts = part.columns[this.window ? this.window.xName : "timestamp"];
+    if (ts && ts.length) {
+      const a = Number(ts[0]); const b = Number(ts[n - 1]);
+      if (this.undrawnFrom === null) this.undrawnFrom = a;
+      this.undrawnTo = b;
+    }
+    this.undrawnRows += n;
+    this.undrawnBytes += n * 8 * ((this.spec.columns && this.spec.columns.length) || 1);
+    this.dirty = true;
+    this.schedule();
+    return n;
+  }
+
+  /** Whether more frames may be acknowledged before the next draw: what is received and not yet drawn
+   * stays within UNDRAWN_BYTES and UNDRAWN_DATA_MS of data time (a frozen plot always drains). */
+  roomForMore() {
+    if (this.frozen) return true;
+    const span = this.undrawnFrom === null ? 0 : this.undrawnTo - this.undrawnFrom;
+    return this.undrawnBytes <= UNDRAWN_BYTES && !(span > UNDRAWN_DATA_MS);
+  }
+
+  /** A pause (stop, seek, mode switch) was clicked: draw what arrived before, hold what arrives after. */
+  freeze() {
+    if (this.frozen) return;
+    if (this.dirty && this.source && !this.held) this.draw();
+    this.frozen = true;
+    this.entry.freezes = (this.entry.freezes || 0) + 1;
+    if (this.settleTimer) clearTimeout(this.settleTimer);
+    this.settleTimer = setTimeout(() => { this.settleTimer = null; this.settle(null); }, SETTLE_TIMEOUT_MS);
+  }
+
+  /** The session stopped at `position` (rows before it were released): apply the held rows before it,
+   * discard rows from it on until resume(). null: no position known (apply what is held). */
+  settle(position) {
+    if (this.settleTimer) { clearTimeout(this.settleTimer); this.settleTimer = null; }
+    const parts = this.frozenParts;
+    if (this.frozen) this.entry.settledAt = performance.now();  // (tests: when the click's answer came)
+    this.frozenParts = []; this.frozen = false;
+    this.stopAt = Number.isFinite(position) && position !== null ? Number(position) : this.stopAt;
+    for (const p of parts) this.ingest(p);
+    if (this.dirty && this.source && !this.held) this.draw();  // the picture reaches the pause point now
+  }
+
+  /** Play (or step) again: rows flow. */
+  resume() {
+    if (this.frozen) this.settle(null);
+    this.stopAt = null;
+  }
+
+  /** Empty the plot (a new stream: reset or history); drawn at the next frame with the rows that arrive
+   * meanwhile (no blank frame between a reset and its history). */
   clear() {
-    this.queue = []; this.queued = 0;
+    this.frozenParts = []; this.frozen = false; this.stopAt = null;
+    if (this.settleTimer) { clearTimeout(this.settleTimer); this.settleTimer = null; }
+    if (this.window) this.window.clear();
+    this.kindParts = []; this.kindRows = 0;
     if (this.kind) this.kind.clear(false);
     this.pendingClear = true;
+    this.dirty = true;
     this.schedule();
   }
 
-  /** Defer flushes until release() (a history frame follows: the clear waits for its rows). */
+  /** Defer draws until release() (a history frame follows: the clear waits for its rows). */
   hold() { this.held = true; }
 
   release() {
@@ -123,33 +288,58 @@ export class StreamPlot {
   }
 
   schedule() {
-    if (this.scheduled || this.held || !(this.queue.length || this.pendingClear) || !this.source) return;
+    if (this.scheduled || this.held || !this.dirty || !this.source) return;
     this.scheduled = true;
+    this.scheduledAt = performance.now();
     let done = false;
-    const run = () => { if (done) return; done = true; this.scheduled = false; this.flush(); };
+    const run = (t) => { if (done) return; done = true; this.scheduled = false; this.flush(t); };
     requestAnimationFrame(run);
     setTimeout(run, 250);  // background tabs get no animation frames
   }
 
-  /** One stream() of the last `rollover` rows queued since the previous flush (after a pending clear). */
-  flush() {
-    if (!this.source || this.held) return;
+  /** The animation frame's draw, unless the page is behind (then the next frame draws it all). */
+  flush(t) {
+    if (!this.source || this.held || !this.dirty) return;
+    if (typeof t === "number") {  // an animation frame this long after it was asked for: the page is behind
+      if (t - this.scheduledAt > LATE_FRAME_MS && this.skipped < MAX_SKIPPED) {
+        this.skipped += 1;
+        this.entry.framesSkipped = (this.entry.framesSkipped || 0) + 1;
+        this.schedule();
+        return;
+      }
+    }
+    this.skipped = 0;
+    this.draw();
+  }
+
+  /** One update of BokehJS: a pending clear, the kind's rows, the decimated visible window. */
+  draw() {
+    const t0 = performance.now();
     const clear = this.pendingClear;
-    if (!this.queue.length && !clear) return;
-    const parts = this.queue; const total = this.queued;
-    this.queue = []; this.queued = 0; this.pendingClear = false;
-    const n = Math.min(total, this.rollover);
-    if (clear) {  // (streaming `rollover` rows replaces all rows anyway)
-      if (n < this.rollover) this.source.data = emptyData(this.source);
-      if (this.kind) this.kind.clear(true);
-    }
-    if (total > 0) {
-      this.source.stream(tailColumns(parts, this.spec.columns, n), this.spec.rollover);
-      if (this.kind) this.kind.update(parts);
-      this.entry.streamCalls += 1;
-      this.entry.rowsStreamed += n;
-    }
+    this.pendingClear = false;
+    if (clear && this.kind) this.kind.clear(true);
+    if (this.kindParts.length && this.kind) this.kind.update(this.kindParts);
+    this.kindParts = []; this.kindRows = 0;
+    const zoomed = this.zoomed();
+    const r = this.xRange;
+    const width = this.pixelWidth();
+    const out = this.window ? decimate(this.window, zoomed ? r.start : null, zoomed ? r.end : null, width,
+      Math.max(4 * width, DRAW_ALL_ROWS)) : null;
+    if (out) this.source.data = out.data;
+    this.drawnZoomed = zoomed;
+    const rows = this.undrawnRows;
+    const e = this.entry;
+    e.streamCalls += 1;
+    e.rowsStreamed += rows;
+    e.windowRows = this.window ? this.window.length : 0;
+    e.pointsDrawn = out ? out.points : 0;
+    e.plotWidth = width;
+    this.undrawnRows = 0; this.undrawnBytes = 0; this.undrawnFrom = null; this.undrawnTo = null;
+    this.dirty = false;
     this.syncAnchors();
+    e.drawMs = performance.now() - t0;
+    e.busyMs = (e.busyMs || 0) + e.drawMs;  // (benchmarks: the widget's own main-thread time)
+    if (typeof e.onApply === "function") { try { e.onApply(rows, e.pointsDrawn); } catch {} }
     if (this.onFlush) this.onFlush();
   }
 }
