@@ -38,7 +38,6 @@ __all__ = [
     "speed_to_json",
     "MIN_RATE",
     "MAX_RATE",
-    "KERNEL_POLICY",
     "parse_rate",
     "parse_loop",
     "parse_mode",
@@ -84,11 +83,6 @@ class Policy:
 
 
 DEFAULT_POLICY = Policy()
-#: The limits of a kernel-local replay (``Replay`` before or without a server): speeds up to 1e6x, so
-#: sparse data (monthly bars: ~45 minutes between rows at 1000x) replays in seconds. A server keeps its
-#: own ``Policy`` (``ReplayExtension.max_speed``, default 1000x); ``rate`` (rows per second) is the
-#: host-independent way to replay sparse data quickly.
-KERNEL_POLICY = Policy(max_speed=1e6)
 
 
 # ----------------------------------------------------------------------------- value normalisers

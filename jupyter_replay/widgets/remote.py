@@ -282,10 +282,7 @@ class RemoteSession(SessionClient):
         if self._status.get("mode") == "live":  # a server session left in LIVE by an earlier client
             self.control("mode", {"mode": "replay"})
         if status.get("speed") is not None:
-            try:
-                self.control("speed", {"speed": status["speed"]})
-            except InvalidValueError as exc:  # a kernel-local speed above the server's policy: attach anyway
-                log.warning("replay session %s keeps its own speed: %s", self.id, exc)
+            self.control("speed", {"speed": status["speed"]})
         if status.get("rate") is not None:
             self.control("rate", {"rate": status["rate"]})
         loop = bool(status.get("loop"))

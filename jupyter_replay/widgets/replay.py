@@ -81,7 +81,7 @@ def _trait_error(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
 
 #: The traits' value rules: the control table's normalisers, as for REST, WebSocket and the engine.
-check_speed = _trait_error(lambda v: controls.speed_to_json(controls.parse_speed(v, controls.KERNEL_POLICY)))
+check_speed = _trait_error(lambda v: controls.speed_to_json(controls.parse_speed(v)))
 check_loop = _trait_error(controls.parse_loop)
 check_mode = _trait_error(lambda v: controls.parse_mode(v).value)
 check_symbol = _trait_error(controls.check_symbol)
@@ -180,8 +180,7 @@ class Replay(anywidget.AnyWidget):
         sync=True
     )
     speed = _Control(
-        1.0, check_speed,
-        f"a number in [{controls.MIN_SPEED:g}, {controls.KERNEL_POLICY.max_speed:g}] (e.g. 10 or '10x') or 'max'",
+        1.0, check_speed, f"a number in [{controls.MIN_SPEED:g}, {controls.MAX_SPEED:g}] (e.g. 10 or '10x') or 'max'",
         help="Replay speed (controls.parse_speed): a number or 'Nx' text, or 'max'.",
     ).tag(sync=True)
     loop = _Control(False, check_loop, "True or False",
@@ -271,7 +270,7 @@ class Replay(anywidget.AnyWidget):
             specs["replay"] = specs["live"]
         session_kwargs: dict[str, Any] = {
             "buffer_rows": buffer_rows, "speed": speed_v, "loop": loop, "symbol": sym,
-            "rate": controls.parse_rate(rate), "policy": controls.KERNEL_POLICY,
+            "rate": controls.parse_rate(rate),
         }
         if live_factory is not None:
             session_kwargs["live_factory"] = live_factory
@@ -654,9 +653,10 @@ def replay(
     ``time_unit="s"|"ms"|"us"|"ns"`` reads an integer time column as epoch seconds/... (default ns).
     Unknown keyword arguments raise ``TypeError``.
     ``kind`` is ``"line"`` (``y`` columns vs time) or ``"ohlc"`` (candles of ``y`` with a volume panel,
-    ``volume=``, bar width ``bar=`` e.g. ``"5s"``). ``speed`` paces by data time (up to
-    ``controls.KERNEL_POLICY.max_speed`` in the kernel, the server's ``max_speed`` once attached);
-    ``rate=`` paces by rows per second instead. Display the result for controls and a plot.
+    ``volume=``, bar width ``bar=`` e.g. ``"5s"``). ``speed`` paces by data time
+    (0.1x .. 1000x, one range on every host); ``rate=`` paces by rows per second instead (sparse data:
+    monthly bars are ~45 minutes apart at 1000x, ``rate=12`` shows a year a second).
+    Display the result for controls and a plot.
     """
     return Replay(
         data, time, columns=columns, kind=kind, y=y, speed=speed, loop=loop,

@@ -1,5 +1,5 @@
 """Pacing by rows (bars) per second: ``rate`` is one control action on every host; monthly bars replay in
-seconds; ``speed`` goes back to data-time pacing; kernel-local speeds beyond 1000x."""
+seconds; ``speed`` goes back to data-time pacing."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from jupyter_replay import DataFrameSource, InvalidValueError, Session, State, TestTimer, ThreadedSession
-from jupyter_replay.controls import KERNEL_POLICY, normalise_args, parse_rate, parse_speed, table_json
+from jupyter_replay.controls import normalise_args, parse_rate, table_json
 
 
 def monthly(n: int = 120) -> DataFrameSource:
@@ -65,9 +65,3 @@ def test_threaded_session_rate_reaches_the_end_and_reports_pacing() -> None:
             s.set_rate(0)
     finally:
         s.close()
-
-
-def test_kernel_policy_allows_sparse_data_speeds() -> None:
-    assert parse_speed(100_000, KERNEL_POLICY) == 100_000.0
-    with pytest.raises(InvalidValueError):
-        parse_speed(100_000)  # the server's default policy keeps 1000x

@@ -25,8 +25,7 @@ from widget_helpers import trades, wait_until
 
 
 @pytest.mark.parametrize(
-    "bad", [0, -1, math.nan, -math.inf, "fast", "fastest", "inf", "", True, None, 10**6 + 1, 0.05, [1], 10**400,
-            "9" * 500]
+    "bad", [0, -1, math.nan, -math.inf, "fast", "fastest", "inf", "", True, None, 1001, 0.05, [1], 10**400, "9" * 500]
 )
 def test_bad_speed_raises_traiterror_and_changes_nothing(make_replay, bad) -> None:
     r = make_replay(trades(20), speed=2)
@@ -39,7 +38,7 @@ def test_bad_speed_raises_traiterror_and_changes_nothing(make_replay, bad) -> No
 
 
 @pytest.mark.parametrize("value, expected", [("10x", 10.0), ("2.5x", 2.5), ("10", 10.0), (math.inf, "max"),
-                                             ("MAX", "max"), (3, 3.0), (100_000, 100_000.0)])
+                                             ("MAX", "max"), (3, 3.0)])
 def test_speed_takes_the_control_tables_grammar(make_replay, value, expected) -> None:
     """``r.speed`` accepts what REST accepts (controls.parse_speed), and reports it as every host does."""
     r = make_replay(trades(20), speed=2)
@@ -48,11 +47,11 @@ def test_speed_takes_the_control_tables_grammar(make_replay, value, expected) ->
 
 
 def test_bad_speed_message_is_the_engines(make_replay) -> None:
-    from jupyter_replay.controls import KERNEL_POLICY, parse_speed
+    from jupyter_replay.controls import parse_speed
 
     r = make_replay(trades(20))
     with pytest.raises(InvalidValueError) as engine:
-        parse_speed("fastest", KERNEL_POLICY)  # a kernel-local replay's policy
+        parse_speed("fastest")
     with pytest.raises(TraitError) as trait:
         r.speed = "fastest"
     assert str(trait.value) == str(engine.value)
