@@ -72,7 +72,7 @@ class BatchCallbacks:
     def __len__(self) -> int:
         return len(self._fns)
 
-    def add(self, fn: BatchCallback) -> None:
+    def add(self, fn: Callable[..., Any]) -> None:
         self._fns.append(fn)
 
     def remove(self, fn: BatchCallback) -> None:

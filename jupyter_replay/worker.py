@@ -11,7 +11,6 @@ they happened). The thread starts with the first item and is a daemon.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import threading
 import time
@@ -76,7 +75,7 @@ class CallbackWorker:
                     return
                 loop = asyncio.get_running_loop()
                 ready = asyncio.Event()
-                self._waiters.append(functools.partial(loop.call_soon_threadsafe, ready.set))
+                self._waiters.append(_waker(loop, ready))
             await ready.wait()
 
     def flush(self, timeout: float | None = None) -> bool:
@@ -127,6 +126,15 @@ class CallbackWorker:
                     self._cond.notify_all()
                 for wake in waiters:
                     _call(wake)
+
+
+def _waker(loop: asyncio.AbstractEventLoop, ready: asyncio.Event) -> Callable[[], None]:
+    """Set ``ready`` on its own loop (from the worker thread)."""
+
+    def wake() -> None:
+        loop.call_soon_threadsafe(ready.set)
+
+    return wake
 
 
 def _call(fn: Callable[[], None]) -> None:

@@ -106,7 +106,7 @@ def _live_dtypes(factory: Callable[[str], Any] | None, symbol: str) -> dict[str,
     return {str(k): np.dtype(v) for k, v in found.items()}
 
 
-def _check_kwargs(cls: type, kwargs: Mapping[str, Any]) -> None:
+def _check_kwargs(cls: type[traitlets.HasTraits], kwargs: Mapping[str, Any]) -> None:
     """Keyword arguments beyond the signature may only be widget traits (e.g. ``layout``): anything else
     is a ``TypeError`` naming it, never silently swallowed by traitlets."""
     unknown = sorted(k for k in kwargs if k not in cls.class_trait_names() or k.startswith("_"))
