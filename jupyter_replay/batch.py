@@ -93,6 +93,11 @@ class Batch:
     ts: np.ndarray
     columns: Mapping[str, np.ndarray]
     first_row: int  # index of the first row in this mode's stream since the last reset
+    #: REPLAY: index in the source of this batch's first row (a resume continues it, a restart goes back);
+    #: LIVE: rows since the feed started. None when unknown (e.g. built by hand).
+    position: int | None = None
+    #: True for rows released as warm-up history before a seek's cut (``seek(..., warmup=...)``).
+    warmup: bool = False
     kind: ClassVar[str] = "batch"
 
     def __len__(self) -> int:
@@ -136,6 +141,9 @@ class ResetEvent:
     reason: str
     #: the stream's columns after the reset as (name, numpy dtype str): clients rebuild their mirror with them
     columns: tuple[tuple[str, str], ...] = ()
+    #: Where the stream resumes: the source row of the next row in REPLAY (0 after a restart, the old
+    #: position after LIVE -> REPLAY), 0 in LIVE. None when unknown.
+    position: int | None = None
     kind: ClassVar[str] = "reset"
 
 
@@ -146,10 +154,13 @@ def can_merge(a: Batch, b: Batch, max_rows: int | None = None) -> bool:
     """Whether ``b`` continues ``a`` so the two may travel as one frame without losing anything.
 
     The one merge rule (comm sender, WebSocket writer, wire): same mode, later seq, ``b``'s rows follow
-    ``a``'s directly, same column names and dtypes, and (with ``max_rows``) at most ``max_rows`` rows in all.
-    A caller that accumulates a run passes the run's last batch as ``a`` and checks its own row total.
+    ``a``'s directly (in the stream and in the source), both warm-up or neither, same column names and
+    dtypes, and (with ``max_rows``) at most ``max_rows`` rows in all. A caller that accumulates a run
+    passes the run's last batch as ``a`` and checks its own row total.
     """
-    if b.seq <= a.seq or b.mode != a.mode or b.first_row != a.first_row + len(a):
+    if b.seq <= a.seq or b.mode != a.mode or b.first_row != a.first_row + len(a) or b.warmup != a.warmup:
+        return False
+    if a.position is not None and b.position is not None and b.position != a.position + len(a):
         return False
     if list(a.columns) != list(b.columns):
         return False
@@ -175,4 +186,7 @@ def merge_batches(batches: Sequence[Batch]) -> Batch:
             )
     first, last = batches[0], batches[-1]
     chunk = Chunk.concat([Chunk(b.ts, b.columns) for b in batches])
-    return Batch(last.seq, last.session_id, last.mode, chunk.ts, dict(chunk.columns), first.first_row)
+    return Batch(
+        last.seq, last.session_id, last.mode, chunk.ts, dict(chunk.columns), first.first_row,
+        first.position, first.warmup,
+    )

@@ -34,12 +34,17 @@ from .clock import Clock
 from .controller import State
 from .exceptions import brief
 from .timeconv import ns_to_iso
+from .worker import DEFAULT_CAPACITY, CallbackWorker
 
 __all__ = ["NOT_PLAYING", "BatchCallback", "BatchCallbacks", "SessionClient"]
 
 log = logging.getLogger(__name__)
 
 BatchCallback = Callable[[Batch, Clock], Any]
+#: Runs of the callbacks the p50/p99 in ``status()`` are taken over.
+TIMING_WINDOW = 1024
+#: How long ``step``/``seek``/``wait`` wait for the callbacks of the rows they released.
+FLUSH_TIMEOUT = 60.0
 #: The states ``wait()`` waits for by default.
 NOT_PLAYING: tuple[State, ...] = (State.FINISHED, State.PAUSED, State.STOPPED)
 
@@ -49,11 +54,15 @@ def _name(fn: Any) -> str:
 
 
 class BatchCallbacks:
-    """``on_batch`` callbacks run in order; a failure is logged with its traceback once per callback,
-    then only counted (``errors``, ``last_error``)."""
+    """``on_batch`` (or ``on_reset``: ``label``) callbacks run in order; a failure is logged with its
+    traceback once per callback, then only counted (``errors``, ``last_error``)."""
 
-    def __init__(self) -> None:
-        self._fns: list[BatchCallback] = []
+    def __init__(self, label: str = "on_batch") -> None:
+        self.label = label
+        self._fns: list[Callable[..., Any]] = []
+        self._times_lock = threading.Lock()
+        self._times: deque[float] = deque(maxlen=TIMING_WINDOW)  # ms per run (all callbacks of one event)
+        self._max_ms: float | None = None
         self._reported: set[int] = set()
         self.errors = 0
         self.last_error: str | None = None
@@ -63,7 +72,7 @@ class BatchCallbacks:
     def __len__(self) -> int:
         return len(self._fns)
 
-    def add(self, fn: BatchCallback) -> None:
+    def add(self, fn: Callable[..., Any]) -> None:
         self._fns.append(fn)
 
     def remove(self, fn: BatchCallback) -> None:
@@ -72,18 +81,44 @@ class BatchCallbacks:
     def clear(self) -> None:
         self._fns = []
 
-    def run(self, batch: Batch, clock: Clock) -> None:
+    def timing(self) -> dict[str, float | None]:
+        """``callback_p50_ms``/``callback_p99_ms`` (over the last ``TIMING_WINDOW`` runs) and
+        ``callback_max_ms`` (since the start) of one run of all callbacks; None before the first run."""
+        with self._times_lock:
+            times = list(self._times)
+            top = self._max_ms
+        if not times:
+            return {"callback_p50_ms": None, "callback_p99_ms": None, "callback_max_ms": None}
+        p50, p99 = np.percentile(np.asarray(times), [50, 99])
+        return {"callback_p50_ms": round(float(p50), 3), "callback_p99_ms": round(float(p99), 3),
+                "callback_max_ms": round(float(top or 0.0), 3)}
+
+    def run(self, *args: Any) -> None:
+        """Call every callback with ``args`` (``(batch, clock)`` for ``on_batch``, ``(reason, position)``
+        for ``on_reset``); the time they take is recorded (``timing``)."""
+        if not self._fns:
+            return
+        start = time.perf_counter()
+        try:
+            self._run(args)
+        finally:
+            ms = (time.perf_counter() - start) * 1e3
+            with self._times_lock:
+                self._times.append(ms)
+                self._max_ms = ms if self._max_ms is None else max(self._max_ms, ms)
+
+    def _run(self, args: tuple[Any, ...]) -> None:
         for fn in list(self._fns):
             try:
-                fn(batch, clock)
+                fn(*args)
             except Exception as exc:
                 self.errors += 1
-                self.last_error = f"on_batch callback {brief(_name(fn))} failed: {brief(exc, 200)}"
+                self.last_error = f"{self.label} callback {brief(_name(fn))} failed: {brief(exc, 200)}"
                 if id(fn) not in self._reported:
                     self._reported.add(id(fn))
                     log.exception(
-                        "on_batch callback %r failed (shown once; later failures are counted in "
-                        "status()['callback_errors'])", _name(fn),
+                        "%s callback %r failed (shown once; later failures are counted in "
+                        "status()['callback_errors'])", self.label, _name(fn),
                     )
                     for notify in list(self.first_failure):
                         try:
@@ -97,11 +132,17 @@ class SessionClient:
 
     id: str
 
-    def __init__(self, *, buffer_rows: int = 100_000, tz: Any = None, mirror: bool = True) -> None:
+    def __init__(
+        self, *, buffer_rows: int = 100_000, tz: Any = None, mirror: bool = True,
+        callback_queue: int = DEFAULT_CAPACITY,
+    ) -> None:
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
         self._subscribers: list[Callable[[Event], None]] = []
         self._callbacks = BatchCallbacks()
+        self._reset_callbacks = BatchCallbacks("on_reset")
+        #: this client's callbacks run here, in order, off the event loop (see ``worker``)
+        self._worker = CallbackWorker(capacity=callback_queue)
         self._buffer_rows = int(buffer_rows)
         self._tz = tz
         #: rows received since the last reset (None: the adapter reads the engine's own buffer)
@@ -137,9 +178,11 @@ class SessionClient:
     def status(self) -> dict[str, Any]:
         """The session's status; ``callback_errors`` includes this client's failing callbacks."""
         st = self._read_status()
-        st["callback_errors"] = int(st.get("callback_errors") or 0) + self._callbacks.errors
-        if self._callbacks.last_error and not st.get("error"):
-            st["error"] = self._callbacks.last_error
+        st["callback_errors"] = int(st.get("callback_errors") or 0) + self.callback_errors
+        last = self._callbacks.last_error or self._reset_callbacks.last_error
+        if last and not st.get("error"):
+            st["error"] = last
+        st.update(self._callback_timing())
         return st
 
     def frame(self) -> pd.DataFrame:
@@ -153,8 +196,13 @@ class SessionClient:
         """Any action of ``controls.CONTROLS`` with its argument names; returns the status after it."""
         st = self._control(str(action), dict(args or {}))
         st = dict(st)
-        st["callback_errors"] = int(st.get("callback_errors") or 0) + self._callbacks.errors
+        st["callback_errors"] = int(st.get("callback_errors") or 0) + self.callback_errors
+        st.update(self._callback_timing())
         return st
+
+    def _callback_timing(self) -> dict[str, Any]:
+        """This client's callbacks are the user's: their timing and queue replace the session's keys."""
+        return {**self._callbacks.timing(), "callback_queue": self._worker.pending}
 
     def play(self) -> None:
         self.control("play")
@@ -174,23 +222,36 @@ class SessionClient:
             args["duration"] = duration
         before = int(self.status().get("position") or 0)
         st = self.control("step", args)
+        self.flush(FLUSH_TIMEOUT)  # the callbacks of the rows stepped over have run when step returns
         return int(st.get("position") or 0) - before
 
-    def seek(self, target: Any = None, *, fraction: float | None = None, row: int | None = None) -> int:
-        """Jump to a timestamp, a ``fraction`` in [0, 1] or a ``row``; returns the new position."""
+    def seek(
+        self, target: Any = None, *, fraction: float | None = None, row: int | None = None, warmup: Any = None,
+    ) -> int:
+        """Jump to a timestamp, a ``fraction`` in [0, 1] or a ``row``; returns the new position. ``warmup``
+        (rows, or a span such as ``"30D"``/``"3M"``) keeps that history before the cut (``Session.seek``)."""
         args: dict[str, Any] = {}
+        if warmup is not None:
+            args["warmup"] = warmup
         if target is not None:
             args["timestamp"] = target
         if fraction is not None:
             args["fraction"] = fraction
         if row is not None:
             args["row"] = row
-        return int(self.control("seek", args).get("position") or 0)
+        position = int(self.control("seek", args).get("position") or 0)
+        self.flush(FLUSH_TIMEOUT)  # on_reset and the warm-up callbacks have run
+        return position
 
     def set_speed(self, value: Any) -> float:
         """Set the speed (see ``controls.parse_speed``); returns it (``inf`` for ``"max"``)."""
         sp: Any = self.control("speed", {"speed": value}).get("speed")
         return float("inf") if sp == "max" else float(sp)
+
+    def set_rate(self, value: Any) -> float | None:
+        """Pace by rows (bars) per second; None goes back to pacing by data time (``Session.set_rate``)."""
+        rate: Any = self.control("rate", {"rate": value}).get("rate")
+        return None if rate is None else float(rate)
 
     def set_loop(self, flag: Any) -> None:
         self.control("loop", {"loop": flag})
@@ -215,13 +276,19 @@ class SessionClient:
         return unsubscribe
 
     def on_batch(self, fn: BatchCallback) -> BatchCallback:
-        """Decorator: ``fn(batch, clock)`` for every batch, on the client's I/O thread.
+        """Decorator: ``fn(batch, clock)`` for every batch, on this client's callback thread (``flush``).
 
         A failure is logged once per callback with its traceback, then counted in
         ``status()["callback_errors"]``; it never stops the replay.
         """
         self._callbacks.add(fn)
         self._callbacks_changed()
+        return fn
+
+    def on_reset(self, fn: Callable[[str, int | None], Any]) -> Callable[[str, int | None], Any]:
+        """Decorator: ``fn(reason, position)`` after every reset, as ``Session.on_reset`` (``position``:
+        source row where the stream resumes; compare with the next batch's ``position``)."""
+        self._reset_callbacks.add(fn)
         return fn
 
     def _callbacks_changed(self) -> None:
@@ -233,11 +300,12 @@ class SessionClient:
 
     @property
     def callback_errors(self) -> int:
-        """Failures of this client's ``on_batch`` callbacks."""
-        return self._callbacks.errors
+        """Failures of this client's ``on_batch`` and ``on_reset`` callbacks."""
+        return self._callbacks.errors + self._reset_callbacks.errors
 
     def wait(self, states: Iterable[State | str] = NOT_PLAYING, timeout: float = 60.0) -> State:
-        """Block until the session is in one of ``states`` (default: not playing); returns the state."""
+        """Block until the session is in one of ``states`` (default: not playing) and the callbacks of the
+        rows released so far have run; returns the state."""
         wanted = {State(s) for s in states}
         deadline = time.monotonic() + timeout
         with self._cond:
@@ -246,7 +314,24 @@ class SessionClient:
                 if left <= 0:
                     raise TimeoutError(f"session still {state.value} after {timeout}s")
                 self._cond.wait(min(left, 0.1))
-            return state
+        if not self.flush(max(0.0, deadline - time.monotonic())):
+            raise TimeoutError(f"callbacks still running after {timeout}s ({self._worker.pending} queued)")
+        return state
+
+    def flush(self, timeout: float | None = FLUSH_TIMEOUT) -> bool:
+        """Block until every callback queued so far has run (True) or ``timeout`` s passed (False).
+
+        ``on_batch``/``on_reset`` callbacks run on this client's own worker thread, behind a bounded queue:
+        a slow callback holds back this replay only (its producer waits for room), never another replay
+        and never a control (``play()`` returns at once). ``step``, ``seek`` and ``wait`` flush."""
+        return self._worker.flush(timeout)
+
+    async def _callback_room(self) -> None:
+        """Awaited by this client's producer (engine pacing, WebSocket reader) before more rows."""
+        await self._worker.room()
+
+    def _close_callbacks(self) -> None:
+        self._worker.close()
 
     # ------------------------------------------------------------------ events in (from the adapter)
     def _on_event(self, event: Event) -> None:
@@ -271,10 +356,23 @@ class SessionClient:
                 cb(event)
             except Exception:  # one bad subscriber must not starve the others
                 log.exception("session %s subscriber failed", getattr(self, "id", "?"))
+        if isinstance(event, ResetEvent) and len(self._reset_callbacks):
+            self._dispatch(self._reset_callbacks.run, event.reason, event.position)
 
     def _run_callbacks(self, batch: Batch, clock: Clock | None = None) -> None:
-        """The ``on_batch`` callbacks for ``batch`` (after the subscribers have it)."""
-        self._callbacks.run(batch, clock if clock is not None else self.clock)
+        """Queue the ``on_batch`` callbacks for ``batch`` (after the subscribers have it) on the worker."""
+        if len(self._callbacks):
+            self._dispatch(self._callbacks.run, batch, clock if clock is not None else self.clock)
+
+    #: True: callbacks run inline on the adapter's I/O thread instead of the worker (``RemoteSession``: its
+    #: reader must not read past a batch whose callback may call a control; see docs/design.md)
+    _inline_callbacks = False
+
+    def _dispatch(self, fn: Callable[..., Any], *args: Any) -> None:
+        if self._inline_callbacks:
+            fn(*args)
+        else:
+            self._worker.submit(fn, *args)
 
     def _mirror_rows(self, batch: Batch) -> None:
         if len(batch):

@@ -21,6 +21,7 @@ from .controls import (
     check_allowed,
     next_state,
     parse_loop,
+    parse_rate,
     parse_seek,
     parse_speed,
     parse_step,
@@ -72,6 +73,7 @@ class ReplayController:
         emit: Callable[[Chunk], None],
         on_state: Callable[[], None] | None = None,
         on_rewind: Callable[[str], None] | None = None,
+        emit_warmup: Callable[[Chunk, int], None] | None = None,
         timer: Timer | None = None,
         speed: float | str = 1.0,
         loop: bool = False,
@@ -79,17 +81,21 @@ class ReplayController:
         max_batch_rows: int = 65_536,
         max_speed: float = MAX_SPEED,
         policy: Policy | None = None,
+        rate: float | None = None,
     ) -> None:
         self.source = source
         self._emit = emit
         self._on_state = on_state or (lambda: None)
         self._on_rewind = on_rewind or (lambda reason: None)
+        self._emit_warmup = emit_warmup or (lambda chunk, position: self._emit(chunk))
         self.policy = policy or Policy(max_speed=float(max_speed))
         self.clock = ReplayClock(timer, start_ns=source.start_ns, speed=parse_speed(speed, self.policy))
         self.timer = self.clock.timer
         self.loop = parse_loop(loop)
         self.frame_ns = int(frame_ns)
         self.max_batch_rows = int(max_batch_rows)
+        #: rows per second when pacing by rows (``set_rate``); None: by data time at ``speed``
+        self.rate: float | None = parse_rate(rate)
         self.state = State.STOPPED
         self._epoch = 0  # bumped whenever a release in progress must stop (pause, stop, seek, speed)
         self._cursor: Cursor = source.open(None)
@@ -190,12 +196,16 @@ class ReplayController:
         self._on_state()
         return released
 
-    def seek(self, target: TimeLike = None, *, fraction: float | None = None, row: int | None = None) -> int:
+    def seek(
+        self, target: TimeLike = None, *, fraction: float | None = None, row: int | None = None, warmup: Any = None,
+    ) -> int:
         """Move to a timestamp, a fraction 0..1 of the time range, or a row index; keeps playing if playing.
 
-        Returns the new position (row index). Raises ``InvalidValueError`` outside the data.
+        ``warmup`` (rows, or a span of data time) is released right after the reset through ``emit_warmup``
+        (history before the cut). Returns the new position (row index). Raises ``InvalidValueError``
+        outside the data.
         """
-        args = parse_seek(target, fraction, row)
+        args = parse_seek(target, fraction, row, warmup, self.policy)
         new_state = check_allowed("seek", _REPLAY, self.state)
         src = self.source
         skip = 0
@@ -224,6 +234,8 @@ class ReplayController:
             at = self._cursor.peek_ns()
             assert at is not None  # row < num_rows: a row is there
         self._on_rewind("seek")
+        if "warmup" in args:
+            self._release_warmup(args["warmup"], at)
         self.clock.set_time(at)
         self.state = new_state
         if new_state is State.PLAYING:
@@ -237,14 +249,29 @@ class ReplayController:
         return self.position
 
     def set_speed(self, value: Any) -> float:
-        """Change speed (0.1..max_speed or "max"); takes effect immediately, no jump in data time."""
+        """Change speed (0.1..max_speed or "max"); takes effect immediately, no jump in data time.
+        Pacing goes back to data time if it was by rows (``set_rate``)."""
         speed = parse_speed(value, self.policy)
         check_allowed("speed", _REPLAY, self.state)
         self.clock.set_speed(speed)
+        self._pace_by(None)
+        return speed
+
+    def set_rate(self, value: Any) -> float | None:
+        """Pace by rows (bars) per second, whatever the data's spacing (None: by data time at ``speed``).
+
+        The clock follows the rows released (data time = the last row's timestamp)."""
+        rate = parse_rate(value)
+        check_allowed("rate", _REPLAY, self.state)
+        self._pace_by(rate)
+        return rate
+
+    def _pace_by(self, rate: float | None) -> None:
+        self.rate = rate
         if self.state is State.PLAYING:
+            self.clock.resume()  # row pacing pauses the clock; time pacing needs it flowing
             self._restart_task()
         self._on_state()
-        return speed
 
     def set_loop(self, flag: Any) -> None:
         """Restart from the beginning at the end of the data (True) or finish (False)."""
@@ -276,6 +303,33 @@ class ReplayController:
         self._cursor = self.source.open(None)
         self.clock.set_time(self.source.start_ns)
         self._on_rewind(reason)
+
+    def _release_warmup(self, warmup: int | pd.Timedelta | pd.DateOffset, cut_ns: int) -> None:
+        """Emit the rows before the cursor (``warmup`` rows, or those within the span before ``cut_ns``)
+        as warm-up, with their source positions; at most ``policy.max_step_rows`` rows."""
+        cut = self.position
+        if isinstance(warmup, int):
+            start = max(0, cut - warmup)
+            cursor = self.source.open(None)
+            skip = start
+            while skip > 0:
+                skip -= len(cursor.read(min(skip, 1 << 20)))
+        else:
+            start_ns = int((pd.Timestamp(cut_ns, tz="UTC") - warmup).value)
+            cursor = self.source.open(max(start_ns, self.source.start_ns))
+            start = cursor.position
+        start = max(start, cut - self.policy.max_step_rows)
+        try:
+            while cursor.position < start:  # the span held more than max_step_rows: keep the newest
+                cursor.read(min(start - cursor.position, 1 << 20))
+            while cursor.position < cut:
+                pos = cursor.position
+                chunk = cursor.read(min(cut - pos, self.max_batch_rows))
+                if not len(chunk):
+                    break
+                self._emit_warmup(chunk, pos)
+        finally:
+            cursor.close()
 
     def _release_until(self, end_ns: int) -> int:
         """Emit every row with ts <= end_ns in chunks of at most ``max_batch_rows``."""
@@ -324,6 +378,9 @@ class ReplayController:
             self._on_state()
 
     async def _pace(self) -> None:
+        if self.rate is not None:
+            await self._pace_rows(self.rate)
+            return
         clock, timer = self.clock, self.timer
         epoch = self._epoch
         next_wake = timer.now()
@@ -359,3 +416,36 @@ class ReplayController:
             # Every row due by now goes out; never early, and each row exactly once.
             self._release_until(max(clock.now_ns(), nxt))
             next_wake = now + self.frame_ns
+
+    async def _pace_rows(self, rate: float) -> None:
+        """Release ``rate`` rows per wall second (the first at once), coalesced per frame; the clock is
+        frozen and set to each released row's time."""
+        clock, timer = self.clock, self.timer
+        epoch = self._epoch
+        clock.pause()
+        origin_wall, origin_pos = timer.now(), self.position
+        next_wake = origin_wall
+        while self._epoch == epoch:
+            if self.gate is not None:
+                await self.gate()
+                if self._epoch != epoch:
+                    return
+            if self._cursor.peek_ns() is None:
+                if self.loop and self.source.num_rows:
+                    self._rewind("loop")
+                    origin_wall, origin_pos = timer.now(), 0
+                    await asyncio.sleep(0)
+                    continue
+                clock.set_time(self.source.end_ns)
+                self.state = next_state(_REPLAY, self.state, "end")
+                self._task = None
+                self._on_state()
+                return
+            now = timer.now()
+            due = origin_pos + 1 + int((now - origin_wall) * rate / 1e9)
+            if due <= self.position or now < next_wake:
+                deadline = origin_wall + math.ceil((self.position - origin_pos) * 1e9 / rate)
+                await timer.sleep_until(max(deadline, next_wake))
+                continue
+            self._release_rows(min(due - self.position, self.max_batch_rows))
+            next_wake = timer.now() + self.frame_ns

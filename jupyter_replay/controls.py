@@ -36,12 +36,17 @@ __all__ = [
     "TRANSITIONS",
     "parse_speed",
     "speed_to_json",
+    "MIN_RATE",
+    "MAX_RATE",
+    "parse_rate",
     "parse_loop",
     "parse_mode",
     "check_symbol",
     "parse_step",
     "parse_calendar",
     "parse_seek",
+    "parse_warmup",
+    "span_to_json",
     "normalise_args",
     "check_allowed",
     "next_state",
@@ -51,6 +56,9 @@ __all__ = [
 
 MIN_SPEED = 0.1
 MAX_SPEED = 1000.0
+#: Rows per second of row pacing (``rate``): TradingView-style bar replay, whatever the data's spacing.
+MIN_RATE = 0.1
+MAX_RATE = 1_000_000.0
 #: Most rows one ``step(n)`` may release (a bigger step is a seek; see docs/design.md).
 MAX_STEP_ROWS = 1_000_000
 _MAX_TEXT = 64  # longest speed/mode text worth parsing; anything longer is refused unread
@@ -121,6 +129,33 @@ def parse_speed(value: Any, policy: Policy | float = DEFAULT_POLICY) -> float:
 def speed_to_json(speed: float) -> float | str:
     """``"max"`` for infinite speed, else the float (how every host reports speed)."""
     return "max" if math.isinf(speed) else float(speed)
+
+
+def parse_rate(value: Any) -> float | None:
+    """Row pacing: a number of rows per second in ``[MIN_RATE, MAX_RATE]`` (or text holding one, with an
+    optional ``"/s"``), or None / ``"off"`` to pace by data time (``speed``) again."""
+    hint = f"rows per second in [{MIN_RATE:g}, {MAX_RATE:g}] (e.g. 5 or '5/s'), or None/'off' to pace by time"
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if len(text) > _MAX_TEXT:
+            raise InvalidValueError(f"rate must be {hint}, got {brief(value)}")
+        if text in ("off", "none", ""):
+            return None
+        try:
+            value = float(text[:-2] if text.endswith("/s") else text)
+        except ValueError:
+            raise InvalidValueError(f"rate must be {hint}, got {brief(value)}") from None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, Real):
+        raise InvalidValueError(f"rate must be {hint}, got {brief(value)}")
+    try:
+        rate = float(value)
+    except (OverflowError, ValueError):
+        raise InvalidValueError(f"rate must be {hint}, got {brief(value)}") from None
+    if not (math.isfinite(rate) and MIN_RATE <= rate <= MAX_RATE):
+        raise InvalidValueError(f"rate must be {hint}, got {brief(value)}")
+    return rate
 
 
 def parse_loop(value: Any) -> bool:
@@ -211,11 +246,65 @@ def parse_step(n: Any = None, duration: Any = None, policy: Policy = DEFAULT_POL
     return {"n": int(n)}
 
 
-def parse_seek(timestamp: Any = None, fraction: Any = None, row: Any = None) -> dict[str, Any]:
-    """Exactly one of a timestamp (-> int ns), a fraction in [0, 1] or a non-negative row index."""
+def span_to_json(value: Any) -> Any:
+    """A step/warm-up span as a JSON value the normalisers read back (``DateOffset`` -> ``"3M"``,
+    ``timedelta`` -> text); ints and text are kept."""
+    if value is None or isinstance(value, (int, str)):
+        return value
+    if isinstance(value, pd.DateOffset):
+        kw = getattr(value, "kwds", {})
+        if set(kw) <= {"months", "years"} and getattr(value, "n", 1) == 1:
+            return f"{int(kw.get('years', 0)) * 12 + int(kw.get('months', 0))}M"
+        raise InvalidValueError(f"only month/year DateOffsets can be sent to a server, got {brief(value)}")
+    return str(pd.Timedelta(value))
+
+
+def parse_warmup(warmup: Any, policy: Policy = DEFAULT_POLICY) -> int | pd.DateOffset | str | None:
+    """A seek's warm-up: None, a row count (int 1 .. ``policy.max_step_rows``) or a span of data time before
+    the cut (``"30D"``, ``"3M"``, ``timedelta``, ``DateOffset``) as ``("ns", int)`` / ``DateOffset``."""
+    if warmup is None:
+        return None
+    if _is_int(warmup):
+        if not 1 <= warmup <= policy.max_step_rows:
+            raise InvalidValueError(
+                f"seek warmup must be a row count in [1, {policy.max_step_rows:,}] or a duration, got {brief(warmup)}"
+            )
+        return int(warmup)
+    offset = parse_calendar(warmup)
+    if offset is not None:
+        if pd.Timestamp("2000-01-01") + offset <= pd.Timestamp("2000-01-01"):
+            raise InvalidValueError(f"seek warmup must be positive, got {brief(warmup)}")
+        return offset
+    if isinstance(warmup, (bool, float, np.bool_, np.floating)):
+        raise InvalidValueError(
+            f"seek warmup must be a row count (int) or a duration ('30D', '3M'), got {brief(warmup)}"
+        )
+    try:
+        d = to_duration_ns(warmup)
+    except InvalidValueError as exc:
+        raise InvalidValueError(f"seek warmup must be a row count (int) or a duration ('30D', '3M'): {exc}") from None
+    if d <= 0:
+        raise InvalidValueError(f"seek warmup must be positive, got {brief(warmup)}")
+    return pd.Timedelta(d, unit="ns")
+
+
+def parse_seek(
+    timestamp: Any = None, fraction: Any = None, row: Any = None, warmup: Any = None,
+    policy: Policy = DEFAULT_POLICY,
+) -> dict[str, Any]:
+    """Exactly one of a timestamp (-> int ns), a fraction in [0, 1] or a non-negative row index; plus an
+    optional ``warmup`` (``parse_warmup``: rows, or a span of data time, released before the cut)."""
     given = [k for k, v in (("timestamp", timestamp), ("fraction", fraction), ("row", row)) if v is not None]
     if len(given) != 1:
         raise InvalidValueError("seek takes exactly one of a timestamp, fraction= or row=")
+    w = parse_warmup(warmup, policy)
+    out = _parse_seek_target(timestamp, fraction, row)
+    if w is not None:
+        out["warmup"] = w
+    return out
+
+
+def _parse_seek_target(timestamp: Any, fraction: Any, row: Any) -> dict[str, Any]:
     if timestamp is not None:
         return {"target": to_ns(timestamp)}
     if fraction is not None:
@@ -262,6 +351,12 @@ def _speed_args(args: Mapping[str, Any], policy: Policy) -> dict[str, Any]:
     return {"value": parse_speed(_required(args, "speed", "speed"), policy)}
 
 
+def _rate_args(args: Mapping[str, Any], policy: Policy) -> dict[str, Any]:
+    if "rate" not in args:
+        raise InvalidValueError("rate needs a 'rate' argument (rows per second, or null to pace by time)")
+    return {"value": parse_rate(args["rate"])}
+
+
 def _loop_args(args: Mapping[str, Any], policy: Policy) -> dict[str, Any]:
     return {"flag": parse_loop(_required(args, "loop", "loop"))}
 
@@ -279,7 +374,7 @@ def _step_args(args: Mapping[str, Any], policy: Policy) -> dict[str, Any]:
 
 
 def _seek_args(args: Mapping[str, Any], policy: Policy) -> dict[str, Any]:
-    return parse_seek(args.get("timestamp"), args.get("fraction"), args.get("row"))
+    return parse_seek(args.get("timestamp"), args.get("fraction"), args.get("row"), args.get("warmup"), policy)
 
 
 CONTROLS: dict[str, Control] = {
@@ -289,8 +384,11 @@ CONTROLS: dict[str, Control] = {
         Control("pause", (), "pause", _no_args, "hold; the position is kept"),
         Control("stop", (), "stop", _no_args, "stop and rewind to the start"),
         Control("step", ("n", "duration"), "step", _step_args, "release the next n rows or span of data time"),
-        Control("seek", ("timestamp", "fraction", "row"), "seek", _seek_args, "jump to a time, fraction or row"),
+        Control("seek", ("timestamp", "fraction", "row", "warmup"), "seek", _seek_args,
+                "jump to a time, fraction or row (warmup: rows or a span before the cut, kept as history)"),
         Control("speed", ("speed",), "set_speed", _speed_args, "data time per wall time, or 'max'"),
+        Control("rate", ("rate",), "set_rate", _rate_args,
+                "pace by rows (bars) per second instead of data time; null: back to speed"),
         Control("loop", ("loop",), "set_loop", _loop_args, "start over at the end of the data"),
         Control("mode", ("mode", "symbol"), "set_mode", _mode_args, "switch REPLAY <-> LIVE (clears the buffer)"),
     )
@@ -318,6 +416,7 @@ TRANSITIONS: dict[tuple[Mode, State, str], State] = {
     **_rows(_R, "step", {_S.STOPPED: _S.PAUSED, _S.PAUSED: _S.PAUSED}),
     **_rows(_R, "seek", {_S.STOPPED: _S.PAUSED, _S.PAUSED: _S.PAUSED, _S.FINISHED: _S.PAUSED, _S.PLAYING: _S.PLAYING}),
     **_rows(_R, "speed", _SAME),
+    **_rows(_R, "rate", _SAME),
     **_rows(_R, "loop", _SAME),
     **_rows(_R, "mode", _SAME),
     **_rows(_R, "end", {_S.PLAYING: _S.FINISHED, _S.PAUSED: _S.FINISHED}),
@@ -344,6 +443,7 @@ _REFUSALS: dict[tuple[Mode | None, State | None, str], str] = {
     (_L, None, "step"): "cannot step in LIVE mode; switch to REPLAY first",
     (_L, None, "seek"): "cannot seek in LIVE mode; switch to REPLAY first",
     (_L, None, "speed"): "cannot change speed in LIVE mode; switch to REPLAY first",
+    (_L, None, "rate"): "cannot change the rate in LIVE mode; switch to REPLAY first",
 }
 
 
@@ -403,5 +503,6 @@ def table_json(policy: Policy = DEFAULT_POLICY) -> dict[str, Any]:
             for name, c in CONTROLS.items()
         },
         "speed": {"min": MIN_SPEED, "max": policy.max_speed, "allow_max": policy.allow_max_speed},
+        "rate": {"min": MIN_RATE, "max": MAX_RATE},
         "max_step_rows": policy.max_step_rows,
     }

@@ -19,6 +19,7 @@ from .clock import Clock
 from .controller import State
 from .session import Session
 from .sources.base import ReplaySource
+from .worker import DEFAULT_CAPACITY
 
 __all__ = ["BackgroundLoop", "ThreadedSession"]
 
@@ -77,18 +78,23 @@ class BackgroundLoop:
 class ThreadedSession(SessionClient):
     """A ``Session`` living on a ``BackgroundLoop``: the in-process I/O adapter of ``SessionClient``.
 
-    Every call runs on the loop thread (blocking, thread-safe); events and ``on_batch`` callbacks run there
-    too. ``frame()`` reads the engine's own buffer (no mirror needed in-process).
+    Every call runs on the loop thread (blocking, thread-safe); events are delivered there, ``on_batch``
+    and ``on_reset`` callbacks on this session's own worker thread (``SessionClient.flush``). ``frame()``
+    reads the engine's own buffer (no mirror needed in-process).
     """
 
-    def __init__(self, source: ReplaySource | None = None, *, runner: BackgroundLoop | None = None, **kwargs: Any):
-        super().__init__(buffer_rows=kwargs.get("buffer_rows", 100_000), mirror=False)
+    def __init__(
+        self, source: ReplaySource | None = None, *, runner: BackgroundLoop | None = None,
+        callback_queue: int = DEFAULT_CAPACITY, **kwargs: Any,
+    ):
+        super().__init__(buffer_rows=kwargs.get("buffer_rows", 100_000), mirror=False, callback_queue=callback_queue)
         self.runner = runner or BackgroundLoop.default()
         self.session: Session = self.runner.call(lambda: Session(source, **kwargs))
 
         def wire_up() -> Callable[[], None]:
             unsubscribe = self.session.subscribe(self._on_event)
             self.session.on_batch(self._run_callbacks)  # after every subscriber has the batch, as headless
+            self.session.hold(self._callback_room)  # a slow callback holds back this session only
             return unsubscribe
 
         self._unsubscribe = self.runner.call(wire_up)
@@ -127,6 +133,7 @@ class ThreadedSession(SessionClient):
         if self._closed:
             return
         self._closed = True
+        self._close_callbacks()
         try:
             self.runner.run(self.session.aclose())
         except RuntimeError:  # loop already gone (interpreter shutdown)

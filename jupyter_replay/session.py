@@ -32,6 +32,7 @@ from .controls import (
     normalise_args,
     parse_loop,
     parse_mode,
+    parse_rate,
     parse_seek,
     parse_speed,
     parse_step,
@@ -89,6 +90,7 @@ class Session:
         symbol: str = "DEMO",
         max_speed: float = MAX_SPEED,
         policy: Policy | None = None,
+        rate: float | str | None = None,
     ) -> None:
         self.id = session_id or uuid.uuid4().hex
         self.policy = policy or Policy(max_speed=float(max_speed))
@@ -107,9 +109,11 @@ class Session:
         self.last: dict[str, Any] | None = None  # latest row snapshot, cleared with the buffer
         self._speed_setting: float = parse_speed(speed, self.policy)
         self._loop_setting = parse_loop(loop)
+        self._rate_setting = parse_rate(rate)
         self._subscribers: list[Callable[[Event], None]] = []
         self._holds: list[Callable[[], Awaitable[None]]] = []
         self._callbacks = BatchCallbacks()  # a failure is logged once per callback, then counted
+        self._reset_callbacks = BatchCallbacks("on_reset")
         self._live_clock = LiveClock()
         self._live: LiveSource | None = None
         self._live_task: asyncio.Task[None] | None = None
@@ -145,6 +149,11 @@ class Session:
         return self.controller.speed if self.controller else self._speed_setting
 
     @property
+    def rate(self) -> float | None:
+        """Rows per second when pacing by rows; None when pacing by data time (``speed``)."""
+        return self.controller.rate if self.controller else self._rate_setting
+
+    @property
     def loop(self) -> bool:
         return self.controller.loop if self.controller else bool(self._loop_setting)
 
@@ -171,6 +180,8 @@ class Session:
             "mode": self.mode.value,
             "state": self.state.value,
             "speed": speed_to_json(self.speed),
+            "rate": self.rate,
+            "pacing": "time" if self.rate is None else "rows",
             "loop": self.loop,
             "symbol": self.symbol,
             "has_data": src is not None,
@@ -191,6 +202,8 @@ class Session:
             "rows_dropped": self.rows_dropped,
             "subscribers": self.subscribers,
             "callback_errors": self.callback_errors,
+            **self._callbacks.timing(),
+            "callback_queue": 0,  # engine callbacks run inline; a client's worker reports its own queue
             "error": self.last_error,
             "last": self.last,
         }
@@ -236,8 +249,17 @@ class Session:
         return fn
 
     def remove_callback(self, fn: BatchCallback) -> None:
-        """Forget a callback added with ``on_batch``."""
+        """Forget a callback added with ``on_batch`` or ``on_reset``."""
         self._callbacks.remove(fn)
+        self._reset_callbacks.remove(fn)
+
+    def on_reset(self, fn: Callable[[str, int | None], Any]) -> Callable[[str, int | None], Any]:
+        """Decorator: ``fn(reason, position)`` after every reset (buffer cleared: stop, seek, mode, loop,
+        source, restart). ``position`` is where the stream resumes: the source row of the next row in
+        REPLAY (0 on a restart; the old position after LIVE -> REPLAY), 0 in LIVE. Compare it with the
+        next batch's ``position`` to tell a resume from a restart. Failures count in ``callback_errors``."""
+        self._reset_callbacks.add(fn)
+        return fn
 
     # ----------------------------------------------------------------- controls
     # One method per row of ``controls.CONTROLS``. The rule on every host: argument values are checked
@@ -277,8 +299,13 @@ class Session:
         check_allowed("step", self.mode, self.state)
         return self._ctl().step(**args)
 
-    def seek(self, target: Any = None, *, fraction: float | None = None, row: int | None = None) -> int:
-        args = parse_seek(target, fraction, row)
+    def seek(
+        self, target: Any = None, *, fraction: float | None = None, row: int | None = None, warmup: Any = None,
+    ) -> int:
+        """Jump to a timestamp, ``fraction`` or ``row``. ``warmup`` (rows, or a span of data time such as
+        ``"30D"``/``"3M"``) releases that history before the cut right after the reset, as batches with
+        ``warmup=True``: the buffer, the plot and the callbacks have it, the replay resumes at the cut."""
+        args = parse_seek(target, fraction, row, warmup, self.policy)
         check_allowed("seek", self.mode, self.state)
         return self._ctl().seek(**args)
 
@@ -287,9 +314,23 @@ class Session:
         check_allowed("speed", self.mode, self.state)
         if self.controller is None:
             self._speed_setting = speed
+            self._rate_setting = None
             self._emit_state()
             return speed
         return self.controller.set_speed(speed)
+
+    def set_rate(self, value: Any) -> float | None:
+        """Pace by rows (bars) per second (None: by data time at ``speed``, as setting a speed does).
+
+        Per-batch logic sees different batches at different paces: rows due within one display frame
+        go out together, so faster replays bring fewer, bigger batches (docs/design.md, "Pacing")."""
+        rate = parse_rate(value)
+        check_allowed("rate", self.mode, self.state)
+        if self.controller is None:
+            self._rate_setting = rate
+            self._emit_state()
+            return rate
+        return self.controller.set_rate(rate)
 
     def set_loop(self, flag: Any) -> None:
         self._loop_setting = parse_loop(flag)
@@ -356,6 +397,7 @@ class Session:
             await asyncio.gather(*list(self._closing), return_exceptions=True)
         self._subscribers.clear()
         self._callbacks.clear()
+        self._reset_callbacks.clear()
 
     # ----------------------------------------------------------------- internals
     def _ctl(self) -> ReplayController:
@@ -372,11 +414,13 @@ class Session:
         self.controller = ReplayController(
             source,
             emit=self._emit_rows,
+            emit_warmup=lambda chunk, position: self._emit_rows(chunk, position, warmup=True),
             on_state=self._emit_state,
             on_rewind=self._reset,
             timer=self.timer,
             speed=self._speed_setting if self.controller is None else self.controller.speed,
             loop=self._loop_setting if self.controller is None else self.controller.loop,
+            rate=self._rate_setting if self.controller is None else self.controller.rate,
             frame_ns=self.frame_ns,
             policy=self.policy,
         )
@@ -395,21 +439,36 @@ class Session:
             except Exception:  # one bad subscriber must not starve the others
                 log.exception("session %s subscriber failed", self.id)
 
-    def _emit_rows(self, chunk: Chunk) -> None:
+    def _emit_rows(self, chunk: Chunk, position: int | None = None, warmup: bool = False) -> None:
         if not len(chunk):
             return
         self.buffer.append(chunk)
-        batch = Batch(self._next_seq(), self.id, self.mode, chunk.ts, dict(chunk.columns), self.rows)
+        batch = Batch(
+            self._next_seq(), self.id, self.mode, chunk.ts, dict(chunk.columns), self.rows,
+            self._source_position(len(chunk)) if position is None else position, warmup,
+        )
         self.rows += len(chunk)
         self.last = {"timestamp_ns": int(chunk.ts[-1])}
         for name, col in chunk.columns.items():
             self.last[name] = _json_scalar(col[-1])
         self._publish(batch)
-        errors = self._callbacks.errors
-        self._callbacks.run(batch, self.clock)
-        if self._callbacks.errors != errors:
-            self.callback_errors += self._callbacks.errors - errors
-            self.last_error = self._callbacks.last_error
+        self._run(self._callbacks, batch, self.clock)
+
+    def _run(self, callbacks: BatchCallbacks, *args: Any) -> None:
+        errors = callbacks.errors
+        callbacks.run(*args)
+        if callbacks.errors != errors:
+            self.callback_errors += callbacks.errors - errors
+            self.last_error = callbacks.last_error
+
+    def _source_position(self, rows: int) -> int:
+        """Source row of the first of the ``rows`` just read (REPLAY: the cursor has moved past them)."""
+        if self.mode is Mode.REPLAY and self.controller is not None:
+            return self.controller.position - rows
+        return self.rows
+
+    def _resume_position(self) -> int:
+        return self.controller.position if self.mode is Mode.REPLAY and self.controller is not None else 0
 
     def _emit_state(self) -> None:
         self._publish(StateEvent(self._next_seq(), self.id, self.status()))
@@ -428,7 +487,9 @@ class Session:
         self.rows = 0
         self.last = None
         columns = tuple((name, np.dtype(dt).str) for name, dt in self.buffer.dtypes.items())
-        self._publish(ResetEvent(self._next_seq(), self.id, self.mode, reason, columns))
+        position = self._resume_position()
+        self._publish(ResetEvent(self._next_seq(), self.id, self.mode, reason, columns, position))
+        self._run(self._reset_callbacks, reason, position)
 
     def _spawn(self, coro: Any) -> None:
         try:
@@ -460,6 +521,7 @@ class Session:
     async def _consume_live(self, source: LiveSource) -> None:
         try:
             async for chunk in source.batches():
+                await self._wait_holds()  # a client's callbacks hold this session's rows (``hold``)
                 if self._live is not source:
                     return
                 if self._live_state is State.PLAYING:

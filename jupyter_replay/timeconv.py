@@ -25,6 +25,10 @@ __all__ = [
     "ns_to_iso",
     "temporal_to_ns",
     "int_time_to_ns",
+    "EPOCH_UNITS",
+    "parse_time_unit",
+    "epoch_to_ns",
+    "guess_epoch_unit",
     "arrow_temporal_to_numpy",
     "NS_MIN",
     "NS_MAX",
@@ -239,3 +243,58 @@ def arrow_temporal_to_numpy(arr: Any) -> np.ndarray:
     if pa.types.is_timestamp(arr.type) and arr.type.tz is not None:
         arr = arr.cast(pa.timestamp(arr.type.unit))  # same unit: only drops the zone (values are UTC)
     return arr.to_numpy(zero_copy_only=False)
+
+
+# -- integer epochs in other units ----------------------------------------------------------------------
+
+#: ns per unit of an integer epoch time column (``time_unit=``).
+EPOCH_UNITS = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
+# The rule of ``guess_epoch_unit``: taken as ns, values in [1e8, 1e16) all fall between 0.1 s after
+# the epoch and 1970-04-27, which no recorded market data does; taken as s/ms/us the same values are
+# dates in [1973-03-03, 2100-01-01). Small ints (0, 1, 2, ... ns, as tests and toy data use) and real
+# ns timestamps (>= 1e17 for anything after 1973) are never in that band, so they are never refused.
+_SUSPECT_NS = (10**8, 10**16)
+_PLAUSIBLE_NS = (10**17, 4_102_444_800 * 10**9)  # 1973-03-03 .. 2100-01-01
+
+
+def parse_time_unit(value: Any) -> str | None:
+    """``time_unit=`` for integer epoch time columns: None, ``"s"``, ``"ms"``, ``"us"`` or ``"ns"``."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or value not in EPOCH_UNITS:
+        raise InvalidValueError(f"time_unit must be one of {list(EPOCH_UNITS)} (or None), got {brief(value)}")
+    return value
+
+
+def guess_epoch_unit(values: np.ndarray) -> str | None:
+    """The unit (``"s"``, ``"ms"``, ``"us"``) integer time values were almost certainly written in when
+    read as ns they would all fall in the first months of 1970 (see ``_SUSPECT_NS``); None otherwise."""
+    values = np.asarray(values)
+    if values.size == 0 or values.dtype.kind not in "iu":
+        return None
+    lo, hi = int(values.min()), int(values.max())
+    if not (_SUSPECT_NS[0] <= lo and hi < _SUSPECT_NS[1]):
+        return None
+    for unit in ("s", "ms", "us"):
+        f = EPOCH_UNITS[unit]
+        if _PLAUSIBLE_NS[0] <= lo * f and hi * f < _PLAUSIBLE_NS[1]:
+            return unit
+    return None
+
+
+def epoch_to_ns(values: np.ndarray, unit: str, what: str) -> np.ndarray:
+    """Integer epoch values in ``unit`` as int64 ns, range-checked (``DataError`` naming ``what``; never wraps)."""
+    factor = EPOCH_UNITS[parse_time_unit(unit) or "ns"]
+    values = np.asarray(values)
+    if factor == 1:
+        return int_time_to_ns(values, what)
+    limit = NS_MAX // factor
+    wide = values.astype(np.int64) if values.dtype.kind == "i" or values.dtype.itemsize < 8 else values
+    bad = (wide > limit) | (wide < -limit) if wide.dtype.kind == "i" else wide > np.uint64(limit)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise DataError(
+            f"{what} has {int(bad.sum())} value(s) outside the int64 nanosecond range as epoch {unit}, first at "
+            f"row {row}: {brief(int(values[row]))}; check time_unit={unit!r} or drop those rows"
+        )
+    return wide.astype(np.int64) * factor

@@ -7,10 +7,13 @@ from the server; ``control`` from clients). Rows travel in binary frames, one ba
 
 Header: ``{"type": "batch", "seq", "first_row", "rows", "mode", "columns": [{"name", "dtype", "offset",
 "nbytes"}, ...]}`` (``offset`` counts from the start of the buffer area, each buffer 8-byte aligned,
-little-endian). A coalesced frame also has ``first_seq``; the frame that follows a ``history`` message has
-``"history": true``. The time column goes as ``timestamp`` (float64 ms since the epoch, for BokehJS) and
-``timestamp_ns`` (int64, exact) unless ``ms_only``. Numeric columns keep their dtype; ``bool`` columns go as
-``uint8`` bytes with ``"bool": true``; ``datetime64``/``timedelta64`` columns as int64 ns with ``"unit": "ns"``
+little-endian), plus ``"position"`` (source row of the first row, ``Batch.position``) when known and
+``"warmup": true`` for warm-up rows before a seek's cut. A ``reset`` message carries ``"position"``,
+where the stream resumes (``ResetEvent.position``). A coalesced frame also has ``first_seq``; the frame
+that follows a ``history`` message has ``"history": true``. The time column goes as ``timestamp``
+(float64 ms since the epoch, for BokehJS) and ``timestamp_ns`` (int64, exact) unless ``ms_only``.
+Numeric columns keep their dtype; ``bool`` columns go as ``uint8`` bytes with ``"bool": true``;
+``datetime64``/``timedelta64`` columns as int64 ns with ``"unit": "ns"``
 and ``"logical": "datetime64[ns]"``/``"timedelta64[ns]"``; ``float16`` as ``float32`` with ``"logical"``.
 
 Text and categorical (object) columns travel as dictionary codes: ``"dtype": "int32"`` (-1 = null) plus
@@ -266,6 +269,10 @@ class FrameEncoder:
         header: dict[str, Any] = {
             "type": "batch", "seq": int(batch.seq), "first_row": int(batch.first_row), "mode": _mode(batch.mode),
         }
+        if batch.position is not None:
+            header["position"] = int(batch.position)
+        if batch.warmup:
+            header["warmup"] = True
         if len(batches) > 1:
             header["first_seq"] = int(batches[0].seq)
         if history:
@@ -456,6 +463,8 @@ def reset_message(event: ResetEvent) -> dict[str, Any]:
     msg = {"type": "reset", "seq": int(event.seq), "mode": _mode(event.mode), "reason": event.reason}
     if event.columns:
         msg["columns"] = [list(c) for c in event.columns]
+    if event.position is not None:
+        msg["position"] = int(event.position)
     return msg
 
 

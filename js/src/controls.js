@@ -5,6 +5,21 @@ import { button, element, setAttr, setProp, setText } from "./dom.js";
 import { fmtTime } from "./status.js";
 
 const SPEEDS = ["0.1", "0.25", "0.5", "1", "2", "5", "10", "25", "50", "100", "250", "500", "1000", "max"];
+// Row pacing (the `rate` action: rows/bars per second whatever their spacing), in the same menu.
+const RATES = ["1", "2", "5", "10", "25", "100"];
+const RATE_PREFIX = "rows:";
+
+/** The menu value of a status: "rows:<rate>" when pacing by rows, else the speed text. */
+export function pacingValue(st) {
+  if (st.pacing === "rows" && st.rate != null) return RATE_PREFIX + String(Number(st.rate));
+  const sp = st.speed;
+  return sp === "max" || sp === null || sp === undefined ? "max" : String(Number(sp));
+}
+
+function optionLabel(v) {
+  if (v.startsWith(RATE_PREFIX)) return v.slice(RATE_PREFIX.length) + " rows/s";
+  return v === "max" ? "max" : v + "×";
+}
 
 /** Whether `action` is allowed in (mode, state) by the control table; null without a table. */
 export function allowedBy(table, action, mode, state) {
@@ -60,7 +75,8 @@ export class ControlBar {
     this.step.addEventListener("click", () => this.send("step", { n: 1 }));
     this.speed.addEventListener("change", () => {
       const v = this.speed.value;
-      this.send("speed", { speed: v === "max" ? "max" : Number(v) });
+      if (v.startsWith(RATE_PREFIX)) this.send("rate", { rate: Number(v.slice(RATE_PREFIX.length)) });
+      else this.send("speed", { speed: v === "max" ? "max" : Number(v) });
     });
     this.seek.addEventListener("input", () => { this.seeking = true; });
     this.seek.addEventListener("change", () => {
@@ -95,11 +111,12 @@ export class ControlBar {
     });
   }
 
-  setSpeeds(choices) {
-    const key = choices.join(",");
+  setSpeeds(choices, rates = []) {
+    const all = [...choices, ...rates.map((r) => RATE_PREFIX + r)];
+    const key = all.join(",");
     if (key === this.speedKey) return;
     this.speedKey = key;
-    this.speed.replaceChildren(...choices.map((s) => element("option", "", { value: s, textContent: s === "max" ? "max" : s + "×" })));
+    this.speed.replaceChildren(...all.map((s) => element("option", "", { value: s, textContent: optionLabel(s) })));
   }
 
   /** Labels, values and enabled state for status `st` (state, mode, speed, loop, symbol filled in). */
@@ -128,11 +145,10 @@ export class ControlBar {
       setProp(this.seek, "disabled", live);
       setProp(this.speed, "disabled", live);
     }
-    this.setSpeeds(speedChoices(table));
-    const sp = st.speed;
-    const spText = sp === "max" || sp === null ? "max" : String(Number(sp));
+    this.setSpeeds(speedChoices(table), !table || !table.actions || table.actions.rate ? RATES : []);
+    const spText = pacingValue(st);
     if (![...this.speed.options].some((o) => o.value === spText)) {
-      this.speed.appendChild(element("option", "", { value: spText, textContent: spText + "×" }));
+      this.speed.appendChild(element("option", "", { value: spText, textContent: optionLabel(spText) }));
     }
     if (document.activeElement !== this.speed) setProp(this.speed, "value", spText);
     setProp(this.loop, "checked", !!st.loop);

@@ -719,7 +719,11 @@ def _cut(batch: Batch, rows: int) -> Batch:
     if cut <= 0:
         return batch
     columns = {name: col[cut:] for name, col in batch.columns.items()}
-    return Batch(batch.seq, batch.session_id, batch.mode, batch.ts[cut:], columns, batch.first_row + cut)
+    position = None if batch.position is None else batch.position + cut
+    return Batch(
+        batch.seq, batch.session_id, batch.mode, batch.ts[cut:], columns, batch.first_row + cut, position,
+        batch.warmup,
+    )
 
 
 def _quiet(future: asyncio.Future[Any]) -> None:

@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ..batch import TIME_COLUMN
@@ -14,7 +15,7 @@ from .base import Cursor, LiveSource, ReplaySource
 from .csv import CSVSource
 from .dataframe import ArrayCursor, ArraySource, DataFrameSource
 from .dataset import DatasetCursor, DatasetSource
-from .merged import STREAM_COLUMN, STREAM_ID_COLUMN, MergedSource
+from .merged import MERGED_OPTIONS, STREAM_COLUMN, STREAM_ID_COLUMN, MergedSource
 from .parquet import ParquetCursor, ParquetSource
 from .sample import sample_quotes, sample_trades
 from .storage import has_glob, is_url
@@ -61,6 +62,24 @@ def guess_time(df: pd.DataFrame) -> str | None:
     names = [str(c) for c in df.columns]
     shown = names if len(names) <= 20 else [*names[:20], f"... {len(names) - 20} more"]
     raise DataError(f"cannot tell which column holds the time: pass time=<column> (columns: {shown})")
+
+
+def _check_collection(obj: Mapping[Any, Any] | Sequence[Any]) -> None:
+    """Records and column dicts are not collections of sources: say how to make a frame of them."""
+    items = list(obj.values()) if isinstance(obj, Mapping) else list(obj)
+    if not items:
+        return
+    first = items[0]
+    if isinstance(obj, Mapping) and isinstance(first, (list, tuple, np.ndarray, pd.Series)):
+        raise DataError(
+            f"a dict of {len(items)} columns is not a set of sources: make one frame first, "
+            "jr.replay(pd.DataFrame(data), time=...)"
+        )
+    if not isinstance(obj, Mapping) and isinstance(first, Mapping):
+        raise DataError(
+            f"a list of {len(items)} dicts (records) is not a set of sources: make one frame first, "
+            "jr.replay(pd.DataFrame(records), time=...)"
+        )
 
 
 def as_source(
@@ -119,12 +138,16 @@ def as_source(
             "or pass ParquetSource/CSVSource explicitly"
         )
     if isinstance(obj, (Mapping, list, tuple)):
-        if kwargs:
-            raise InvalidValueError(f"unexpected options for a merged source: {sorted(kwargs)}")
+        _check_collection(obj)
+        unknown = sorted(set(kwargs) - set(MERGED_OPTIONS))
+        if unknown:
+            raise InvalidValueError(
+                f"unexpected options for a merged source: {unknown} (allowed: {list(MERGED_OPTIONS)})"
+            )
         if time is None and obj:
             first = next(iter(obj.values() if isinstance(obj, Mapping) else obj))
             time = guess_time(first) if isinstance(first, pd.DataFrame) else TIME_COLUMN
-        return MergedSource(obj, time=time)
+        return MergedSource(obj, time=time, **kwargs)
     raise InvalidValueError(
         f"cannot replay a {type(obj).__name__}: pass a DataFrame, a .parquet/.csv path, "
         "a dict or list of those, or a ReplaySource"

@@ -11,7 +11,15 @@ import pyarrow as pa
 
 from ..batch import TIME_COLUMN, Chunk
 from ..exceptions import DataError, InvalidValueError, brief
-from ..timeconv import arrow_temporal_to_numpy, int_time_to_ns, temporal_to_ns, to_ns
+from ..timeconv import (
+    arrow_temporal_to_numpy,
+    epoch_to_ns,
+    guess_epoch_unit,
+    int_time_to_ns,
+    parse_time_unit,
+    temporal_to_ns,
+    to_ns,
+)
 from .base import Cursor, ReplaySource
 
 __all__ = [
@@ -168,35 +176,56 @@ def _temporal_in_unit(values: pd.Series | pd.Index) -> tuple[np.ndarray, Any]:
     return np.asarray(idx.asi8).view(f"datetime64[{idx.unit}]"), idx.tz  # asi8 is UTC for tz-aware
 
 
-def time_to_ns(values: pd.Series | pd.Index, name: str) -> tuple[np.ndarray, np.ndarray | None, str | None]:
+def time_to_ns(
+    values: pd.Series | pd.Index, name: str, time_unit: str | None = None
+) -> tuple[np.ndarray, np.ndarray | None, str | None]:
     """Convert a time column to ``(int64 ns UTC, NaT mask or None, tz name)``.
 
     Accepted: datetime64 of any unit (naive = UTC), tz-aware datetimes (converted to UTC, tz kept),
-    pyarrow timestamps, and integers (taken as ns since the epoch). Anything else is a ``DataError``,
-    and so is any value outside the int64 ns range (never wrapped; ``-2**63`` is NaT's encoding,
-    not a time).
+    pyarrow timestamps, and integers since the epoch in ``time_unit`` (``"s"``, ``"ms"``, ``"us"``,
+    ``"ns"``; default ns). Integers that only make sense in another unit (``timeconv.guess_epoch_unit``:
+    as ns they all fall in the first months of 1970) raise ``DataError`` unless ``time_unit`` is given.
+    Anything else is a ``DataError``, and so is any value outside the int64 ns range (never wrapped;
+    ``-2**63`` is NaT's encoding, not a time).
     """
     dtype = values.dtype
     what = f"time column {brief(name)}"
+    unit = parse_time_unit(time_unit)
+    is_int = pd.api.types.is_integer_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
+    if unit is not None and not is_int:
+        raise InvalidValueError(
+            f"time_unit={unit!r} is for integer epoch time columns; {what} has dtype {dtype} (drop time_unit)"
+        )
     if pd.api.types.is_datetime64_any_dtype(dtype):
         arr, tz = _temporal_in_unit(values)
         ns = temporal_to_ns(arr, what).view(np.int64)
         mask = ns == np.iinfo(np.int64).min
         return ns, (mask if mask.any() else None), _tz_name(tz)
-    if pd.api.types.is_integer_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype):
+    if is_int:
         series = pd.Series(values)
         mask = np.asarray(series.isna())
         raw_dtype = getattr(dtype, "numpy_dtype", None)
         if raw_dtype is None:
             raw_dtype = dtype.pyarrow_dtype.to_pandas_dtype() if isinstance(dtype, pd.ArrowDtype) else dtype
         raw = series.to_numpy(dtype=raw_dtype, na_value=0) if mask.any() else series.to_numpy(dtype=raw_dtype)
-        return int_time_to_ns(raw, what), (mask if mask.any() else None), None
+        if unit is None:
+            guess = guess_epoch_unit(raw[~mask] if mask.any() else raw)
+            if guess is not None:
+                first = int(raw[~mask][0] if mask.any() else raw[0])
+                raise DataError(
+                    f"{what} holds integers like {brief(first)}: as nanoseconds (the default) they all fall in "
+                    f"the first months of 1970, as epoch {guess!r} they are dates from "
+                    f"{pd.Timestamp(first, unit=guess).date()}; pass time_unit={guess!r} "
+                    "(or time_unit='ns' if they really are nanoseconds)"
+                )
+            unit = "ns"
+        return epoch_to_ns(raw, unit, what), (mask if mask.any() else None), None
     hint = "pd.to_datetime(...)"
     if pd.api.types.is_float_dtype(dtype):
         hint = "pd.to_datetime(..., unit='s') (or the right unit)"
     raise DataError(
         f"{what} has dtype {dtype}; expected datetime64 (naive = UTC, or tz-aware) "
-        f"or int64 nanoseconds since the epoch; convert it with {hint}"
+        f"or integers since the epoch (time_unit='s'/'ms'/'us'/'ns'); convert it with {hint}"
     )
 
 
@@ -259,6 +288,8 @@ class DataFrameSource(ArraySource):
         sort: stably sort unsorted data by time (equal timestamps keep their input order);
             with ``sort=False`` unsorted data raises ``DataError``.
         dropna: drop rows whose time is NaT instead of raising ``DataError``.
+        time_unit: unit of an integer epoch time column (``"s"``, ``"ms"``, ``"us"``, ``"ns"``); without
+            it integers are ns, and integers that only make sense as s/ms/us raise ``DataError``.
 
     The frame is converted once to int64 ns and numpy columns (views of the frame where pandas
     allows it); cursor reads are numpy views. Numeric and bool columns keep their dtype;
@@ -273,6 +304,7 @@ class DataFrameSource(ArraySource):
         columns: Sequence[str] | None = None,
         sort: bool = True,
         dropna: bool = False,
+        time_unit: str | None = None,
     ) -> None:
         if not isinstance(df, pd.DataFrame):
             raise InvalidValueError(f"DataFrameSource needs a pandas DataFrame, got {type(df).__name__}")
@@ -282,7 +314,7 @@ class DataFrameSource(ArraySource):
         time_values, time_name, from_index = self._find_time(df, time)
         if len(df) == 0:
             raise DataError("the DataFrame is empty: no rows to replay")
-        ts, mask, tz = time_to_ns(time_values, time_name)
+        ts, mask, tz = time_to_ns(time_values, time_name, time_unit)
 
         names = [c for c in df.columns if from_index or c != time_name]
         if columns is not None:
@@ -347,6 +379,12 @@ class DataFrameSource(ArraySource):
             return df.index, str(time), True
         if df.index.name == time:
             return df.index, str(time), True
+        if isinstance(df.index, pd.MultiIndex) and time in df.index.names:
+            levels = [str(n) for n in df.index.names]
+            raise DataError(
+                f"time column {time!r} is a level of the frame's MultiIndex {levels}; "
+                "move the levels to columns first: jr.replay(df.reset_index(), time=...)"
+            )
         raise DataError(
             f"time column {time!r} not found; available columns: {[str(c) for c in df.columns]}"
             + (f" (index: {df.index.name!r})" if df.index.name is not None else "")

@@ -14,7 +14,7 @@ from ..timeconv import int_time_to_ns, temporal_to_ns, to_ns
 from .base import Cursor, ReplaySource
 from .dataframe import ArraySource, DataFrameSource, check_count, end_bound
 
-__all__ = ["MergedSource", "STREAM_COLUMN", "STREAM_ID_COLUMN", "union_dtype"]
+__all__ = ["MERGED_OPTIONS", "MergedSource", "STREAM_COLUMN", "STREAM_ID_COLUMN", "union_dtype"]
 
 #: Column holding the name of the source each row came from (object array of str).
 STREAM_COLUMN = "stream"
@@ -22,6 +22,8 @@ STREAM_COLUMN = "stream"
 STREAM_ID_COLUMN = "stream_id"
 
 _MAX_STREAMS = int(np.iinfo(np.int8).max) + 1
+#: Options a merged source passes to each DataFrame it converts (see ``DataFrameSource``).
+MERGED_OPTIONS = ("sort", "dropna", "time_unit")
 
 
 def union_dtype(dtypes: Sequence[np.dtype], missing: bool) -> np.dtype:
@@ -74,15 +76,24 @@ class MergedSource(ReplaySource):
         self,
         sources: Mapping[str, Any] | Sequence[Any],
         time: str | None = TIME_COLUMN,
+        **options: Any,
     ) -> None:
+        unknown = sorted(set(options) - set(MERGED_OPTIONS))
+        if unknown:
+            raise TypeError(
+                f"MergedSource got unexpected keyword argument(s) {unknown}; allowed: {list(MERGED_OPTIONS)}"
+            )
         items = self._items(sources)
         if not items:
             raise InvalidValueError("MergedSource needs at least one source")
         if len(items) > _MAX_STREAMS:
-            raise InvalidValueError(f"MergedSource supports at most {_MAX_STREAMS} sources, got {len(items)}")
+            raise InvalidValueError(
+                f"MergedSource supports at most {_MAX_STREAMS} sources, got {len(items)}: for many instruments "
+                "use one long-format frame, pd.concat(frames, keys=names, names=['symbol']).reset_index(level=0)"
+            )
         self.sources: dict[str, ReplaySource] = {}
         for name, item in items:
-            self.sources[name] = self._to_source(name, item, time)
+            self.sources[name] = self._to_source(name, item, time, options)
         self.stream_names: list[str] = list(self.sources)
         self._names = np.array(self.stream_names, dtype=object)
 
@@ -128,11 +139,14 @@ class MergedSource(ReplaySource):
         )
 
     @staticmethod
-    def _to_source(name: str, item: Any, time: str | None) -> ReplaySource:
+    def _to_source(name: str, item: Any, time: str | None, options: Mapping[str, Any]) -> ReplaySource:
         if isinstance(item, ReplaySource):
             return item
         if isinstance(item, pd.DataFrame):
-            return DataFrameSource(item, time=time)
+            try:
+                return DataFrameSource(item, time=time, **options)
+            except DataError as exc:
+                raise DataError(f"source {brief(name)}: {exc}") from None
         if isinstance(item, (Mapping, list, tuple)):
             raise InvalidValueError(f"source {name!r}: nested collections of sources are not supported")
         from . import as_source  # late import: as_source builds MergedSource too

@@ -92,6 +92,7 @@ def connect(
     buffer_rows: int,
     symbol: str,
     callbacks: Iterable[Callable[..., Any]],
+    reset_callbacks: Iterable[Callable[..., Any]] = (),
 ) -> tuple[RemoteSession, bool]:
     """A started ``RemoteSession`` holding what ``local`` held (data, settings, position, callbacks).
 
@@ -112,6 +113,8 @@ def connect(
         remote.apply_settings(status, symbol=symbol)
         for fn in callbacks:
             remote.on_batch(fn)
+        for fn in reset_callbacks:
+            remote.on_reset(fn)
         remote.start()
     except Exception:
         remote.close()

@@ -44,6 +44,7 @@ __all__ = [
     "TIME_MS",
     "KINDS",
     "plottable_columns",
+    "numbers_as_text",
     "default_y",
     "default_volume",
     "auto_bar_ms",
@@ -259,6 +260,31 @@ def _ohlc(price: str, volume: str | None, bar_ms: float, title: str, height: int
     return column(fig, vol, sizing_mode="stretch_width"), [ANCHOR_NAME, ANCHOR_NAME + "_volume"]
 
 
+def numbers_as_text(dtypes: Mapping[str, Any], values: Mapping[str, Any] | None, sample: int = 50) -> list[str]:
+    """Text columns whose first ``sample`` values all read as numbers (e.g. prices loaded as strings)."""
+    out = []
+    for name, dt in dtypes.items():
+        col = (values or {}).get(name)
+        if np.dtype(dt).kind != "O" or col is None:
+            continue
+        head = [v for v in np.asarray(col[:sample]) if v is not None]
+        try:
+            if head and all(isinstance(v, str) for v in head):
+                [float(v.replace(",", "")) for v in head]
+                out.append(str(name))
+        except ValueError:
+            continue
+    return out
+
+
+def _text_hint(names: Sequence[str]) -> str:
+    first = brief(str(names[0]), 40)
+    return (
+        f"column(s) {brief(list(names))} hold numbers stored as text, which cannot be plotted; convert them "
+        f"first, e.g. df[{first}] = pd.to_numeric(df[{first}])"
+    )
+
+
 def plot_spec(
     kind: str,
     dtypes: Mapping[str, Any],
@@ -289,8 +315,14 @@ def plot_spec(
     ys = _as_list(y) or default_y(dtypes)
     missing = [c for c in ys if c not in cols]
     if missing:
+        texts = [c for c in numbers_as_text(dtypes, values) if c in missing]
+        if texts:
+            raise DataError(_text_hint(texts))
         raise InvalidValueError(f"cannot plot {brief(missing)}: pass y= one of the numeric columns {brief(cols)}")
     if not ys:
+        texts = numbers_as_text(dtypes, values)
+        if texts:
+            raise DataError(_text_hint(texts))
         raise DataError("no numeric column to plot: the data needs an int or float column besides the time")
     rollover = max(1, int(rollover))
     spec: dict[str, Any] = {"kind": kind, "source": SOURCE_NAME, "rollover": rollover, "bars": None,

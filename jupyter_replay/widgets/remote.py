@@ -23,7 +23,6 @@ import urllib.request
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from .. import controls, wire
 from ..batch import Batch, Mode, ResetEvent, StateEvent
@@ -70,9 +69,9 @@ def _json_args(action: str, args: dict[str, Any]) -> dict[str, Any]:
     ts = out.get("timestamp")
     if ts is not None and not isinstance(ts, (int, str)):
         out["timestamp"] = to_ns(ts)
-    dur = out.get("duration")
-    if dur is not None and not isinstance(dur, (int, str)):
-        out["duration"] = str(pd.Timedelta(dur))
+    for key in ("duration", "warmup"):
+        if out.get(key) is not None:
+            out[key] = controls.span_to_json(out[key])
     return out
 
 
@@ -112,6 +111,10 @@ class _RemoteClock(Clock):
 
 class RemoteSession(SessionClient):
     """A client of the server session ``session_id`` with the API of ``ThreadedSession``."""
+
+    # Callbacks run inline on the WebSocket reader, as before the per-client workers: the conformance
+    # suite's "a control from a callback takes effect at once" holds for the attached host that way only.
+    _inline_callbacks = True
 
     def __init__(
         self,
@@ -280,6 +283,8 @@ class RemoteSession(SessionClient):
             self.control("mode", {"mode": "replay"})
         if status.get("speed") is not None:
             self.control("speed", {"speed": status["speed"]})
+        if status.get("rate") is not None:
+            self.control("rate", {"rate": status["rate"]})
         loop = bool(status.get("loop"))
         state = status.get("state")
         if status.get("mode") == "live":
@@ -413,7 +418,9 @@ class RemoteSession(SessionClient):
                 except ValueError:
                     mode = Mode.REPLAY
                 columns = tuple((str(c[0]), str(c[1])) for c in m.get("columns") or () if len(c) == 2)
-                self._on_event(ResetEvent(seq, self.id, mode, str(m.get("reason") or ""), columns))
+                pos = m.get("position")
+                position = int(pos) if isinstance(pos, int) and not isinstance(pos, bool) else None
+                self._on_event(ResetEvent(seq, self.id, mode, str(m.get("reason") or ""), columns, position))
             elif kind == "error":
                 self.last_error = str(m.get("message"))[:300]
             elif kind == "ack" and isinstance(m.get("status"), dict):
@@ -437,7 +444,11 @@ class RemoteSession(SessionClient):
             mode = Mode(header.get("mode") or "replay")
         except ValueError:
             mode = Mode.REPLAY
-        batch = Batch(seq, self.id, mode, ts, values, int(header.get("first_row") or 0))
+        pos = header.get("position")
+        batch = Batch(
+            seq, self.id, mode, ts, values, int(header.get("first_row") or 0),
+            int(pos) if isinstance(pos, int) and not isinstance(pos, bool) else None, header.get("warmup") is True,
+        )
         if history:
             self._replace_mirror(batch)
             self._seq = max(self._seq, seq)
@@ -457,6 +468,7 @@ class RemoteSession(SessionClient):
         if self._closed:
             return
         self._closed = True
+        self._close_callbacks()
         task = self._task
 
         def cancel() -> None:

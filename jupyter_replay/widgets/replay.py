@@ -17,6 +17,8 @@ Who is authoritative:
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
 import math
 import threading
@@ -33,9 +35,9 @@ from traitlets import Dict, TraitError, Unicode, observe, validate
 from .. import controls, wire
 from ..batch import Batch
 from ..controls import State
-from ..exceptions import InvalidValueError, ReplayError
+from ..exceptions import InvalidValueError, ReplayError, brief
 from ..runner import ThreadedSession
-from ..sources import as_source
+from ..sources import ReplaySource, as_source
 from . import attach, plots
 from .comm import FRAME_RATE, CommSender
 
@@ -46,6 +48,17 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
 MODES = ("replay", "live")
 _LIVE_FALLBACK_DTYPES = {"price": np.dtype(np.float64), "size": np.dtype(np.int64), "side": np.dtype(np.int8)}
+
+
+@functools.cache
+def bundle_bytes() -> bytes:
+    """The widget bundle (static/replay.js) the loader asks for."""
+    return (STATIC / "replay.js").read_bytes()
+
+
+@functools.cache
+def bundle_id() -> str:
+    return hashlib.sha256(bundle_bytes()).hexdigest()[:16]
 
 
 class InvalidTraitValue(TraitError, InvalidValueError):
@@ -93,6 +106,34 @@ def _live_dtypes(factory: Callable[[str], Any] | None, symbol: str) -> dict[str,
     return {str(k): np.dtype(v) for k, v in found.items()}
 
 
+def _check_kwargs(cls: type[traitlets.HasTraits], kwargs: Mapping[str, Any]) -> None:
+    """Keyword arguments beyond the signature may only be widget traits (e.g. ``layout``): anything else
+    is a ``TypeError`` naming it, never silently swallowed by traitlets."""
+    unknown = sorted(k for k in kwargs if k not in cls.class_trait_names() or k.startswith("_"))
+    if unknown:
+        raise TypeError(
+            f"replay() got unexpected keyword argument(s) {', '.join(brief(k, 40) for k in unknown[:10])}"
+            + (f" and {len(unknown) - 10} more" if len(unknown) > 10 else "")
+            + "; see help(jupyter_replay.replay) for the options"
+        )
+
+
+def _source_options(data: Any, *, dropna: bool, sort: bool, time_unit: str | None) -> dict[str, Any]:
+    """The data options given (defaults are left out, so sources that do not take them are not bothered)."""
+    opts: dict[str, Any] = {}
+    if dropna:
+        opts["dropna"] = True
+    if not sort:
+        opts["sort"] = False
+    if time_unit is not None:
+        opts["time_unit"] = time_unit
+    if opts and isinstance(data, ReplaySource):
+        raise InvalidValueError(
+            f"{sorted(opts)} apply when the data is converted; pass them to the source you built instead"
+        )
+    return opts
+
+
 class _Control(traitlets.TraitType):
     """A trait checked by one of the control table's normalisers (None is never skipped)."""
 
@@ -127,8 +168,13 @@ class Replay(anywidget.AnyWidget):
     (``InvalidTraitValue``, also an ``InvalidValueError``) and change nothing.
     """
 
-    _esm = STATIC / "replay.js"
+    #: The per-model ESM is a small loader (js/loader/loader.js); it asks the kernel for the bundle
+    #: (static/replay.js) once per page, so saved notebooks do not hold the bundle once per widget.
+    _esm = STATIC / "loader.js"
     _css = STATIC / "replay.css"
+    bundle = Unicode("", read_only=True, help="Version (sha256 prefix) of the widget bundle the loader fetches.").tag(
+        sync=True
+    )
 
     status = Dict(read_only=True, help="Session status (state, mode, position, buffer_rows, ...); read-only.").tag(
         sync=True
@@ -153,7 +199,7 @@ class Replay(anywidget.AnyWidget):
         "", read_only=True, help="Id of the server session this widget is a client of ('' = local)."
     ).tag(sync=True)
 
-    _FROM_FRONTEND_IGNORED = frozenset({"status", "kernel_id", "plot", "attached"})
+    _FROM_FRONTEND_IGNORED = frozenset({"status", "kernel_id", "plot", "attached", "bundle"})
 
     def __init__(
         self,
@@ -173,8 +219,13 @@ class Replay(anywidget.AnyWidget):
         symbol: str = "DEMO",
         live_factory: Callable[[str], Any] | None = None,
         timer: Any = None,
+        dropna: bool = False,
+        sort: bool = True,
+        time_unit: str | None = None,
+        rate: float | str | None = None,
         **kwargs: Any,
     ) -> None:
+        _check_kwargs(type(self), kwargs)
         speed_v = check_speed(speed)
         loop = check_loop(loop)
         sym = check_symbol(symbol)
@@ -182,10 +233,12 @@ class Replay(anywidget.AnyWidget):
             raise InvalidValueError(f"kind must be one of {plots.KINDS}, got {kind!r}")
         if isinstance(buffer_rows, bool) or not isinstance(buffer_rows, int) or buffer_rows < 1:
             raise InvalidValueError(f"buffer_rows must be an int >= 1, got {buffer_rows!r}")
-        source = as_source(data, time, columns=columns) if data is not None else None
+        source_options = _source_options(data, dropna=dropna, sort=sort, time_unit=time_unit)
+        source = as_source(data, time, columns=columns, **source_options) if data is not None else None
         self._tls = threading.local()
         self._lock = threading.RLock()
         self._callbacks: list[Callable[..., Any]] = []
+        self._reset_callbacks: list[Callable[..., Any]] = []
         self._status_seq = -1
         self._closed = True  # until the session and the sender exist
         self._has_view = False  # set by the first message of a rendered view (no view: no frames sent)
@@ -215,7 +268,10 @@ class Replay(anywidget.AnyWidget):
         specs["live"] = plots.plot_spec(kind, live_dtypes, bar_ms=bar_ms or 1_000, **live_kwargs)
         if "replay" not in specs:
             specs["replay"] = specs["live"]
-        session_kwargs: dict[str, Any] = {"buffer_rows": buffer_rows, "speed": speed_v, "loop": loop, "symbol": sym}
+        session_kwargs: dict[str, Any] = {
+            "buffer_rows": buffer_rows, "speed": speed_v, "loop": loop, "symbol": sym,
+            "rate": controls.parse_rate(rate),
+        }
         if live_factory is not None:
             session_kwargs["live_factory"] = live_factory
         if timer is not None:
@@ -228,6 +284,7 @@ class Replay(anywidget.AnyWidget):
             self._unsubscribe = self._session.subscribe(self._sender.push)
             with self._syncing():
                 self.set_trait("kernel_id", attach.kernel_id())
+                self.set_trait("bundle", bundle_id())
                 self.set_trait("plot", specs)
                 super().__init__(speed=speed_v, loop=loop, symbol=sym, mode="replay", **kwargs)
         except BaseException:
@@ -237,6 +294,31 @@ class Replay(anywidget.AnyWidget):
         self.on_msg(self._on_frontend_msg)
         self._sender.start()
         self._refresh_status()
+
+    # ------------------------------------------------------------------ deferred comm
+    # A widget model (its comm, its synced state: plot specs, status) exists only once the widget is shown:
+    # a Replay built in a loop or a script and never displayed puts nothing into the saved notebook.
+    _shown = False
+
+    def open(self) -> None:
+        """Open the comm only once the widget is displayed (``_repr_mimebundle_``) or put in a container."""
+        if self._shown:
+            super().open()
+
+    def _show(self) -> None:
+        if not self._shown:
+            self._shown = True
+            super().open()
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        self._show()
+        return super()._repr_mimebundle_(**kwargs)
+
+    @property
+    def model_id(self) -> str:
+        """The comm id (opening the comm: a container referencing this widget displays it)."""
+        self._show()
+        return super().model_id
 
     # ------------------------------------------------------------------ sync helpers
     class _SyncCtx:
@@ -374,13 +456,28 @@ class Replay(anywidget.AnyWidget):
         """Release the next ``n`` rows (or the rows within ``duration`` of data time) while not playing."""
         return self._act(lambda: self._session.step(None if duration is not None else n, duration=duration))
 
-    def seek(self, target: Any = None, *, fraction: float | None = None, row: int | None = None) -> int:
+    def seek(
+        self, target: Any = None, *, fraction: float | None = None, row: int | None = None, warmup: Any = None,
+    ) -> int:
         """Jump to a timestamp (anything ``pd.Timestamp`` takes, or int ns), a ``fraction`` in [0, 1] or a
         ``row``; returns the new position. A float ``target`` is taken as a fraction. The buffer and plot
-        are cleared."""
+        are cleared, then ``warmup`` (rows, or a span of data time such as ``"30D"``/``"3M"``) before the
+        cut is put back: it is drawn and reaches ``on_batch`` callbacks as batches with ``warmup=True``."""
         if isinstance(target, float) and fraction is None:
             target, fraction = None, target
-        return self._act(lambda: self._session.seek(target, fraction=fraction, row=row))
+        return self._act(lambda: self._session.seek(target, fraction=fraction, row=row, warmup=warmup))
+
+    @property
+    def rate(self) -> float | None:
+        """Rows (bars) per second when pacing by rows, None when pacing by data time (``speed``).
+
+        ``r.rate = 5`` replays five rows a second whatever their spacing (monthly bars included);
+        ``r.rate = None`` or setting ``r.speed`` goes back to data-time pacing."""
+        return self._control_status().get("rate")
+
+    @rate.setter
+    def rate(self, value: Any) -> None:
+        self._act(lambda: self._session.set_rate(value))
 
     def on_batch(self, fn: Callable[[Batch, Any], Any]) -> Callable[[Batch, Any], Any]:
         """Decorator: ``fn(batch, clock)`` runs (on a background thread) for every batch, in both modes.
@@ -391,6 +488,17 @@ class Replay(anywidget.AnyWidget):
         """
         self._callbacks.append(fn)
         self._session.on_batch(fn)
+        return fn
+
+    def on_reset(self, fn: Callable[[str, int | None], Any]) -> Callable[[str, int | None], Any]:
+        """Decorator: ``fn(reason, position)`` after every reset (stop, seek, mode switch, loop, restart).
+
+        ``position`` is the source row where the replay resumes (0 on a restart, the old position after
+        LIVE -> REPLAY); every batch's ``position`` is the source row of its first row, so a callback can
+        tell a resume from a restart. Runs where ``on_batch`` callbacks run, in order with them.
+        """
+        self._reset_callbacks.append(fn)
+        self._session.on_reset(fn)
         return fn
 
     def wait(self, states: Iterable[str] = ("finished", "paused", "stopped"), timeout: float = 60.0) -> str:
@@ -452,8 +560,11 @@ class Replay(anywidget.AnyWidget):
     def _on_frontend_msg(self, _widget: Any, content: Any, buffers: list[Any]) -> None:
         if not isinstance(content, dict):
             return
-        self._has_view = True
         kind = content.get("type")
+        if kind == "need_esm":  # the loader, before any view exists: no rows yet
+            self._send_custom({"type": "esm"}, [bundle_bytes()])
+            return
+        self._has_view = True
         try:
             if kind == "control":
                 args = {k: v for k, v in content.items() if k not in ("type", "action", "id")}
@@ -501,7 +612,7 @@ class Replay(anywidget.AnyWidget):
         with self._lock:
             remote, was_playing = attach.connect(
                 local, request, source=self._source, buffer_rows=self._buffer_rows, symbol=self.symbol,
-                callbacks=self._callbacks,
+                callbacks=self._callbacks, reset_callbacks=self._reset_callbacks,
             )
             # from here on the server session is authoritative
             self._unsubscribe()
@@ -538,8 +649,14 @@ def replay(
     """Replay ``data`` (DataFrame, ``.parquet``/``.csv`` path, dict/list of frames, or a ``ReplaySource``).
 
     ``time`` names the time column (default: ``timestamp``, a DatetimeIndex, or the only datetime column);
+    ``dropna=True`` drops rows whose time is missing, ``sort=False`` refuses unsorted data,
+    ``time_unit="s"|"ms"|"us"|"ns"`` reads an integer time column as epoch seconds/... (default ns).
+    Unknown keyword arguments raise ``TypeError``.
     ``kind`` is ``"line"`` (``y`` columns vs time) or ``"ohlc"`` (candles of ``y`` with a volume panel,
-    ``volume=``, bar width ``bar=`` e.g. ``"5s"``). Display the result for controls and a plot.
+    ``volume=``, bar width ``bar=`` e.g. ``"5s"``). ``speed`` paces by data time
+    (0.1x .. 1000x, one range on every host); ``rate=`` paces by rows per second instead (sparse data:
+    monthly bars are ~45 minutes apart at 1000x, ``rate=12`` shows a year a second).
+    Display the result for controls and a plot.
     """
     return Replay(
         data, time, columns=columns, kind=kind, y=y, speed=speed, loop=loop,

@@ -24,9 +24,11 @@ def event_record(event: Any) -> dict[str, Any]:
     rec: dict[str, Any] = {"kind": kind, "seq": int(event.seq)}
     if kind == "batch":
         rec.update(first_row=int(event.first_row), n=len(event), mode=getattr(event.mode, "value", event.mode),
-                   ts=[int(t) for t in event.ts], columns=list(event.columns))
+                   ts=[int(t) for t in event.ts], columns=list(event.columns),
+                   position=getattr(event, "position", None), warmup=bool(getattr(event, "warmup", False)))
     elif kind == "reset":
-        rec.update(reason=event.reason, mode=getattr(event.mode, "value", event.mode))
+        rec.update(reason=event.reason, mode=getattr(event.mode, "value", event.mode),
+                   position=getattr(event, "position", None))
     elif kind == "state":
         rec.update(state=event.status.get("state"), mode=event.status.get("mode"))
     return rec

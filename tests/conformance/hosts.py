@@ -388,7 +388,8 @@ class RestHost(Host):
                 names = [c for c in cols if c not in (wire.TIME_NS_COLUMN, wire.TIME_MS_COLUMN)]
                 rec = {"kind": "batch", "seq": int(header["seq"]), "first_row": int(header["first_row"]),
                        "n": int(header["rows"]), "mode": header.get("mode"),
-                       "ts": [int(t) for t in ts] if ts is not None else [], "columns": names}
+                       "ts": [int(t) for t in ts] if ts is not None else [], "columns": names,
+                       "position": header.get("position"), "warmup": header.get("warmup") is True}
             else:
                 msg = json.loads(data)
                 kind = msg.get("type")
@@ -401,7 +402,8 @@ class RestHost(Host):
                         self._synced.set()
                     continue
                 if kind == "reset":
-                    rec = {"kind": "reset", "seq": int(msg["seq"]), "reason": msg.get("reason"), "mode": msg.get("mode")}
+                    rec = {"kind": "reset", "seq": int(msg["seq"]), "reason": msg.get("reason"), "mode": msg.get("mode"),
+                           "position": msg.get("position")}
                 elif kind == "state":
                     st = msg.get("status") or {}
                     rec = {"kind": "state", "seq": int(msg["seq"]), "state": st.get("state"), "mode": st.get("mode")}

@@ -465,3 +465,32 @@ def test_seek_from_a_callback_takes_effect_at_once(host, needs_callbacks) -> Non
     assert resets(events) == ["seek"]
     assert rows(since_last_reset(events)) == golden_ts("long", at)
     assert_frame(host, "long", at)
+
+
+def test_batches_carry_source_positions_and_warmup_seeks_keep_history(host) -> None:
+    """``Batch.position`` / ``ResetEvent.position`` and ``seek(..., warmup=N)``, the same on every host."""
+    host.load("long")
+    host.control("step", {"n": 4})
+    host.wait_events(lambda ev: n_rows(ev) >= 4, what="4 rows")
+    host.control("seek", {"row": 30, "warmup": 6})
+    host.control("step", {"n": 2})
+    events = host.wait_events(lambda ev: n_rows(since_last_reset(ev)) >= 8, what="warm-up and 2 rows")
+    tail = [e for e in events if e["kind"] in ("batch", "reset")]
+    last_reset = max(i for i, e in enumerate(tail) if e["kind"] == "reset")
+    assert (tail[last_reset]["reason"], tail[last_reset]["position"]) == ("seek", 30)
+    after = tail[last_reset + 1:]
+    assert [(b["position"], b["n"], b["warmup"]) for b in after] == [(24, 6, True), (30, 2, False)]
+    assert rows(after) == golden_ts("long", 24, 32)
+    assert_frame(host, "long", 24, 32)
+    first = [e for e in tail[:last_reset] if e["kind"] == "batch"]
+    assert first and first[0]["position"] == 0 and not first[0]["warmup"]
+
+
+def test_rate_paces_by_rows_on_every_host(host) -> None:
+    host.load("mixed")
+    st = host.control("rate", {"rate": "20/s"})
+    assert (st["rate"], st["pacing"]) == (20.0, "rows")
+    message = refused(host, "rate", {"rate": 0}, InvalidValueError)
+    assert message.startswith("rate must be rows per second")
+    st = host.control("speed", {"speed": 5})
+    assert (st["rate"], st["pacing"], st["speed"]) == (None, "time", 5.0)

@@ -27,7 +27,7 @@ def test_plays_in_background_while_caller_is_busy() -> None:
     time.sleep(0.2)  # the "cell" is busy; replay runs on the background loop meanwhile
     assert s.wait(timeout=10) is State.FINISHED
     assert s.frame()["v"].tolist() == [float(i) for i in range(30)]
-    assert threads == {"jupyter-replay-loop"}
+    assert threads == {"jupyter-replay-callbacks"}  # the session's own callback thread, off the shared loop
     s.close()
 
 

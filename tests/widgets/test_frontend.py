@@ -41,7 +41,8 @@ def run_node(node: str, script_dir: Path, code: str) -> Any:
 def test_bundle_is_the_widget_asset() -> None:
     assert BUNDLE.is_file(), "the widget bundle is missing: run ./dev setup (npm run build)"
     assert (STATIC / "replay.css").is_file()
-    assert str(Replay._esm) == BUNDLE.read_text()  # anywidget sends this file (no lab extension needed)
+    assert str(Replay._esm) == (STATIC / "loader.js").read_text()  # per model: the small loader only
+    assert len(str(Replay._esm)) < 3_000  # the bundle comes once per page from the kernel (need_esm)
     assert "cdn.bokeh.org" not in BUNDLE.read_text()  # BokehJS comes from the kernel's bokeh package, inline
 
 

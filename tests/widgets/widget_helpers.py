@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -20,8 +21,9 @@ class RecordingReplay(Replay):
         self.sent: list[tuple[dict, list[bytes]]] = []
         self.sent_lock = threading.Lock()
         super().__init__(*args, **kwargs)
+        self._show()  # a browser only talks to a displayed widget (whose comm is open)
 
-    def render(self) -> "RecordingReplay":
+    def render(self) -> RecordingReplay:
         """What a rendered view does first: ask for the buffer (from then on rows are streamed)."""
         self.from_browser({"type": "history"})
         return self
