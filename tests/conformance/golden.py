@@ -11,9 +11,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 __all__ = [
     "BUFFER_DTYPES",
+    "ARROW_INPUTS",
     "DATASETS",
     "FORBIDDEN_STATUS_KEYS",
     "SERVER_MODEL_FIELDS",
@@ -21,6 +23,7 @@ __all__ = [
     "TIME",
     "dataset",
     "expected_frame",
+    "input_data",
     "rows_before",
     "symbol_counts",
     "ts_ns",
@@ -91,6 +94,47 @@ SERVER_MODEL_FIELDS = frozenset({
 
 def dataset(name: str) -> pd.DataFrame:
     return DATASETS[name]()
+
+
+#: the Arrow-native inputs (issue 17), each built from the same pandas frame; the expected results stay those
+#: of the pandas input. What the libraries make of the golden columns (``input_data``) differs per input:
+#: pandas 3 writes ``timestamp[us]`` (not ns), the categorical becomes an Arrow dictionary (pyarrow) or a
+#: Polars ``Categorical``, while DuckDB turns it into plain text and every tz-aware column into its session
+#: zone (the Berlin zone is gone; the instants are the same). The buffer must not show any of it.
+ARROW_INPUTS = ("pyarrow", "polars", "duckdb")
+
+
+def input_data(kind: str, name: str) -> Any:
+    """Input ``name`` as a user of library ``kind`` ("pandas" or one of ``ARROW_INPUTS``) hands it over."""
+    df = dataset(name)
+    if kind == "pandas":
+        return df
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    if kind == "pyarrow":
+        return table
+    if kind == "polars":
+        import polars as pl
+
+        return pl.from_arrow(table)
+    if kind == "duckdb":
+        import duckdb
+
+        # DuckDB keeps no zone per value: it exports TIMESTAMPTZ in its connection's TimeZone, which defaults to
+        # the machine's zone (``Etc/UTC`` here, so the buffer's timestamp dtype would read
+        # ``datetime64[ns, Etc/UTC]``, elsewhere another zone). Pin it, as a user who wants UTC does.
+        con = duckdb.connect()
+        con.execute("SET TimeZone = 'UTC'")
+        return con.from_arrow(table)
+    raise ValueError(f"unknown input kind {kind!r}")
+
+
+def arrow_table(data: Any) -> pa.Table:
+    """``input_data`` as an Arrow table, the way a plain REST client reads it before it uploads Arrow IPC."""
+    if isinstance(data, pd.DataFrame):
+        return pa.Table.from_pandas(data, preserve_index=False)
+    if isinstance(data, pa.Table):
+        return data
+    return pa.RecordBatchReader.from_stream(data).read_all()  # Polars, DuckDB: the Arrow C stream
 
 
 def ts_ns(df: pd.DataFrame, name: str) -> np.ndarray:

@@ -141,14 +141,15 @@ class WidgetDriver:
         with self.lock:
             self.events.append(event_record(event))
 
-    def do_load(self, dataset: str, attach: dict[str, Any] | None = None) -> dict[str, Any]:
+    def do_load(self, dataset: str, attach: dict[str, Any] | None = None, input: str = "pandas") -> dict[str, Any]:
+        """``input``: the library the data comes from (``golden.input_data``), built here, where the widget runs."""
         import golden
 
         from jupyter_replay.widgets import replay
 
         self.do_close()
         self.events, self.store = [], {}
-        self.r = replay(golden.dataset(dataset), time=golden.TIME[dataset])
+        self.r = replay(golden.input_data(input, dataset), time=golden.TIME[dataset])
         if attach is not None:
             self.r._attach({"type": "attach", **attach})
             if self.r.attached != attach["session"]:

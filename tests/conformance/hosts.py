@@ -6,7 +6,7 @@
     attached  the ``Replay`` widget in a real kernel, attached to that kernel's session on a real server
     rest      plain HTTP + a WebSocket client and the wire decoder (no jupyter_replay client code)
 
-Every host: ``load(dataset)``, ``control(action, args) -> status`` (raises the typed error of
+Every host: ``load(dataset, input="pandas")`` (``input``: the library the data comes from, ``golden.input_data``), ``control(action, args) -> status`` (raises the typed error of
 ``jupyter_replay.exceptions``), ``status()``, ``wait_state(states)``, ``events()`` (records from
 ``host_side.event_record``), ``frame()``, ``add_callback(kind, **params)`` and ``store()`` (hosts with
 ``callbacks = False`` cannot run Python callbacks), ``close()``.
@@ -97,7 +97,7 @@ class Host:
             time.sleep(0.02)
 
     # primitives
-    def load(self, dataset: str) -> None: raise NotImplementedError
+    def load(self, dataset: str, input: str = "pandas") -> None: raise NotImplementedError
     def control(self, action: str, args: dict[str, Any] | None = None) -> dict[str, Any]: raise NotImplementedError
     def status(self) -> dict[str, Any]: raise NotImplementedError
     def events(self) -> list[dict[str, Any]]: raise NotImplementedError
@@ -129,13 +129,13 @@ class EngineHost(Host):
 
         return asyncio.run_coroutine_threadsafe(run(), self.loop).result(TIMEOUT)
 
-    def load(self, dataset: str) -> None:
+    def load(self, dataset: str, input: str = "pandas") -> None:
         from jupyter_replay.session import Session
-        from jupyter_replay.sources import DataFrameSource
+        from jupyter_replay.sources import as_source
 
         self._close_session()
         self._events, self._store = [], {}
-        source = DataFrameSource(golden.dataset(dataset), time=golden.TIME[dataset])
+        source = as_source(golden.input_data(input, dataset), time=golden.TIME[dataset])
         self.session = self._call(lambda: Session(source))
         self._call(lambda: self.session.subscribe(lambda e: self._events.append(host_side.event_record(e))))
 
@@ -187,13 +187,13 @@ class ThreadedHost(Host):
         with self._lock:
             self._events.append(host_side.event_record(event))
 
-    def load(self, dataset: str) -> None:
+    def load(self, dataset: str, input: str = "pandas") -> None:
         from jupyter_replay.runner import ThreadedSession
-        from jupyter_replay.sources import DataFrameSource
+        from jupyter_replay.sources import as_source
 
         self.close()
         self._events, self._store = [], {}
-        self.session = ThreadedSession(DataFrameSource(golden.dataset(dataset), time=golden.TIME[dataset]))
+        self.session = ThreadedSession(as_source(golden.input_data(input, dataset), time=golden.TIME[dataset]))
         self.session.subscribe(self._on_event)
 
     def control(self, action: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -240,8 +240,8 @@ class LocalWidgetHost(Host):
                 raise AssertionError(f"{exc}\n{err['traceback']}") from None
         return answer["ok"]
 
-    def load(self, dataset: str) -> None:
-        self._call("load", dataset=dataset)
+    def load(self, dataset: str, input: str = "pandas") -> None:
+        self._call("load", dataset=dataset, input=input)
 
     def control(self, action: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
         return self._call("control", action=action, args=dict(args or {}))
@@ -334,12 +334,12 @@ class RestHost(Host):
         self._hello = threading.Event()
         self._synced = threading.Event()
 
-    def load(self, dataset: str) -> None:
+    def load(self, dataset: str, input: str = "pandas") -> None:
+        """Any input reaches the server as what a REST client sends: its Arrow table as an IPC stream."""
         self._close_ws()
         self._events = []
         self.sid = self.server.fresh_session(self.kid)["id"]
-        df = golden.dataset(dataset)
-        table = pa.Table.from_pandas(df, preserve_index=False)
+        table = golden.arrow_table(golden.input_data(input, dataset))
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, table.schema) as writer:
             writer.write_table(table)
@@ -506,11 +506,12 @@ class AttachedHost(Host):
                 raise AssertionError(f"{exc}\n(in the kernel)\n{err['traceback']}") from None
         return answer["ok"]
 
-    def load(self, dataset: str) -> None:
+    def load(self, dataset: str, input: str = "pandas") -> None:
+        """The input object is built in the kernel (``WidgetDriver.do_load``), as a notebook user builds it."""
         self._call("close")
         model = self.server.fresh_session(self.kid)
         attach = {"session": model["id"], "client_token": model["client_token"], "server_url": model["server_url"]}
-        self._call("load", dataset=dataset, attach=attach)
+        self._call("load", dataset=dataset, attach=attach, input=input)
 
     def control(self, action: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
         return self._call("control", action=action, args=dict(args or {}))
