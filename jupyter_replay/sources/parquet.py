@@ -324,7 +324,7 @@ class ParquetSource(ReplaySource):
             self.tz = None
         else:
             raise DataError(
-                f"{self.path}: time column {time!r} has type {ttype}; expected a timestamp or int64 nanoseconds"
+                f"{self.path}: time column {time!r} has dtype {ttype}; expected a timestamp or int64 nanoseconds"
             )
         self.time_column = time
 

@@ -203,6 +203,6 @@ def _time_ns(col: pa.ChunkedArray, name: str) -> tuple[np.ndarray, str | None]:
     if pa.types.is_floating(typ):
         hint = "a cast to timestamp (e.g. pl.from_epoch(..., time_unit='s') or multiply to ns)"
     raise DataError(
-        f"{what} has type {typ}; expected a timestamp (naive = UTC, or tz-aware) "
+        f"{what} has dtype {typ}; expected a timestamp (naive = UTC, or tz-aware) "
         f"or int64 nanoseconds since the epoch; convert it with {hint}"
     )

@@ -431,7 +431,7 @@ def test_unsorted_inside_a_row_group(tmp_path, df):
 def test_bad_time_columns(tmp_path, path, df):
     with pytest.raises(DataError, match=r"'ts' not found; available columns: \['timestamp', 'price'"):
         ParquetSource(path, time="ts")
-    with pytest.raises(DataError, match="'venue' has type"):
+    with pytest.raises(DataError, match="'venue' has dtype"):
         ParquetSource(path, time="venue")
     with pytest.raises(DataError, match="no stored pandas index"):
         ParquetSource(path, time=None)
