@@ -29,6 +29,23 @@ __all__ = [
 _I64 = np.iinfo(np.int64)
 
 
+def time_order(ts: np.ndarray, column: object, sort: bool) -> np.ndarray | None:
+    """The stable order that sorts ``ts`` (None when already sorted); unsorted with ``sort=False`` is a
+    ``DataError`` naming the first row out of order (one rule for every input library)."""
+    if ts.size < 2:
+        return None
+    down = ts[1:] < ts[:-1]
+    if not down.any():
+        return None
+    if not sort:
+        row = int(np.argmax(down)) + 1
+        raise DataError(
+            f"time column {brief(column)} is not sorted (row {row} is earlier than row {row - 1}); "
+            "pass sort=True to sort it"
+        )
+    return np.argsort(ts, kind="stable")
+
+
 def missing_times_error(column: object, count: int | None, first: int | None) -> DataError:
     """The one message for missing (NaT/null) times, whatever the input library: how many, where, the fix."""
     if count is None:
@@ -347,18 +364,10 @@ class DataFrameSource(ArraySource):
             if ts.size == 0:
                 raise missing_times_error(time_name, None, None)
 
-        if ts.size > 1:
-            down = ts[1:] < ts[:-1]
-            if down.any():
-                if not sort:
-                    row = int(np.argmax(down)) + 1
-                    raise DataError(
-                        f"time column {time_name!r} is not sorted (row {row} is earlier than row {row - 1}); "
-                        "pass sort=True to sort it"
-                    )
-                order = np.argsort(ts, kind="stable")
-                ts = ts[order]
-                data = {k: v[order] for k, v in data.items()}
+        order = time_order(ts, time_name, sort)
+        if order is not None:
+            ts = ts[order]
+            data = {k: v[order] for k, v in data.items()}
 
         #: Name of the time column in the input (None: the index).
         self.time_column = None if from_index and time is None else time_name

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 from ..batch import TIME_COLUMN
 from ..exceptions import DataError, InvalidValueError, brief
 from ..timeconv import arrow_temporal_to_numpy, int_time_to_ns, temporal_to_ns
-from .dataframe import ArraySource, _tz_name, missing_times_error
+from .dataframe import ArraySource, _tz_name, missing_times_error, time_order
 from .parquet import _numpy_dtype, _to_numpy
 
 __all__ = ["TableSource", "is_arrow_input", "to_arrow_table"]
@@ -148,18 +148,10 @@ class TableSource(ArraySource):
             tcol = table.column(time)
         ts, tz = _time_ns(tcol, time)
 
-        if ts.size > 1:
-            down = ts[1:] < ts[:-1]
-            if down.any():
-                if not sort:
-                    row = int(np.argmax(down)) + 1
-                    raise DataError(
-                        f"time column {brief(time)} is not sorted (row {row} is earlier than row {row - 1}); "
-                        "pass sort=True to sort it"
-                    )
-                order = np.argsort(ts, kind="stable")
-                ts = ts[order]
-                table = table.select(keep).take(pa.array(order))
+        order = time_order(ts, time, sort)
+        if order is not None:
+            ts = ts[order]
+            table = table.select(keep).take(pa.array(order))
 
         data_cols: dict[str, np.ndarray] = {}
         for c in keep:
