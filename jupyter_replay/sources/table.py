@@ -130,11 +130,6 @@ class TableSource(ArraySource):
             if missing:
                 raise DataError(f"columns not found: {brief(missing)}; available: {brief(names)}")
             keep = [c for c in dict.fromkeys(columns) if c != time]
-        if TIME_COLUMN in keep:
-            raise DataError(
-                f"value column {TIME_COLUMN!r} clashes with the name of the replay time column; "
-                f"rename it or pass time={TIME_COLUMN!r}"
-            )
 
         tcol = table.column(time)
         if tcol.null_count:
@@ -147,6 +142,11 @@ class TableSource(ArraySource):
                 raise missing_times_error(time, None, None)
             tcol = table.column(time)
         ts, tz = _time_ns(tcol, time)
+        if TIME_COLUMN in keep:  # after the time column's own checks, in the order DataFrameSource uses
+            raise DataError(
+                f"value column {TIME_COLUMN!r} clashes with the name of the replay time column; "
+                f"rename it or pass time={TIME_COLUMN!r}"
+            )
 
         order = time_order(ts, time, sort)
         if order is not None:

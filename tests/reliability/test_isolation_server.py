@@ -293,12 +293,15 @@ def test_server_sessions_are_isolated(api: Api, jp_serverapp: Any) -> None:
             stateful_step_count=30,
             deadline=None,
             database=None,
+            derandomize=True,  # the same action sequence on every run (what it meets still depends on timing)
             suppress_health_check=list(HealthCheck),
         ),
     )
     print(sorted(STATS.items()))
     for action in ("play", "pause", "step", "seek", "speed", "mode", "loop"):  # the run did exercise things
-        assert STATS[f"server:rest:{action}:200"] + STATS[f"server:ws:{action}:200"] > 0, action
+        # exercised: answered by the session (200) or refused for its state (409); which of the two a pause
+        # gets depends on whether the replay is still playing at that moment, i.e. on the machine's speed
+        assert sum(STATS[f"server:{via}:{action}:{code}"] for via in ("rest", "ws") for code in (200, 409)) > 0, action
     for via in ("rest", "ws"):
         assert sum(v for k, v in STATS.items() if k.startswith(f"server:{via}:") and k.endswith(":200")) > 10, via
     assert any(k.startswith("server:viewer:") and k.endswith(":403") for k in STATS)
