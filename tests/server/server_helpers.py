@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import io
 import json
 import time
@@ -27,13 +28,19 @@ TEST_TIMEOUT = 60.0
 
 
 def on_server_loop(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
-    """Run an ``async def`` test on the Jupyter server's event loop (``jp_asyncio_loop``)."""
+    """Run an ``async def`` test on the Jupyter server's event loop: the ``jp_asyncio_loop`` fixture's loop
+    object itself, not the thread's "current" loop (another test's ``asyncio.run`` may have unset that)."""
+    sig = inspect.signature(fn)
+    own = "jp_asyncio_loop" in sig.parameters
 
     @functools.wraps(fn)
     def test(*args: Any, **kwargs: Any) -> Any:
-        loop = asyncio.get_event_loop_policy().get_event_loop()
+        loop = kwargs["jp_asyncio_loop"] if own else kwargs.pop("jp_asyncio_loop")
         return loop.run_until_complete(asyncio.wait_for(fn(*args, **kwargs), TEST_TIMEOUT))
 
+    if not own:  # ask pytest for the fixture too
+        extra = inspect.Parameter("jp_asyncio_loop", inspect.Parameter.KEYWORD_ONLY)
+        test.__signature__ = sig.replace(parameters=[*sig.parameters.values(), extra])  # type: ignore[attr-defined]
     return test
 
 
