@@ -72,11 +72,11 @@ def test_ten_million_rows_replay_through_the_server(
         grown = rss_anon(server_pid) - before
         assert grown < 480_000_000 / 4, f"the server's anonymous memory grew by {grown:,} bytes"
 
-        replay_button(page, "Play").click()
+        replay_button(page, "Play").click(timeout=120_000)
         wait_for(lambda: (bokeh_source_lengths(page, SOURCE) or [0])[0] > 0, timeout=60,
                  message="no rows reached the BokehJS plot")
         wait_for(lambda: page_api(page, "GET", f"replay/api/sessions/{kernel_id}")["data"]["position"] > 100_000,
                  timeout=120, message="the server session is not replaying the 10M rows")
-        replay_button(page, "Pause").click()
+        replay_button(page, "Pause").click(timeout=120_000)  # the page follows the server; slow under load
     finally:
         save_screenshot(page, "large_attach", artifacts_dir)
