@@ -106,6 +106,27 @@ def _live_dtypes(factory: Callable[[str], Any] | None, symbol: str) -> dict[str,
     return {str(k): np.dtype(v) for k, v in found.items()}
 
 
+def _live_spec_kwargs(
+    spec_kwargs: Mapping[str, Any], live_dtypes: Mapping[str, Any], replay_spec: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """The replay plot's options that the live feed's columns can honour (the others fall back to the
+    defaults); with ``by=`` the live plot keeps the replay's groups, so each keeps its colour across modes."""
+    def present(names: Any) -> bool:
+        return names is not None and all(c in live_dtypes for c in ([names] if isinstance(names, str) else names))
+
+    out = dict(spec_kwargs)
+    out["y"] = spec_kwargs["y"] if present(spec_kwargs["y"]) else None
+    out["volume"] = spec_kwargs["volume"] if present(spec_kwargs["volume"]) else None
+    out["ohlc"] = spec_kwargs["ohlc"] if present(spec_kwargs["ohlc"]) else None
+    by = spec_kwargs["by"]
+    if replay_spec is None:  # no data: the live plot is the only one, by= and groups= apply as given
+        return out
+    groups = replay_spec.get("groups") or spec_kwargs["groups"]
+    live_by = by is not None and by in live_dtypes and groups is not None
+    out["by"], out["groups"] = (by, groups) if live_by else (None, None)
+    return out
+
+
 def _check_kwargs(cls: type[traitlets.HasTraits], kwargs: Mapping[str, Any]) -> None:
     """Keyword arguments beyond the signature may only be widget traits (e.g. ``layout``): anything else
     is a ``TypeError`` naming it, never silently swallowed by traitlets."""
@@ -207,10 +228,13 @@ class Replay(anywidget.AnyWidget):
         time: str | None = None,
         *,
         columns: Sequence[str] | None = None,
-        kind: str = "line",
+        kind: str | None = None,
         y: str | Sequence[str] | None = None,
         volume: str | None = None,
         bar: Any = None,
+        by: str | None = None,
+        groups: Sequence[Any] | None = None,
+        ohlc: Sequence[str] | None = None,
         title: str = "",
         height: int = 300,
         speed: float | str = 1,
@@ -229,8 +253,10 @@ class Replay(anywidget.AnyWidget):
         speed_v = check_speed(speed)
         loop = check_loop(loop)
         sym = check_symbol(symbol)
+        if kind is None:
+            kind = "ohlc" if ohlc is not None else "line"
         if kind not in plots.KINDS:
-            raise InvalidValueError(f"kind must be one of {plots.KINDS}, got {kind!r}")
+            raise InvalidValueError(f"kind must be one of {plots.KINDS}, got {brief(kind)}")
         if isinstance(buffer_rows, bool) or not isinstance(buffer_rows, int) or buffer_rows < 1:
             raise InvalidValueError(f"buffer_rows must be an int >= 1, got {buffer_rows!r}")
         source_options = _source_options(data, dropna=dropna, sort=sort, time_unit=time_unit)
@@ -247,7 +273,8 @@ class Replay(anywidget.AnyWidget):
         self._remote: Any = None
         self._local: ThreadedSession | None = None
         spec_kwargs: dict[str, Any] = {
-            "y": y, "volume": volume, "rollover": buffer_rows, "title": title, "height": height,
+            "y": y, "volume": volume, "ohlc": ohlc, "by": by, "groups": groups, "rollover": buffer_rows,
+            "title": title, "height": height,
         }
         bar_ms = None
         if bar is not None:
@@ -257,14 +284,15 @@ class Replay(anywidget.AnyWidget):
         specs = {}
         if source is not None:
             values = getattr(source, "data", None)  # in-memory sources: the empty plot spans their values
+            times = getattr(source, "ts", None)  # ... and their row spacing sets bar widths
             specs["replay"] = plots.plot_spec(
                 kind, source.dtypes, bar_ms=bar_ms, span_ns=int(source.end_ns - source.start_ns),
                 time_ns=(int(source.start_ns), int(source.end_ns)),
-                values=values if isinstance(values, Mapping) else None, **spec_kwargs,
+                values=values if isinstance(values, Mapping) else None,
+                times_ns=times if isinstance(times, np.ndarray) else None, **spec_kwargs,
             )
         live_dtypes = _live_dtypes(live_factory, sym)
-        live_y = y if (y is not None and all(c in live_dtypes for c in ([y] if isinstance(y, str) else y))) else None
-        live_kwargs: dict[str, Any] = dict(spec_kwargs, y=live_y, volume=volume if volume in live_dtypes else None)
+        live_kwargs = _live_spec_kwargs(spec_kwargs, live_dtypes, specs.get("replay"))
         specs["live"] = plots.plot_spec(kind, live_dtypes, bar_ms=bar_ms or 1_000, **live_kwargs)
         if "replay" not in specs:
             specs["replay"] = specs["live"]
@@ -638,8 +666,11 @@ def replay(
     time: str | None = None,
     *,
     columns: Sequence[str] | None = None,
-    kind: str = "line",
+    kind: str | None = None,
     y: str | Sequence[str] | None = None,
+    by: str | None = None,
+    groups: Sequence[Any] | None = None,
+    ohlc: Sequence[str] | None = None,
     speed: float | str = 1,
     loop: bool = False,
     buffer_rows: int = 100_000,
@@ -652,13 +683,21 @@ def replay(
     ``dropna=True`` drops rows whose time is missing, ``sort=False`` refuses unsorted data,
     ``time_unit="s"|"ms"|"us"|"ns"`` reads an integer time column as epoch seconds/... (default ns).
     Unknown keyword arguments raise ``TypeError``.
-    ``kind`` is ``"line"`` (``y`` columns vs time) or ``"ohlc"`` (candles of ``y`` with a volume panel,
-    ``volume=``, bar width ``bar=`` e.g. ``"5s"``). ``speed`` paces by data time
+    ``kind`` is ``"line"`` (``y`` columns vs time) or ``"ohlc"`` (candles with a volume panel, ``volume=``):
+    ``ohlc=("open", "high", "low", "close")`` draws each row as a bar (implies ``kind="ohlc"``; candle width
+    0.7 of the rows' typical spacing: daily, weekly, monthly data), else one price column ``y`` is bucketed
+    into bars of ``bar=`` (e.g. ``"5s"``; default: ~120 bars, at least the row spacing); ``kind="ohlc"``
+    with several ``y`` columns is an error pointing to ``ohlc=``.
+    ``by="symbol"`` (long format ``date, symbol, price``) draws one series per group with a legend
+    (click hides a series) and fixed colours (groups sorted); ``groups=[...]`` names the groups to draw
+    (required when the data is not in memory; at most 32); rows of other groups are not drawn. A series
+    skips its NaN rows (merged frames: a stream's columns are NaN on the other stream's rows).
+    ``speed`` paces by data time
     (0.1x .. 1000x, one range on every host); ``rate=`` paces by rows per second instead (sparse data:
     monthly bars are ~45 minutes apart at 1000x, ``rate=12`` shows a year a second).
     Display the result for controls and a plot.
     """
     return Replay(
-        data, time, columns=columns, kind=kind, y=y, speed=speed, loop=loop,
+        data, time, columns=columns, kind=kind, y=y, by=by, groups=groups, ohlc=ohlc, speed=speed, loop=loop,
         buffer_rows=buffer_rows, symbol=symbol, **kwargs,
     )
