@@ -1,5 +1,6 @@
-// Plot kind "ohlc": candles (and a volume panel) built in the browser from every streamed row, bucketed by
-// `bar_ms` of data time, into the spec's bars source (time open high low close volume dir).
+// Plot kind "ohlc": candles (and a volume panel) built in the browser from every streamed row into the
+// series' bars source (time open high low close volume dir): with `spec.ohlc` (open, high, low, close
+// columns) every row is a bar; otherwise the price column is bucketed by the series' bar width of data time.
 import { emptyData, num } from "./columns.js";
 
 const BAR_KEYS = ["time", "open", "high", "low", "close", "volume", "dir"];
@@ -10,10 +11,12 @@ export class CandlesPlot {
   /** Candles are built from every row (not from the decimated window). */
   needsRows = true;
 
-  /** `bars`: the bars ColumnDataSource (default: the document's model named `spec.bars`). */
-  constructor(spec, doc, bars = null) {
+  /** Series `group` (its bars source: `spec.bar_sources[group]`); `bars`: that ColumnDataSource given. */
+  constructor(spec, doc, group = 0, bars = null) {
     this.spec = spec;
-    this.bars = bars || (spec.bars && doc ? doc.get_model_by_name(spec.bars) : null);
+    const name = (spec.bar_sources || [spec.bars])[group];
+    this.bars = bars || (name && doc ? doc.get_model_by_name(name) : null);
+    this.width = Number((spec.bar_widths || [])[group]) || spec.bar_ms;
     this.lastBar = null;  // the open (last) candle, patched while its interval lasts
   }
 
@@ -28,8 +31,9 @@ export class CandlesPlot {
   /** Candles from every queued row (read from the frames' views, no copies). */
   update(parts) {
     if (!this.bars) return;
+    if (this.spec.ohlc) { this.rowBars(parts); return; }
     const spec = this.spec;
-    const w = spec.bar_ms;
+    const w = this.width;
     let cur = this.lastBar ? { ...this.lastBar } : null;
     const wasOpen = this.lastBar ? this.lastBar.time : null;
     const done = [];
@@ -66,11 +70,36 @@ export class CandlesPlot {
       k = 1;
     }
     if (k < done.length) {
-      const rest = done.slice(k);
-      const out = {};
-      for (const key of BAR_KEYS) out[key] = Float64Array.from(rest, (b) => b[key]);
-      this.bars.stream(out, spec.bar_rollover);
+      this.stream(done.slice(k));
     }
     this.lastBar = cur;
+  }
+
+  stream(bars) {
+    const out = {};
+    for (const key of BAR_KEYS) out[key] = Float64Array.from(bars, (b) => b[key]);
+    this.bars.stream(out, this.spec.bar_rollover);
+  }
+
+  /** One bar per row from the open, high, low, close columns (rows missing any of them are skipped:
+   * merged streams leave them NaN on the other stream's rows). */
+  rowBars(parts) {
+    const spec = this.spec;
+    const done = [];
+    for (const part of parts) {
+      const t = part.columns.timestamp;
+      const [o, h, l, c] = spec.ohlc.map((name) => part.columns[name]);
+      const v = spec.volume ? part.columns[spec.volume] : null;
+      if (!t || !o || !h || !l || !c) continue;
+      for (let i = 0; i < part.rows; i++) {
+        const b = { time: num(t[i]), open: num(o[i]), high: num(h[i]), low: num(l[i]), close: num(c[i]) };
+        if (!(Number.isFinite(b.open) && Number.isFinite(b.high) && Number.isFinite(b.low) && Number.isFinite(b.close))) continue;
+        const vi = v ? num(v[i]) : 1;
+        b.volume = Number.isFinite(vi) ? vi : 0;
+        b.dir = b.close >= b.open ? 1 : -1;
+        done.push(b);
+      }
+    }
+    if (done.length) this.stream(done);
   }
 }

@@ -9,7 +9,12 @@
 // click and holds later rows; `settle(position)` (the status of the pause) applies the held rows before
 // the session's position and discards any beyond it, then and until the next play (`resume()`).
 // The plot kind (line, candles) draws whatever else it needs from the rows.
+//
+// A plot draws one *series* per source of the spec (`spec.sources`): one, or one per group of `by=`
+// (groups.js splits each frame's rows by the group column once). Each series has its own window, source
+// and kind instance; freeze, settle and clear act on all of them at once.
 import { removeDocument } from "../bokeh.js";
+import { GroupSplit, seriesColumns } from "./groups.js";
 import { decimate } from "./m4.js";
 import { RowWindow } from "./window.js";
 
@@ -49,11 +54,12 @@ export class StreamPlot {
     this.spec = null;
     this.views = null;
     this.doc = null;
-    this.source = null;
-    this.kind = null;  // the plot kind's instance (LinePlot, CandlesPlot)
-    this.window = null;  // RowWindow of the spec's columns
-    this.kindParts = [];  // rows for a kind that draws from every row (candles), until the next draw
-    this.kindRows = 0;
+    this.source = null;  // the first series' source
+    this.kind = null;  // the first series' kind instance (LinePlot, CandlesPlot)
+    // {source, kind, window (RowWindow of the spec's columns), parts + rows (rows for a kind that draws
+    // from every row, candles, until the next draw), dirty} per series
+    this.series = [];
+    this.splitter = null;  // GroupSplit when the spec has `by`
     this.dirty = false;  // the window changed since the last draw
     this.undrawnRows = 0; this.undrawnBytes = 0; this.undrawnFrom = null; this.undrawnTo = null;
     this.frozen = false;  // a pause (stop, seek, mode) was clicked: rows wait in frozenParts for settle()
@@ -88,13 +94,11 @@ export class StreamPlot {
     this.views = views;
     const root = views && [...views][0];
     this.doc = root ? root.model.document : null;
-    this.source = this.doc ? this.doc.get_model_by_name(spec.source) : null;
     const Kind = this.kindFor(spec);
-    this.kind = new Kind(spec, this.doc);
-    this.setupWindow();
+    const named = (name) => (this.doc && name ? this.doc.get_model_by_name(name) : null);
+    this.useSeries((spec.sources || [spec.source]).map((name, g) => (
+      { source: named(name), kind: new Kind(spec, this.doc, g) })));
     this.watchRange(this.source && this.doc ? plotOf(this.doc, this.source) : null);
-    this.entry.source = this.source;
-    this.entry.bars = this.kind.bars || null;
     this.entry.document = this.doc;
     this.entry.webgl = this.webgl();
     this.anchorsShown = null;
@@ -102,18 +106,29 @@ export class StreamPlot {
     this.schedule();
   }
 
-  /** The full-resolution window for the spec's columns (first: time). */
-  setupWindow() {
+  /** The series ([{source, kind}], in the spec's order), each with a full-resolution window for the
+   * spec's columns (first: time). */
+  useSeries(list) {
     const cols = (this.spec && this.spec.columns) || [];
-    this.window = cols.length ? new RowWindow(cols[0], cols.slice(1), this.rollover) : null;
+    this.series = list.map(({ source, kind }) => ({
+      source, kind, window: cols.length ? new RowWindow(cols[0], cols.slice(1), this.rollover) : null,
+      parts: [], rows: 0, dirty: false,
+    }));
+    this.source = this.series.length ? this.series[0].source : null;
+    this.kind = this.series.length ? this.series[0].kind : null;
+    const spec = this.spec || {};
+    this.splitter = spec.by && this.series.length ? new GroupSplit(spec.by, spec.groups, seriesColumns(spec)) : null;
+    this.entry.source = this.source;
+    this.entry.sources = this.series.map((s) => s.source);
+    this.entry.bars = (this.kind && this.kind.bars) || null;
   }
 
   resetRows() {
-    this.kindParts = []; this.kindRows = 0; this.pendingClear = false; this.held = false;
+    this.pendingClear = false; this.held = false;
     this.frozen = false; this.frozenParts = []; this.stopAt = null; this.dirty = false;
     this.undrawnRows = 0; this.undrawnBytes = 0; this.undrawnFrom = null; this.undrawnTo = null;
     if (this.settleTimer) { clearTimeout(this.settleTimer); this.settleTimer = null; }
-    if (this.window) this.window.clear();
+    for (const s of this.series) { s.parts = []; s.rows = 0; if (s.window) s.window.clear(); }
   }
 
   /** Re-decimate when the user zooms or pans (and once more when the range follows the data again). */
@@ -153,7 +168,7 @@ export class StreamPlot {
    * ranges (only_visible) follow the data. */
   syncAnchors() {
     if (!this.doc || !this.spec || !this.source) return;
-    const empty = !((this.source.get_length() ?? 0) > 0);
+    const empty = !this.series.some((s) => s.source && (s.source.get_length() ?? 0) > 0);
     if (this.anchorsShown === empty) return;
     this.anchorsShown = empty;
     const span = Number(this.spec.anchor_now_ms);
@@ -179,7 +194,8 @@ export class StreamPlot {
     }
     removeDocument(this.doc);
     this.views = null; this.doc = null; this.source = null; this.kind = null;
-    this.entry.source = null; this.entry.bars = null; this.entry.document = null;
+    this.series = []; this.splitter = null;
+    this.entry.source = null; this.entry.sources = []; this.entry.bars = null; this.entry.document = null;
   }
 
   /** Rows the source keeps (its stream rollover). */
@@ -208,15 +224,20 @@ export class StreamPlot {
     if (this.stopAt !== null && part.first !== null && !part.history) n = Math.min(n, this.stopAt - part.first);
     if (n <= 0) { this.entry.rowsDiscarded = (this.entry.rowsDiscarded || 0) + part.rows; return 0; }
     if (n < part.rows) this.entry.rowsDiscarded = (this.entry.rowsDiscarded || 0) + part.rows - n;
-    if (this.window) this.window.append(part.columns, 0, n);
-    if (this.kind && this.kind.needsRows) {
-      this.kindParts.push({ columns: part.columns, rows: n });
-      this.kindRows += n;
+    const pieces = this.splitter ? this.splitter.split(part.columns, n) : [{ columns: part.columns, rows: n }];
+    pieces.forEach((piece, g) => {
+      const s = this.series[g];
+      if (!piece || !s) return;
+      if (s.window) s.window.append(piece.columns, 0, piece.rows);
+      s.dirty = true;
+      if (!s.kind || !s.kind.needsRows) return;
+      s.parts.push(piece);
+      s.rows += piece.rows;
       // parts entirely before the rows the kind keeps can never reach the plot
-      const keep = this.kind.keep(this.rollover);
-      while (this.kindParts.length > 1 && this.kindRows - this.kindParts[0].rows >= keep) this.kindRows -= this.kindParts.shift().rows;
-    }
-    const ts = part.columns[this.window ? this.window.xName : "timestamp"];
+      const keep = s.kind.keep(this.rollover);
+      while (s.parts.length > 1 && s.rows - s.parts[0].rows >= keep) s.rows -= s.parts.shift().rows;
+    });
+    const ts = part.columns[this.spec.columns && this.spec.columns.length ? this.spec.columns[0] : "timestamp"];
     if (ts && ts.length) {
       const a = Number(ts[0]); const b = Number(ts[n - 1]);
       if (this.undrawnFrom === null) this.undrawnFrom = a;
@@ -270,9 +291,11 @@ export class StreamPlot {
   clear() {
     this.frozenParts = []; this.frozen = false; this.stopAt = null;
     if (this.settleTimer) { clearTimeout(this.settleTimer); this.settleTimer = null; }
-    if (this.window) this.window.clear();
-    this.kindParts = []; this.kindRows = 0;
-    if (this.kind) this.kind.clear(false);
+    for (const s of this.series) {
+      if (s.window) s.window.clear();
+      s.parts = []; s.rows = 0;
+      if (s.kind) s.kind.clear(false);
+    }
     this.pendingClear = true;
     this.dirty = true;
     this.schedule();
@@ -317,22 +340,32 @@ export class StreamPlot {
     const t0 = performance.now();
     const clear = this.pendingClear;
     this.pendingClear = false;
-    if (clear && this.kind) this.kind.clear(true);
-    if (this.kindParts.length && this.kind) this.kind.update(this.kindParts);
-    this.kindParts = []; this.kindRows = 0;
     const zoomed = this.zoomed();
     const r = this.xRange;
     const width = this.pixelWidth();
-    const out = this.window ? decimate(this.window, zoomed ? r.start : null, zoomed ? r.end : null, width,
-      Math.max(4 * width, DRAW_ALL_ROWS)) : null;
-    if (out) this.source.data = out.data;
+    const all = clear || zoomed || this.drawnZoomed || width !== this.drawnWidth;  // else: changed series only
+    let points = 0; let windowRows = 0;
+    for (const s of this.series) {
+      if (clear && s.kind) s.kind.clear(true);
+      if (s.parts.length && s.kind) s.kind.update(s.parts);
+      s.parts = []; s.rows = 0;
+      if (s.window) windowRows += s.window.length;
+      if (!s.window || !s.source || !(all || s.dirty)) continue;
+      const out = decimate(s.window, zoomed ? r.start : null, zoomed ? r.end : null, width,
+        Math.max(4 * width, DRAW_ALL_ROWS));
+      s.source.data = out.data;
+      s.points = out.points;
+      s.dirty = false;
+    }
+    for (const s of this.series) points += s.points || 0;
     this.drawnZoomed = zoomed;
+    this.drawnWidth = width;
     const rows = this.undrawnRows;
     const e = this.entry;
     e.streamCalls += 1;
     e.rowsStreamed += rows;
-    e.windowRows = this.window ? this.window.length : 0;
-    e.pointsDrawn = out ? out.points : 0;
+    e.windowRows = windowRows;
+    e.pointsDrawn = points;
     e.plotWidth = width;
     this.undrawnRows = 0; this.undrawnBytes = 0; this.undrawnFrom = null; this.undrawnTo = null;
     this.dirty = false;
