@@ -12,7 +12,7 @@ from jupyter_replay import DataError
 DATES = pd.DataFrame({"date": pd.to_datetime(["2020-01-01", None, "2020-01-03"]), "price": [1.0, 2.0, 3.0]})
 
 
-@pytest.mark.parametrize("name", ["by", "color", "groupby", "open", "dropNA"])
+@pytest.mark.parametrize("name", ["hue", "color", "groupby", "open", "dropNA"])  # (by= is an option now)
 def test_unknown_keyword_raises_type_error_naming_it(name: str) -> None:
     with pytest.raises(TypeError, match=rf"unexpected keyword argument\(s\) '{name}'"):
         jr.replay(DATES, time="date", dropna=True, **{name: "x"})

@@ -45,6 +45,7 @@ __all__ = [
     "value_bounds",
     "series_names",
     "check_numeric",
+    "choose_y",
 ]
 
 SOURCE_NAME = "replay_source"
@@ -273,3 +274,20 @@ def check_numeric(names: Sequence[str], dtypes: Mapping[str, Any], values: Mappi
     if texts:
         raise DataError(text_hint(texts))
     raise InvalidValueError(f"cannot plot {brief(missing)}: pass {what}= one of the numeric columns {brief(cols)}")
+
+
+def choose_y(y: list[str] | None, dtypes: Mapping[str, Any], values: Mapping[str, Any] | None,
+             exclude: str | None = None) -> list[str]:
+    """``y`` as given (checked numeric), or the default column (never ``exclude``, the ``by`` column); a
+    ``DataError`` naming the columns when there is nothing numeric to plot."""
+    ys = y or default_y({k: v for k, v in dtypes.items() if k != exclude})
+    if not ys:
+        texts = numbers_as_text(dtypes, values)
+        if texts:
+            raise DataError(text_hint(texts))
+        raise DataError(
+            f"no numeric column to plot among {brief(list(dtypes), 200)}: the data needs an int or float "
+            "column besides the time"
+        )
+    check_numeric(ys, dtypes, values)
+    return ys

@@ -14,8 +14,7 @@ from .common import (
     SOURCE_NAME,
     TIME_MS,
     anchor,
-    check_numeric,
-    default_y,
+    choose_y,
     empty,
     figure_for,
     series_names,
@@ -26,21 +25,13 @@ from .groups import series_style
 from .registry import PlotRequest, register
 
 
-def value_columns(req: PlotRequest) -> list[str]:
-    """``y`` as given, or the default column (never the ``by`` column); checked numeric."""
-    by = req.groups.by if req.groups else None
-    ys = req.y or default_y({k: v for k, v in req.dtypes.items() if k != by})
-    check_numeric(ys, req.dtypes, req.values)
-    return ys
-
-
 @register("line")
 def build(req: PlotRequest) -> tuple[Any, dict[str, Any]]:
     from bokeh.models import ColumnDataSource
 
     if req.ohlc is not None:
         raise InvalidValueError("ohlc= draws candles: pass kind='ohlc' (or leave kind= out)")
-    ys = value_columns(req)
+    ys = choose_y(req.y, req.dtypes, req.values, exclude=req.groups.by if req.groups else None)
     names = series_names(SOURCE_NAME, req.series)
     labels = req.groups.labels() if req.groups else [""]
     fig = figure_for(req.title, req.height)

@@ -29,8 +29,8 @@ from .common import (
     anchor,
     auto_bar_ms,
     check_numeric,
+    choose_y,
     default_volume,
-    default_y,
     empty,
     figure_for,
     plottable_columns,
@@ -53,14 +53,12 @@ def _columns(req: PlotRequest) -> tuple[str, list[str] | None]:
     if req.ohlc is not None:
         check_numeric(req.ohlc, req.dtypes, req.values, what="ohlc")
         return req.ohlc[3], list(req.ohlc)
-    by = req.groups.by if req.groups else None
-    ys = req.y or default_y({k: v for k, v in req.dtypes.items() if k != by})
+    ys = choose_y(req.y, req.dtypes, req.values, exclude=req.groups.by if req.groups else None)
     if len(ys) > 1:
         raise InvalidValueError(
             f"kind='ohlc' buckets one price column into bars, got y={brief(ys)}; for bars in columns pass "
             "ohlc=('open', 'high', 'low', 'close') (each row is a bar)"
         )
-    check_numeric(ys, req.dtypes, req.values)
     return ys[0], None
 
 
@@ -83,6 +81,7 @@ def _widths(req: PlotRequest, rows_are_bars: bool) -> list[float]:
 def build(req: PlotRequest) -> tuple[Any, dict[str, Any]]:
     from bokeh.layouts import column
     from bokeh.models import ColumnDataSource, LinearColorMapper
+    from bokeh.models.annotations import Legend, LegendItem
     from bokeh.transform import transform
 
     price, ohlc = _columns(req)
@@ -101,33 +100,34 @@ def build(req: PlotRequest) -> tuple[Any, dict[str, Any]]:
     fig = figure_for(req.title, req.height)
     vb = value_bounds(req.values, [vol]) if vol else None
     volfig = figure_for("", max(80, req.height // 3), x_range=fig.x_range)
-    extra: dict[str, list[Any]] = {}  # legend label -> volume renderers (another figure: added by hand)
+    items = []  # one legend item per group: its candles, close line and volume bars (the other panel)
     for g in range(req.series):
         source = ColumnDataSource(data=empty(raw_cols), name=names[g])
         bars = ColumnDataSource(data=empty(BAR_KEYS), name=bar_names[g])
         w = widths[g] * BAR_FILL
+        line: Any
+        edge: Any
+        vol_fill: Any
         if labels is None:
-            colors = LinearColorMapper(palette=[_DOWN, _UP], low=-1, high=1)
-            line, fill, kw = "#555555", transform("dir", colors), {}
-            edge = fill
+            fill = edge = transform("dir", LinearColorMapper(palette=[_DOWN, _UP], low=-1, high=1))
+            line, vol_fill, vol_alpha = "#555555", fill, 1.0
         else:
             colour, _ = series_style(g)
             fill = transform("dir", LinearColorMapper(palette=[colour, "#ffffff"], low=-1, high=1))  # up: hollow
-            line, edge, kw = colour, colour, {"legend_label": labels[g]}
-        fig.segment("time", "high", "time", "low", source=bars, color=edge, **kw)
-        fig.vbar("time", w, "open", "close", source=bars, fill_color=fill, line_color=edge, **kw)
-        fig.line(TIME_MS, price, source=source, line_width=1, color=line, alpha=0.35, **kw)
-        vr = volfig.vbar("time", w, "volume", 0, source=bars, fill_color=fill if labels is None else edge,
-                         fill_alpha=1.0 if labels is None else 0.4, line_color=None)
+            line = edge = vol_fill = colour
+            vol_alpha = 0.4
+        renderers = [
+            fig.segment("time", "high", "time", "low", source=bars, color=edge),
+            fig.vbar("time", w, "open", "close", source=bars, fill_color=fill, line_color=edge),
+            fig.line(TIME_MS, price, source=source, line_width=1, color=line, alpha=0.35),
+            volfig.vbar("time", w, "volume", 0, source=bars, fill_color=vol_fill, fill_alpha=vol_alpha,
+                        line_color=None),
+        ]
         if labels is not None:
-            extra.setdefault(labels[g], []).append(vr)
+            items.append(LegendItem(label=labels[g], renderers=renderers))
     anchor(fig, ANCHOR_NAME, req.x, y_bounds(value_bounds(req.values, ohlc or [price])))
-    if labels is not None:
-        fig.legend.location = "top_left"
-        fig.legend.click_policy = "hide"
-        for item in fig.legend[0].items:
-            label = item.label.get("value") if isinstance(item.label, dict) else getattr(item.label, "value", None)
-            item.renderers = [*item.renderers, *extra.get(str(label), [])]
+    if items:
+        fig.add_layout(Legend(items=items, location="top_left", click_policy="hide"))
     fig.yaxis.axis_label = price if ohlc is None else "price"
     fig.xaxis.visible = False
     vb2 = (0.0, max(1.0, vb[1])) if vb is not None else (0.0, 1.0)

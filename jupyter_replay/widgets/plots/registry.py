@@ -111,8 +111,8 @@ def plot_spec(
     spec: dict[str, Any] = {
         "kind": kind, "source": sources[0], "sources": sources, "rollover": max(1, int(rollover)),
         "by": req.groups.by if req.groups else None, "groups": list(req.groups.values) if req.groups else None,
-        "bars": None, "bar_sources": None, "price": None, "volume": None, "ohlc": None, "bar_ms": None, "bar_widths": None,
-        "bar_rollover": None, "anchor_now_ms": None if time_ns is not None else LIVE_SPAN_MS,
+        "bars": None, "bar_sources": None, "price": None, "volume": None, "ohlc": None, "bar_ms": None,
+        "bar_widths": None, "bar_rollover": None, "anchor_now_ms": None if time_ns is not None else LIVE_SPAN_MS,
     }
     spec.update(fields)
     spec["item"] = json_item(model)
