@@ -116,7 +116,7 @@ def build(req: PlotRequest) -> tuple[Any, dict[str, Any]]:
             fill = transform("dir", LinearColorMapper(palette=[colour, "#ffffff"], low=-1, high=1))  # up: hollow
             line = edge = vol_fill = colour
             vol_alpha = 0.4
-        renderers = [
+        renderers: list[Any] = [
             fig.segment("time", "high", "time", "low", source=bars, color=edge),
             fig.vbar("time", w, "open", "close", source=bars, fill_color=fill, line_color=edge),
             fig.line(TIME_MS, price, source=source, line_width=1, color=line, alpha=0.35),
