@@ -1,4 +1,4 @@
-// Plot kinds by `spec.kind` (widgets/plots.py KINDS). A kind is a class `new Kind(spec, doc, group)` (one
+// Plot kinds by `spec.kind` (widgets/plots/: one module per kind). A kind is a class `new Kind(spec, doc, group)` (one
 // instance per series: `group` indexes `spec.sources`) with keep(rollover), clear(now), update(parts) and
 // optionally `bars` (its extra source, for the registry).
 import { CandlesPlot } from "./candles.js";
