@@ -64,8 +64,11 @@ _PLOTS = """() => {
     let widths = [];
     if (w.bars) {
       const body = renderers.find((x) => x.data_source === w.bars && x.glyph.constructor.__name__ === "VBar");
-      const rv = body ? window.Bokeh.index.query_one((v) => v.model === body) : null;  // its renderer view
-      if (rv && rv.glyph && rv.glyph.sw) widths = Array.from(rv.glyph.sw);  // bodies' screen widths (px)
+      // a body's width on screen: its data width over the plot's visible time range, times the frame width
+      const plot = models.find((m) => m && Array.isArray(m.renderers) && m.renderers.includes(body));
+      const spec = body ? body.glyph.width : null;
+      const ms = typeof spec === "number" ? spec : (spec && typeof spec.value === "number" ? spec.value : NaN);
+      if (plot) widths = [ms / (plot.x_range.end - plot.x_range.start) * plot.inner_width, ms];
     }
     out.push({ transport: w.transport, state: (w.status || {}).state, series, labels,
                bars: w.bars ? (w.bars.get_length() ?? 0) : null, widths, errors: [...(w.errors || [])],
@@ -106,7 +109,7 @@ def test_by_symbol_lines_with_a_hiding_legend_and_monthly_candles(
         lines, candles = _by_kind(page)
         return bool(lines and candles and lines["state"] == candles["state"] == "finished"
                     and all(s["rows"] > 0 for s in lines["series"]) and candles["bars"] == 48
-                    and len(candles["widths"]) == 48)
+                    and len(candles["widths"]) == 2)
 
     wait_for(done, timeout=120, message=f"the replays did not finish drawing: {_plots(page)}")
     lines, candles = _by_kind(page)
@@ -124,6 +127,7 @@ def test_by_symbol_lines_with_a_hiding_legend_and_monthly_candles(
     wait_for(lambda: [s["visible"] for s in _by_kind(page)[0]["series"]] == [True, False, True], timeout=30,
              message=f"the legend click did not hide IBM's line: {_by_kind(page)[0]}")
 
-    # monthly candles: every bar drawn with a visible body (0.7 of a month, several pixels on screen)
-    widths = candles["widths"]
-    assert min(widths) > 2, f"candles are too thin to see: {widths[:5]}"
+    # monthly candles: bodies 0.7 of a month wide (the median gap of the rows), several pixels on screen
+    px, width_ms = candles["widths"]
+    assert width_ms == pytest.approx(0.7 * 31 * 86_400_000), candles
+    assert px > 2, f"candles are too thin to see: {px} px"
