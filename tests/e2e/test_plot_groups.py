@@ -48,7 +48,8 @@ c
 # candles the bars source's rows and the candle bodies' widths on screen.
 _PLOTS = """() => {
   const out = [];
-  for (const w of window.__jupyter_replay__.widgets) {
+  const reg = window.__jupyter_replay__;  // (not there until the widget bundle has loaded)
+  for (const w of reg ? reg.widgets : []) {
     const doc = w.document;
     if (!doc) { out.push(null); continue; }
     const models = [...doc.all_models];
@@ -114,6 +115,8 @@ def test_by_symbol_lines_with_a_hiding_legend_and_monthly_candles(
     wait_for(done, timeout=120, message=f"the replays did not finish drawing: {_plots(page)}")
     lines, candles = _by_kind(page)
     save_screenshot(page, "plot_groups", artifacts_dir / "e2e")
+    page.locator(".jr-root").nth(1).scroll_into_view_if_needed()
+    save_screenshot(page, "plot_groups_candles", artifacts_dir / "e2e")
     assert {lines["transport"], candles["transport"]} == {"ws", "local"}  # both widget paths
     assert not lines["errors"] and not candles["errors"]
 
