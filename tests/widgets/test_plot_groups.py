@@ -243,6 +243,15 @@ def test_replay_by_works_headless_and_live_keeps_no_unknown_groups() -> None:
         o.close()
     with pytest.raises(ReplayError, match="not found"):
         replay(stocks(), time="date", by="ticker")
+    # merged frames (a monthly and a daily stream): one series per stream, by their stream column
+    daily = stocks(("D",), months=3).assign(date=lambda d: pd.date_range("2000-01-01", periods=3, freq="D"))
+    m = replay({"monthly": stocks(("M",)), "daily": daily}, time="date", y="price", by="stream")
+    try:
+        assert m.plot["replay"]["groups"] == ["daily", "monthly"]
+        m.step(5)
+        assert set(m.buffer["stream"]) == {"daily", "monthly"}
+    finally:
+        m.close()
     lf = long_format()  # text + categorical columns: both can group
     for col in ("symbol", "venue"):
         r = replay(lf, time="date", y="price", by=col)
