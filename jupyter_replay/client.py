@@ -364,15 +364,9 @@ class SessionClient:
         if len(self._callbacks):
             self._dispatch(self._callbacks.run, batch, clock if clock is not None else self.clock)
 
-    #: True: callbacks run inline on the adapter's I/O thread instead of the worker (``RemoteSession``: its
-    #: reader must not read past a batch whose callback may call a control; see docs/design.md)
-    _inline_callbacks = False
-
     def _dispatch(self, fn: Callable[..., Any], *args: Any) -> None:
-        if self._inline_callbacks:
-            fn(*args)
-        else:
-            self._worker.submit(fn, *args)
+        """Queue ``fn(*args)`` on this client's worker (every adapter: the I/O thread never runs user code)."""
+        self._worker.submit(fn, *args)
 
     def _mirror_rows(self, batch: Batch) -> None:
         if len(batch):

@@ -434,9 +434,10 @@ class Replay(anywidget.AnyWidget):
         return self._session.status()
 
     def _act(self, fn: Callable[[], Any]) -> Any:
+        """Run a control, then mirror the status. Not under ``_lock``: ``step``/``seek`` wait for this
+        replay's callbacks, and a callback may call a control (or set a trait) of this ``Replay``."""
         self._check_open()
-        with self._lock:
-            result = fn()
+        result = fn()
         self._refresh_status()
         return result
 
