@@ -45,6 +45,8 @@ BatchCallback = Callable[[Batch, Clock], Any]
 TIMING_WINDOW = 1024
 #: How long ``step``/``seek``/``wait`` wait for the callbacks of the rows they released.
 FLUSH_TIMEOUT = 60.0
+#: Actions that return after the callbacks of what they released (rows, warm-up, the reset) have run.
+FLUSHING_ACTIONS = ("step", "seek")
 #: The states ``wait()`` waits for by default.
 NOT_PLAYING: tuple[State, ...] = (State.FINISHED, State.PAUSED, State.STOPPED)
 
@@ -193,8 +195,11 @@ class SessionClient:
 
     # ------------------------------------------------------------------ controls
     def control(self, action: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Any action of ``controls.CONTROLS`` with its argument names; returns the status after it."""
+        """Any action of ``controls.CONTROLS`` with its argument names; returns the status after it
+        (``step`` and ``seek``: after the callbacks of the rows they released have run, ``flush``)."""
         st = self._control(str(action), dict(args or {}))
+        if action in FLUSHING_ACTIONS:
+            self.flush(FLUSH_TIMEOUT)
         st = dict(st)
         st["callback_errors"] = int(st.get("callback_errors") or 0) + self.callback_errors
         st.update(self._callback_timing())
@@ -221,8 +226,7 @@ class SessionClient:
         if duration is not None:
             args["duration"] = duration
         before = int(self.status().get("position") or 0)
-        st = self.control("step", args)
-        self.flush(FLUSH_TIMEOUT)  # the callbacks of the rows stepped over have run when step returns
+        st = self.control("step", args)  # returns once the callbacks of the rows stepped over have run
         return int(st.get("position") or 0) - before
 
     def seek(
@@ -239,9 +243,7 @@ class SessionClient:
             args["fraction"] = fraction
         if row is not None:
             args["row"] = row
-        position = int(self.control("seek", args).get("position") or 0)
-        self.flush(FLUSH_TIMEOUT)  # on_reset and the warm-up callbacks have run
-        return position
+        return int(self.control("seek", args).get("position") or 0)  # after on_reset and the warm-up callbacks
 
     def set_speed(self, value: Any) -> float:
         """Set the speed (see ``controls.parse_speed``); returns it (``inf`` for ``"max"``)."""

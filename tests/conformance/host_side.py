@@ -93,8 +93,11 @@ def _act_once(action: str) -> Callable[..., Callable[..., None]]:
     return factory
 
 
-def _record(target: Any, store: dict[str, Any]) -> Callable[..., None]:
+def _record(target: Any, store: dict[str, Any], work_s: float = 0.0) -> Callable[..., None]:
     def record(batch: Any, clock: Any) -> None:
+        end = time.monotonic() + work_s
+        while time.monotonic() < end:  # busy, like user code computing
+            pass
         _rows(store, batch)
 
     return record

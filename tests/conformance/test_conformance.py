@@ -393,6 +393,22 @@ def test_raising_callback_is_counted_in_status(host, needs_callbacks) -> None:
     assert "conformance: this callback always fails" in (st.get("error") or "")
 
 
+def test_callback_time_and_queue_are_in_status(host, needs_callbacks) -> None:
+    """Issue 16: every host times its callbacks (p50/p99 over the last runs, max) and reports its queue;
+    ``step`` returns once the callbacks of the rows it released have run (on their worker, on every client)."""
+    host.load("mixed")
+    st = host.status()
+    assert (st["callback_p50_ms"], st["callback_p99_ms"], st["callback_max_ms"]) == (None, None, None)
+    host.add_callback("record", work_s=0.003)
+    for _ in range(3):
+        host.control("step", {"n": 2})
+    assert host.store().get("rows") == 6  # no waiting: step returned after the callbacks ran
+    st = host.status()
+    assert st["callback_p50_ms"] >= 3.0, st["callback_p50_ms"]
+    assert st["callback_max_ms"] >= st["callback_p99_ms"] >= st["callback_p50_ms"]
+    assert (st["callback_queue"], st["callback_errors"], st["error"]) == (0, 0, None)
+
+
 #: fast enough that a client which only learns of rows after they were sent cannot win the race by luck:
 #: rows of a play keep coming for ~60 ms; a control from a callback must still end them at once
 CALLBACK_SPEED = 1000
