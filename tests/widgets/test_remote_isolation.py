@@ -151,7 +151,7 @@ async def test_controls_from_a_callback_on_the_worker_do_not_deadlock(jp_fetch, 
                     r.speed = "max"
                     r.play()
                     done.set()
-            except Exception as exc:  # noqa: BLE001 - asserted below
+            except Exception as exc:  # asserted below
                 errors.append(f"{type(exc).__name__}: {exc}")
                 done.set()
 
