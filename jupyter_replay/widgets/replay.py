@@ -106,6 +106,15 @@ def _live_dtypes(factory: Callable[[str], Any] | None, symbol: str) -> dict[str,
     return {str(k): np.dtype(v) for k, v in found.items()}
 
 
+def _live_title(factory: Callable[[str], Any] | None) -> str:
+    """The LIVE plot's title: says which feed it is (not the replayed data's title), and that the
+    default feed is synthetic (a random walk, not the market)."""
+    if factory is None:
+        return "LIVE: synthetic feed (random walk; pass live_factory= for a real feed)"
+    name = getattr(factory, "__name__", None) or type(factory).__name__
+    return f"LIVE: {str(name)[:60]}"
+
+
 def _check_kwargs(cls: type[traitlets.HasTraits], kwargs: Mapping[str, Any]) -> None:
     """Keyword arguments beyond the signature may only be widget traits (e.g. ``layout``): anything else
     is a ``TypeError`` naming it, never silently swallowed by traitlets."""
@@ -264,7 +273,8 @@ class Replay(anywidget.AnyWidget):
             )
         live_dtypes = _live_dtypes(live_factory, sym)
         live_y = y if (y is not None and all(c in live_dtypes for c in ([y] if isinstance(y, str) else y))) else None
-        live_kwargs: dict[str, Any] = dict(spec_kwargs, y=live_y, volume=volume if volume in live_dtypes else None)
+        live_kwargs: dict[str, Any] = dict(spec_kwargs, y=live_y, volume=volume if volume in live_dtypes else None,
+                                           title=_live_title(live_factory))
         specs["live"] = plots.plot_spec(kind, live_dtypes, bar_ms=bar_ms or 1_000, **live_kwargs)
         if "replay" not in specs:
             specs["replay"] = specs["live"]
@@ -657,6 +667,8 @@ def replay(
     ``volume=``, bar width ``bar=`` e.g. ``"5s"``). ``speed`` paces by data time
     (0.1x .. 1000x, one range on every host); ``rate=`` paces by rows per second instead (sparse data:
     monthly bars are ~45 minutes apart at 1000x, ``rate=12`` shows a year a second).
+    ``live_factory=`` (a ``LiveSource`` class or ``symbol -> LiveSource``) is the feed LIVE plays; without
+    it LIVE is a synthetic random walk (README, "LIVE needs a feed").
     Display the result for controls and a plot.
     """
     return Replay(
