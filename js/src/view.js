@@ -99,8 +99,10 @@ export class ReplayView {
     entry.rowsTotal += h.rows | 0;
     const tsCol = frame.columns.timestamp;
     if (tsCol && tsCol.length && (h.rows | 0) > 0) entry.newestMs = Number(tsCol[(h.rows | 0) - 1]);  // (tests)
-    const first = h.first_row != null ? Number(h.first_row) : null;
-    const taken = this.plot.push(frame.columns, h.rows | 0, first, !!history);
+    // the source position of its first row (what a status's position counts), else its stream row
+    const first = h.position != null ? Number(h.position) : (h.first_row != null ? Number(h.first_row) : null);
+    const firstSeq = h.first_seq != null ? Number(h.first_seq) : Number(h.seq);
+    const taken = this.plot.push(frame.columns, h.rows | 0, first, !!history, firstSeq);
     if (!history && taken > 0) {
       const ts = frame.columns.timestamp;
       this.store.addRows(taken, ts && ts.length >= taken ? ts[taken - 1] : null);
@@ -211,7 +213,8 @@ export class ReplayView {
     if (!st.state || typeof plot.settle !== "function") return;
     if (st.state === "playing") { if (!plot.frozen) plot.resume(); return; }
     const pos = Number(st.position);
-    plot.settle(st.mode !== "live" && st.position != null && Number.isFinite(pos) ? pos : null);
+    plot.settle(st.mode !== "live" && st.position != null && Number.isFinite(pos) ? pos : null,
+      st.seq != null ? Number(st.seq) : null);
   }
 
   setError(msg) {

@@ -574,7 +574,8 @@ process.exit(0);  // (the view's redraw timers)
 def test_js_pause_at_max_holds_resync_histories_and_draws_the_answer_at_once(node: str, tmp_path: Path) -> None:
     """At speed max the socket carries resync histories. A history in flight at the click must not move
     the frozen picture; the pause's resync (reset, paused state at P, history ending at P) is drawn as
-    soon as its rows arrive, not at a later animation frame, and nothing beyond P is drawn after it."""
+    soon as its rows arrive, not at a later animation frame, and nothing beyond P is drawn after it. Rows
+    released after a stop (a step called from the kernel) are drawn: the cut is for rows released before."""
     out = run_node(node, tmp_path, """
 const rafs = [];
 globalThis.requestAnimationFrame = (f) => rafs.push(f);
@@ -630,13 +631,22 @@ view.dispatch(frame(4, 8000, 1000, true), t);
 const answered = source.maxTs;  // no animation frame run: drawn when the rows arrived
 view.dispatch(frame(5, 9000, 10, false), t);  // late rows beyond the pause point
 run();
-console.log(JSON.stringify({ beforeClick, frozen, answered, after: source.maxTs, rows: source.len }));
+const after = source.maxTs; const afterRows = source.len;
+// stopped, then a step from the kernel (no click here, no state change): its rows were released after
+// the stopped status (higher seq), so they are drawn though they start at the stop position
+view.dispatch({ type: "reset", seq: 19, mode: "replay", reason: "stop" }, t);
+view.dispatch({ type: "state", seq: 20, status: { state: "stopped", mode: "replay", position: 0, seq: 20 } }, t);
+view.dispatch(frame(21, 0, 5, false), t);
+run();
+console.log(JSON.stringify({ beforeClick, frozen, answered, after, rows: afterRows, stepped: source.maxTs,
+                             steppedRows: source.len }));
 process.exit(0);
 """)
     assert out["beforeClick"] == 999_000, out
     assert out["frozen"] == 999_000, out  # the in-flight history did not move the frozen picture
     assert out["answered"] == 8_999_000, out  # the window ending at the pause point, drawn at once
     assert out["after"] == 8_999_000 and out["rows"] == 1000, out  # nothing beyond the pause point
+    assert out["stepped"] == 4_000 and out["steppedRows"] == 5, out  # a later step's rows are not cut
 
 
 def test_js_uses_canvas_where_webgl_is_software(node: str, tmp_path: Path) -> None:

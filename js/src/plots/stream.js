@@ -60,7 +60,9 @@ export class StreamPlot {
     this.frozenParts = [];
     this.frozenClear = false;  // a reset arrived while frozen: the plot is emptied when it settles
     this.settleTimer = null;
-    this.stopAt = null;  // rows from this position on are discarded (the session paused there)
+    this.stopAt = null;  // rows from this source position on are discarded (the session paused there) ...
+    this.stopSeq = null;  // ... unless released after the status that said so (a step from the kernel)
+    this.paused = false;  // the session's last answer: not playing (settle() until resume())
     this.pendingClear = false;  // cleared at the next draw, together with the rows that follow
     this.held = false;  // no draw until release(): a history frame is announced (reset + history = one update)
     this.onFlush = null;  // called after each draw (the socket acknowledges its frames then)
@@ -111,7 +113,9 @@ export class StreamPlot {
 
   resetRows() {
     this.kindParts = []; this.kindRows = 0; this.pendingClear = false; this.held = false;
-    this.frozen = false; this.frozenParts = []; this.frozenClear = false; this.stopAt = null; this.dirty = false;
+    this.frozen = false; this.frozenParts = []; this.frozenClear = false; this.stopAt = null; this.stopSeq = null;
+    this.paused = false;
+    this.dirty = false;
     this.undrawnRows = 0; this.undrawnBytes = 0; this.undrawnFrom = null; this.undrawnTo = null;
     if (this.settleTimer) { clearTimeout(this.settleTimer); this.settleTimer = null; }
     if (this.window) this.window.clear();
@@ -190,11 +194,13 @@ export class StreamPlot {
     return r > 0 ? r : Infinity;
   }
 
-  /** Rows of one decoded frame (zero-copy views); `first`: the position of its first row (header
-   * first_row), `history`: a snapshot (never discarded). Returns the rows taken (not discarded). */
-  push(columns, rows, first = null, history = false) {
+  /** Rows of one decoded frame (zero-copy views); `first`: the source position of its first row (header
+   * position), `history`: a snapshot (never discarded), `seq`: the sequence number of its first batch.
+   * Returns the rows taken (not discarded). */
+  push(columns, rows, first = null, history = false, seq = null) {
     if (!this.spec || rows <= 0) return 0;
-    const part = { columns, rows, first: Number.isFinite(first) ? first : null, history };
+    const part = { columns, rows, first: Number.isFinite(first) ? first : null, history,
+      seq: Number.isFinite(seq) ? seq : null };
     if (this.frozen) { this.frozenParts.push(part); return rows; }  // (a history too: it follows a clear)
     return this.ingest(part);
   }
@@ -207,7 +213,8 @@ export class StreamPlot {
 
   ingestRows(part) {
     let n = part.rows;
-    if (this.stopAt !== null && part.first !== null && !part.history) n = Math.min(n, this.stopAt - part.first);
+    const later = part.seq !== null && this.stopSeq !== null && part.seq > this.stopSeq;  // released after the stop
+    if (this.stopAt !== null && part.first !== null && !part.history && !later) n = Math.min(n, this.stopAt - part.first);
     if (n <= 0) { this.entry.rowsDiscarded = (this.entry.rowsDiscarded || 0) + part.rows; return 0; }
     if (n < part.rows) this.entry.rowsDiscarded = (this.entry.rowsDiscarded || 0) + part.rows - n;
     if (this.window) this.window.append(part.columns, 0, n);
@@ -249,16 +256,21 @@ export class StreamPlot {
     this.settleTimer = setTimeout(() => { this.settleTimer = null; this.settle(null); }, SETTLE_TIMEOUT_MS);
   }
 
-  /** The session stopped at `position` (rows before it were released): apply the held rows before it,
-   * discard rows from it on until resume(). null: no position known (apply what is held). */
-  settle(position) {
+  /** The session stopped at `position` (rows before it were released; `seq`: its status's sequence
+   * number): apply the held rows before it, discard rows from it on that were released before that
+   * status, until resume(). null: no position known (apply what is held). */
+  settle(position, seq = null) {
     if (this.settleTimer) { clearTimeout(this.settleTimer); this.settleTimer = null; }
     const parts = this.frozenParts;
     if (this.frozen) this.entry.settledAt = performance.now();  // (tests: when the click's answer came)
     const clear = this.frozenClear;
     this.frozenParts = []; this.frozen = false; this.frozenClear = false;
     if (clear) this.clear();
-    this.stopAt = Number.isFinite(position) && position !== null ? Number(position) : this.stopAt;
+    if (Number.isFinite(position) && position !== null) {
+      this.stopAt = Number(position);
+      this.stopSeq = Number.isFinite(seq) && seq !== null ? Number(seq) : null;
+      this.paused = true;
+    }
     for (const p of parts) this.ingest(p);
     if (this.dirty && this.source && !this.held) this.draw();  // the picture reaches the pause point now
   }
@@ -266,7 +278,8 @@ export class StreamPlot {
   /** Play (or step) again: rows flow. */
   resume() {
     if (this.frozen) this.settle(null);
-    this.stopAt = null;
+    this.stopAt = null; this.stopSeq = null;
+    this.paused = false;
   }
 
   /** Empty the plot (a new stream: reset or history); drawn at the next frame with the rows that arrive
@@ -276,7 +289,7 @@ export class StreamPlot {
       this.frozenParts = []; this.frozenClear = true;
       return;
     }
-    // (stopAt stays: a history or reset while paused is still cut at the pause; play/step lift it)
+    // (stopAt stays: rows released before the stop are still cut; later ones pass by their seq)
     if (this.window) this.window.clear();
     this.kindParts = []; this.kindRows = 0;
     if (this.kind) this.kind.clear(false);
@@ -293,7 +306,7 @@ export class StreamPlot {
     this.held = false;
     // the session is not playing (a pause's resync: no rows follow): the picture reaches it now, not
     // at the next animation frame
-    if (this.stopAt !== null && !this.frozen && this.dirty && this.source) { this.draw(); return; }
+    if (this.paused && !this.frozen && this.dirty && this.source) { this.draw(); return; }
     this.schedule();
   }
 
