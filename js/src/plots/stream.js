@@ -10,6 +10,7 @@
 // the session's position and discards any beyond it, then and until the next play (`resume()`).
 // The plot kind (line, candles) draws whatever else it needs from the rows.
 import { removeDocument } from "../bokeh.js";
+import { MarksLayer } from "./marks.js";
 import { decimate } from "./m4.js";
 import { RowWindow } from "./window.js";
 
@@ -69,6 +70,7 @@ export class StreamPlot {
     this.plot = null; this.xRange = null; this.onRange = null;
     this.drawnZoomed = false;  // the last draw was of a zoomed/panned range (not the whole window)
     this.scheduledAt = 0; this.skipped = 0;
+    this.marks = new MarksLayer();  // r.mark(...) and marks returned by callbacks (marks.js)
   }
 
   async embed(spec) {
@@ -92,6 +94,8 @@ export class StreamPlot {
     const Kind = this.kindFor(spec);
     this.kind = new Kind(spec, this.doc);
     this.setupWindow();
+    this.marks.attach(spec, this.doc);
+    this.entry.marks = this.marks.source;
     this.watchRange(this.source && this.doc ? plotOf(this.doc, this.source) : null);
     this.entry.source = this.source;
     this.entry.bars = this.kind.bars || null;
@@ -180,6 +184,7 @@ export class StreamPlot {
     removeDocument(this.doc);
     this.views = null; this.doc = null; this.source = null; this.kind = null;
     this.entry.source = null; this.entry.bars = null; this.entry.document = null;
+    this.marks.attach(null, null); this.entry.marks = null;
   }
 
   /** Rows the source keeps (its stream rollover). */
@@ -273,7 +278,15 @@ export class StreamPlot {
     if (this.window) this.window.clear();
     this.kindParts = []; this.kindRows = 0;
     if (this.kind) this.kind.clear(false);
+    this.marks.clear();
     this.pendingClear = true;
+    this.dirty = true;
+    this.schedule();
+  }
+
+  /** Marks of a `marks` message (`replace`: the session's current ones), drawn at the next frame. */
+  addMarks(marks, replace = false) {
+    this.marks.add(marks, replace);
     this.dirty = true;
     this.schedule();
   }
@@ -326,6 +339,7 @@ export class StreamPlot {
     const out = this.window ? decimate(this.window, zoomed ? r.start : null, zoomed ? r.end : null, width,
       Math.max(4 * width, DRAW_ALL_ROWS)) : null;
     if (out) this.source.data = out.data;
+    this.marks.draw(this.window);
     this.drawnZoomed = zoomed;
     const rows = this.undrawnRows;
     const e = this.entry;
