@@ -14,8 +14,8 @@ from typing import Any, Callable
 import pytest
 
 from lab_harness import (
-    LabServer, kernel_eval, open_notebook, replay_widget, run_all_cells, wait_for, wait_replay_attached,
-    write_notebook,
+    LabServer, kernel_eval, open_notebook, replay_widget, run_all_cells, save_screenshot, wait_for,
+    wait_replay_attached, write_notebook,
 )
 
 pytestmark = pytest.mark.e2e
@@ -69,6 +69,7 @@ def test_marks_from_a_callback_and_r_mark_reach_the_plot_and_clear_on_seek_and_s
     assert marks["y"] == pytest.approx([100.4, 100.2])
     assert marks["glyph"] == ["▲", "▼"] and marks["text"] == ["entry", "exit"]
     assert kernel_eval(page, "len(r.marks)") == "2"
+    save_screenshot(page, "marks")  # (artifacts/e2e: the triangles and labels as drawn)
 
     kernel_eval(page, "r.seek(row=100)")  # a reset: the marks go with the rows
     wait_for(lambda: (_marks(page) or {"x": [0]})["x"] == [], timeout=60,
