@@ -46,6 +46,8 @@ async def open_and_skip_history(api, sid, **params):
     assert history["type"] == "history"
     kind, frame = await ws.recv()
     assert kind == "frame" and frame[0]["history"] is True
+    kind, marks = await ws.recv()  # the session's current marks follow its history
+    assert kind == "text" and marks["type"] == "marks" and marks["history"] is True
     return ws, hello, history, frame
 
 
