@@ -66,9 +66,10 @@ def _error_for(status: int, message: str) -> ReplayError:
 def _json_args(action: str, args: dict[str, Any]) -> dict[str, Any]:
     """Arguments as JSON values (the server parses them with the same normalisers as the engine)."""
     out = dict(args)
-    ts = out.get("timestamp")
-    if ts is not None and not isinstance(ts, (int, str)):
-        out["timestamp"] = to_ns(ts)
+    for key in ("timestamp", "time"):  # seek target, mark time
+        ts = out.get(key)
+        if ts is not None and not isinstance(ts, (int, str)):
+            out[key] = to_ns(ts)
     for key in ("duration", "warmup"):
         if out.get(key) is not None:
             out[key] = controls.span_to_json(out[key])

@@ -18,19 +18,24 @@ function emptyMarks() {
 export function valueAt(win, t) {
   if (!win || !win.length || !win.ys.length) return NaN;
   const x = win.x; const y = win.ys[0];
+  if (!win.sorted) {  // rows out of time order: the latest time at or before t, by a scan
+    let best = -1; let newest = -Infinity; let first = win.start;
+    for (let i = win.start; i < win.end; i++) {
+      if (x[i] <= t && (best < 0 || x[i] >= x[best])) best = i;
+      if (x[i] < x[first]) first = i;
+      if (x[i] > newest) newest = x[i];
+    }
+    if (t > newest) return NaN;
+    return best >= 0 ? y[best] : y[first];
+  }
   let lo = win.start; let hi = win.end - 1;
   if (t > x[hi]) return NaN;
   if (t <= x[lo]) return y[lo];
-  if (win.sorted) {
-    while (lo < hi) {  // last index with x <= t
-      const mid = (lo + hi + 1) >> 1;
-      if (x[mid] <= t) lo = mid; else hi = mid - 1;
-    }
-    return y[lo];
+  while (lo < hi) {  // last index with x <= t
+    const mid = (lo + hi + 1) >> 1;
+    if (x[mid] <= t) lo = mid; else hi = mid - 1;
   }
-  let best = -1;
-  for (let i = win.start; i < win.end; i++) if (x[i] <= t && (best < 0 || x[i] >= x[best])) best = i;
-  return best >= 0 ? y[best] : NaN;
+  return y[lo];
 }
 
 export class MarksLayer {
