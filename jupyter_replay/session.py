@@ -105,6 +105,7 @@ class Session:
         self.mode = Mode.REPLAY
         self.seq = 0
         self.rows = 0  # rows emitted in this mode since the last reset
+        self.rows_total = 0  # rows emitted since the session began (never reset: throughput, e.g. at "max")
         self.frames_merged = 0  # display frames coalesced for slow clients, no data lost (set by the server)
         self.rows_dropped = 0  # rows a client never received (resyncs; set by the server)
         self.callback_errors = 0
@@ -203,6 +204,7 @@ class Session:
             "buffer_rows": len(self.buffer),
             "buffer_capacity": self.buffer.capacity,
             "rows": self.rows,
+            "rows_total": self.rows_total,
             "seq": self.seq,
             "frames_merged": self.frames_merged,
             "rows_dropped": self.rows_dropped,
@@ -482,6 +484,7 @@ class Session:
             self._source_position(len(chunk)) if position is None else position, warmup,
         )
         self.rows += len(chunk)
+        self.rows_total += len(chunk)
         self.last = {"timestamp_ns": int(chunk.ts[-1])}
         for name, col in chunk.columns.items():
             self.last[name] = _json_scalar(col[-1])

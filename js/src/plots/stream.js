@@ -9,7 +9,7 @@
 // click and holds later rows; `settle(position)` (the status of the pause) applies the held rows before
 // the session's position and discards any beyond it, then and until the next play (`resume()`).
 // The plot kind (line, candles) draws whatever else it needs from the rows.
-import { removeDocument } from "../bokeh.js";
+import { removeDocument, withBackend } from "../bokeh.js";
 import { MarksLayer } from "./marks.js";
 import { decimate } from "./m4.js";
 import { RowWindow } from "./window.js";
@@ -59,6 +59,8 @@ export class StreamPlot {
     this.undrawnRows = 0; this.undrawnBytes = 0; this.undrawnFrom = null; this.undrawnTo = null;
     this.frozen = false;  // a pause (stop, seek, mode) was clicked: rows wait in frozenParts for settle()
     this.frozenParts = [];
+    this.frozenClear = false;  // a reset arrived while frozen: the plot is emptied when it settles
+    this.frozenMarks = [];  // [marks, replace] received while frozen, applied when it settles
     this.settleTimer = null;
     this.stopAt = null;  // rows from this position on are discarded (the session paused there)
     this.pendingClear = false;  // cleared at the next draw, together with the rows that follow
@@ -82,7 +84,7 @@ export class StreamPlot {
     const target = document.createElement("div");
     target.className = "jr-plot-target";
     this.container.replaceChildren(target);
-    const views = await window.Bokeh.embed.embed_item(spec.item, target);
+    const views = await window.Bokeh.embed.embed_item(withBackend(spec.item), target);
     if (gen !== this.generation) {  // a newer embed started meanwhile
       for (const v of [...(views || [])]) { try { v.remove(); } catch {} }
       return;
@@ -114,7 +116,8 @@ export class StreamPlot {
 
   resetRows() {
     this.kindParts = []; this.kindRows = 0; this.pendingClear = false; this.held = false;
-    this.frozen = false; this.frozenParts = []; this.stopAt = null; this.dirty = false;
+    this.frozen = false; this.frozenParts = []; this.frozenClear = false; this.frozenMarks = [];
+    this.stopAt = null; this.dirty = false;
     this.undrawnRows = 0; this.undrawnBytes = 0; this.undrawnFrom = null; this.undrawnTo = null;
     if (this.settleTimer) { clearTimeout(this.settleTimer); this.settleTimer = null; }
     if (this.window) this.window.clear();
@@ -142,8 +145,9 @@ export class StreamPlot {
   pixelWidth() {
     const v = this.plot ? viewOf(this.views, this.plot) : null;
     const w = v && v.frame && v.frame.bbox ? v.frame.bbox.width : 0;
-    const c = this.container && this.container.clientWidth;
-    return Math.max(50, Math.round(w > 0 ? w : (c > 0 ? c : 800)));
+    if (w > 0) return Math.max(50, Math.round(w));
+    const c = this.container ? this.container.clientWidth : 0;  // (forces a layout: only before Bokeh's)
+    return Math.max(50, Math.round(c > 0 ? c : 800));
   }
 
   /** Whether BokehJS draws this plot with WebGL (Bokeh falls back to canvas without it). */
@@ -198,7 +202,7 @@ export class StreamPlot {
   push(columns, rows, first = null, history = false) {
     if (!this.spec || rows <= 0) return 0;
     const part = { columns, rows, first: Number.isFinite(first) ? first : null, history };
-    if (this.frozen && !history) { this.frozenParts.push(part); return rows; }
+    if (this.frozen) { this.frozenParts.push(part); return rows; }  // (a history too: it follows a clear)
     return this.ingest(part);
   }
 
@@ -258,7 +262,10 @@ export class StreamPlot {
     if (this.settleTimer) { clearTimeout(this.settleTimer); this.settleTimer = null; }
     const parts = this.frozenParts;
     if (this.frozen) this.entry.settledAt = performance.now();  // (tests: when the click's answer came)
-    this.frozenParts = []; this.frozen = false;
+    const clear = this.frozenClear; const marks = this.frozenMarks;
+    this.frozenParts = []; this.frozen = false; this.frozenClear = false; this.frozenMarks = [];
+    if (clear) this.clear();
+    for (const [m, replace] of marks) { this.marks.add(m, replace); this.dirty = true; }
     this.stopAt = Number.isFinite(position) && position !== null ? Number(position) : this.stopAt;
     for (const p of parts) this.ingest(p);
     if (this.dirty && this.source && !this.held) this.draw();  // the picture reaches the pause point now
@@ -273,8 +280,11 @@ export class StreamPlot {
   /** Empty the plot (a new stream: reset or history); drawn at the next frame with the rows that arrive
    * meanwhile (no blank frame between a reset and its history). */
   clear() {
-    this.frozenParts = []; this.frozen = false; this.stopAt = null;
-    if (this.settleTimer) { clearTimeout(this.settleTimer); this.settleTimer = null; }
+    if (this.frozen) {  // (a resync or a reset raced the click) what the user sees stays until settle()
+      this.frozenParts = []; this.frozenClear = true; this.frozenMarks = [];
+      return;
+    }
+    // (stopAt stays: a history or reset while paused is still cut at the pause; play/step lift it)
     if (this.window) this.window.clear();
     this.kindParts = []; this.kindRows = 0;
     if (this.kind) this.kind.clear(false);
@@ -286,6 +296,7 @@ export class StreamPlot {
 
   /** Marks of a `marks` message (`replace`: the session's current ones), drawn at the next frame. */
   addMarks(marks, replace = false) {
+    if (this.frozen) { this.frozenMarks.push([marks, replace]); return; }  // with the rows they are on
     this.marks.add(marks, replace);
     this.dirty = true;
     this.schedule();
@@ -297,6 +308,9 @@ export class StreamPlot {
   release() {
     if (!this.held) return;
     this.held = false;
+    // the session is not playing (a pause's resync: no rows follow): the picture reaches it now, not
+    // at the next animation frame
+    if (this.stopAt !== null && !this.frozen && this.dirty && this.source) { this.draw(); return; }
     this.schedule();
   }
 
