@@ -14,8 +14,8 @@ from typing import Any, Callable
 import pytest
 
 from lab_harness import (
-    LabServer, kernel_eval, open_notebook, replay_widget, run_all_cells, save_screenshot, wait_for,
-    wait_replay_attached, write_notebook,
+    LabServer, kernel_eval, open_notebook, replay_button, replay_widget, run_all_cells, save_screenshot,
+    wait_for, wait_replay_attached, write_notebook,
 )
 
 pytestmark = pytest.mark.e2e
@@ -61,12 +61,15 @@ def test_marks_from_a_callback_and_r_mark_reach_the_plot_and_clear_on_seek_and_s
     wait_replay_attached(page)
     assert _marks(page) is not None, "the plot has no marks source"
 
-    kernel_eval(page, "r.step(5)")  # one batch, rows 0-4: the callback marks a buy at row 4
+    for i in range(3):  # the Step button (one row each): the callback marks a buy on row 0
+        replay_button(page, "Step one row").click()
+        wait_for(lambda: (replay_widget(page) or {}).get("rowsReceived") == i + 1, timeout=60,
+                 message=f"step {i + 1} did not reach the page: {replay_widget(page)}")
     kernel_eval(page, "r.mark(side='sell', text='exit', time=prices.timestamp[2])")  # y: the value at row 2
     marks = wait_for(lambda: (lambda m: m if m and len(m["x"]) == 2 else None)(_marks(page)), timeout=60,
                      message=f"two marks did not reach the plot: {_marks(page)}")
-    assert marks["x"] == [T0_MS + 4000, T0_MS + 2000]
-    assert marks["y"] == pytest.approx([100.4, 100.2])
+    assert marks["x"] == [T0_MS, T0_MS + 2000]
+    assert marks["y"] == pytest.approx([100.0, 100.2])
     assert marks["glyph"] == ["▲", "▼"] and marks["text"] == ["entry", "exit"]
     assert kernel_eval(page, "len(r.marks)") == "2"
     save_screenshot(page, "marks")  # (artifacts/e2e: the triangles and labels as drawn)
