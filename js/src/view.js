@@ -6,7 +6,8 @@ import { StatusStore, statusText } from "./status.js";
 import { SocketTransport } from "./transport.js";
 
 const PROGRESS_MS = 200;  // the progress display (slider, time, status line) redraws at most this often
-const SESSION_MESSAGES = new Set(["hello", "state", "ack", "reset", "history", "batch", "merged", "dropped", "closed"]);
+const SESSION_MESSAGES = new Set(["hello", "state", "ack", "reset", "history", "batch", "marks", "merged", "dropped",
+  "closed"]);
 // Controls after which what the user sees must not run past the click (the plot freezes until the
 // session's answer says where it stopped); and controls that let rows flow again.
 const FREEZING = new Set(["pause", "stop", "seek", "mode"]);
@@ -69,6 +70,9 @@ export class ReplayView {
         if (msg.frame) this.onFrame(msg.frame, msg.history);
         this.plot.release();
         return;
+      case "marks":  // one new mark, or (history) the session's current marks
+        this.plot.addMarks(msg.marks, msg.history === true);
+        return;
       case "merged": case "dropped":  // (older servers: dropped {count})
         entry.framesMerged += Number(msg.frames_merged ?? msg.count) || 0;
         entry.rowsDropped += Number(msg.rows_dropped) || 0;
@@ -117,7 +121,7 @@ export class ReplayView {
     entry.lastSeq = Math.max(entry.lastSeq, msg.seq | 0);
     entry.rowsReceived = 0;
     const mode = msg.mode || entry.mode;
-    if (mode && mode !== this.specMode) { entry.mode = mode; void this.embedForMode(mode); }
+    if (mode && mode !== this.specMode) { entry.mode = mode; this.plot.addMarks(null, true); void this.embedForMode(mode); }
     else this.plot.clear();
     this.requestUi();
   }

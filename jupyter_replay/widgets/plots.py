@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..exceptions import DataError, InvalidValueError, brief
+from .plot_marks import MARKS_NAME, add_marks
 
 if TYPE_CHECKING:  # bokeh is imported when a plot is built, not with the module
     from bokeh.model import Model
@@ -223,6 +224,7 @@ def _line(
         kwargs = {"legend_label": col} if len(y) > 1 else {}
         fig.line(TIME_MS, col, source=source, line_width=1.5, color=_PALETTE[i % len(_PALETTE)], **kwargs)
     _anchor(fig, ANCHOR_NAME, x, yb)
+    add_marks(fig)
     if len(y) > 1:
         fig.legend.location = "top_left"
         fig.legend.click_policy = "hide"
@@ -249,6 +251,7 @@ def _ohlc(price: str, volume: str | None, bar_ms: float, title: str, height: int
     )
     fig.line(TIME_MS, price, source=source, line_width=1, color="#555555", alpha=0.35)
     _anchor(fig, ANCHOR_NAME, x, yb)
+    add_marks(fig)
     fig.yaxis.axis_label = price
     fig.xaxis.visible = False
     vol = _figure("", max(80, height // 3), x_range=fig.x_range)
@@ -327,7 +330,8 @@ def plot_spec(
     rollover = max(1, int(rollover))
     spec: dict[str, Any] = {"kind": kind, "source": SOURCE_NAME, "rollover": rollover, "bars": None,
                             "price": None, "volume": None, "bar_ms": None, "bar_rollover": None,
-                            "anchor_now_ms": None if time_ns is not None else LIVE_SPAN_MS}
+                            "anchor_now_ms": None if time_ns is not None else LIVE_SPAN_MS,
+                            "marks": MARKS_NAME}  # the marks layer (plot_marks)
     x = _x_bounds((time_ns[0] / 1e6, time_ns[1] / 1e6) if time_ns is not None else None)
     if kind == "line":
         model, spec["anchors"] = _line(ys, title, height, x, _y_bounds(value_bounds(values, ys)))

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from .. import controls, wire
-from ..batch import Batch, Mode, ResetEvent, StateEvent
+from ..batch import Batch, MarkEvent, Mode, ResetEvent, StateEvent
 from ..client import FLUSH_TIMEOUT, SessionClient
 from ..clock import Clock
 from ..controller import State
@@ -72,9 +72,10 @@ def _error_for(status: int, message: str) -> ReplayError:
 def _json_args(action: str, args: dict[str, Any]) -> dict[str, Any]:
     """Arguments as JSON values (the server parses them with the same normalisers as the engine)."""
     out = dict(args)
-    ts = out.get("timestamp")
-    if ts is not None and not isinstance(ts, (int, str)):
-        out["timestamp"] = to_ns(ts)
+    for key in ("timestamp", "time"):  # seek target, mark time
+        ts = out.get(key)
+        if ts is not None and not isinstance(ts, (int, str)):
+            out[key] = to_ns(ts)
     for key in ("duration", "warmup"):
         if out.get(key) is not None:
             out[key] = controls.span_to_json(out[key])
@@ -459,10 +460,29 @@ class RemoteSession(SessionClient):
                 position = int(pos) if isinstance(pos, int) and not isinstance(pos, bool) else None
                 self._on_event(ResetEvent(seq, self.id, mode, str(m.get("reason") or ""), columns, position))
                 self._advance(seq)
+            elif kind == "marks":
+                self._on_marks(m, seq)
+                self._advance(seq)
             elif kind == "error":
                 self.last_error = str(m.get("message"))[:300]
             elif kind == "ack" and isinstance(m.get("status"), dict):
                 self._post_status(m["status"])
+
+    def _on_marks(self, m: dict[str, Any], seq: int) -> None:
+        """A ``marks`` message: the session's current marks (``history``) or a new one (rows may overtake a
+        mark on the server's queue, so an older seq is not a duplicate)."""
+        items = [x for x in m.get("marks") or () if isinstance(x, dict) and isinstance(x.get("time_ns"), int)]
+        if m.get("history") is True:
+            self._replace_marks(items)
+            return
+        self._seq = max(self._seq, seq)
+        for x in items:
+            y = x.get("y")
+            self._on_event(MarkEvent(
+                seq, self.id, int(x["time_ns"]), float(y) if isinstance(y, (int, float)) else None,
+                x.get("text") if isinstance(x.get("text"), str) else None,
+                x.get("side") if isinstance(x.get("side"), str) else None,
+            ))
 
     def _on_frame(self, decoder: wire.FrameDecoder, data: bytes, history: bool) -> None:
         try:

@@ -501,6 +501,18 @@ class Replay(anywidget.AnyWidget):
         self._session.on_batch(fn)
         return fn
 
+    def mark(self, time: Any = None, y: Any = None, text: Any = None, side: Any = None) -> None:
+        """Put a marker on the plot: ``side="buy"`` (green triangle below the line) / ``"sell"`` (red,
+        above) and/or a ``text`` label (at most 200 characters), at ``time`` (default: the last released
+        row) and ``y`` (default: the plotted value there). Cleared on every reset (stop, seek, mode).
+        An ``on_batch`` callback may also return marks: a dict of these arguments, a list or a DataFrame."""
+        self._act(lambda: self._session.mark(time, y, text, side))
+
+    @property
+    def marks(self) -> pd.DataFrame:
+        """The plot's marks since the last reset (``time``, ``y``, ``text``, ``side``)."""
+        return self._session.marks
+
     def on_reset(self, fn: Callable[[str, int | None], Any]) -> Callable[[str, int | None], Any]:
         """Decorator: ``fn(reason, position)`` after every reset (stop, seek, mode switch, loop, restart).
 
@@ -564,7 +576,7 @@ class Replay(anywidget.AnyWidget):
         sess = local.session
 
         def snap() -> None:
-            self._sender.push_history(sess.buffer.to_chunk(), sess.seq, sess.mode.value)
+            self._sender.push_history(sess.buffer.to_chunk(), sess.seq, sess.mode.value, list(sess.marks))
 
         local.runner.call(snap)
 

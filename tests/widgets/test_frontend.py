@@ -673,3 +673,45 @@ process.exit(0);
     assert out["ANGLE (NVIDIA, NVIDIA GeForce RTX 3060)"][1:] == ["webgl", "webgl"], out
     for k in list(out)[:2] + ["null"]:
         assert out[k][1:] == ["canvas", "canvas"], out
+
+
+def test_marks_layer_resolves_y_from_the_window_and_clears(node: str, tmp_path: Path) -> None:
+    """marks.js: a mark without y takes the plotted value at its time (the last row at or before it), waits
+    while its row has not arrived, keeps its own y, clears with the plot and is drawn again in a new plot."""
+    out = run_node(node, tmp_path, """
+const { MarksLayer, valueAt } = await import("SRC/plots/marks.js");
+const { RowWindow } = await import("SRC/plots/window.js");
+const win = new RowWindow("timestamp", ["price"], 100);
+win.append({ timestamp: new Float64Array([1000, 2000, 3000]), price: new Float64Array([10, 20, 30]) }, 0, 3);
+const at = [500, 1000, 2500, 3000, 3500].map((t) => valueAt(win, t));
+const unsorted = new RowWindow("timestamp", ["price"], 100);
+unsorted.append({ timestamp: new Float64Array([3000, 1000, 2000]), price: new Float64Array([30, 10, 20]) }, 0, 3);
+const streams = [];
+const source = { data: null, stream(d) { streams.push(d); } };
+const doc = { get_model_by_name: (n) => (n === "replay_marks" ? source : null) };
+const layer = new MarksLayer();
+layer.add([{ time_ms: 2500, y: null, side: "buy", text: "in" }, { time_ms: 9000, y: null, side: "sell" },
+           { time_ms: 1000, y: 5.5, side: null, text: "note" }, { time_ms: "bad" }]);
+layer.attach({ marks: "replay_marks" }, doc);
+layer.draw(win);
+const first = streams.map((d) => ({ x: d.x, y: d.y, glyph: d.glyph, text: d.text, off: d.glyph_offset }));
+const waiting = layer.pending.length;
+win.append({ timestamp: new Float64Array([9000]), price: new Float64Array([90]) }, 0, 1);
+layer.draw(win);
+const second = streams[1] && { x: streams[1].x, y: streams[1].y, glyph: streams[1].glyph };
+layer.attach({ marks: "replay_marks" }, doc);  // a new plot (mode switch, replot): drawn again
+layer.draw(win);
+const redrawn = streams[2] && streams[2].x.length;
+layer.clear();
+layer.draw(win);
+console.log(JSON.stringify({ at, unsortedAt: valueAt(unsorted, 2500), first, waiting, second, redrawn,
+  cleared: source.data && source.data.x.length, all: layer.all.length, streams: streams.length }));
+""")
+    assert out["at"] == [10, 10, 20, 30, None]  # before the window: its first value; NaN (JSON null) after it
+    assert out["unsortedAt"] == 20
+    assert out["first"] == [{"x": [2500, 1000], "y": [20, 5.5], "glyph": ["▲", ""], "text": ["in", "note"],
+                             "off": [14, 0]}]
+    assert out["waiting"] == 1  # the sell at 9000 waits for its row
+    assert out["second"] == {"x": [9000], "y": [90], "glyph": ["▼"]}
+    assert out["redrawn"] == 3
+    assert out["cleared"] == 0 and out["all"] == 0 and out["streams"] == 3

@@ -10,6 +10,7 @@
 // the session's position and discards any beyond it, then and until the next play (`resume()`).
 // The plot kind (line, candles) draws whatever else it needs from the rows.
 import { removeDocument, withBackend } from "../bokeh.js";
+import { MarksLayer } from "./marks.js";
 import { decimate } from "./m4.js";
 import { RowWindow } from "./window.js";
 
@@ -59,6 +60,7 @@ export class StreamPlot {
     this.frozen = false;  // a pause (stop, seek, mode) was clicked: rows wait in frozenParts for settle()
     this.frozenParts = [];
     this.frozenClear = false;  // a reset arrived while frozen: the plot is emptied when it settles
+    this.frozenMarks = [];  // [marks, replace] received while frozen, applied when it settles
     this.settleTimer = null;
     this.stopAt = null;  // rows from this source position on are discarded (the session paused there) ...
     this.stopSeq = null;  // ... unless released after the status that said so (a step from the kernel)
@@ -72,6 +74,7 @@ export class StreamPlot {
     this.plot = null; this.xRange = null; this.onRange = null;
     this.drawnZoomed = false;  // the last draw was of a zoomed/panned range (not the whole window)
     this.scheduledAt = 0; this.skipped = 0;
+    this.marks = new MarksLayer();  // r.mark(...) and marks returned by callbacks (marks.js)
   }
 
   async embed(spec) {
@@ -95,6 +98,8 @@ export class StreamPlot {
     const Kind = this.kindFor(spec);
     this.kind = new Kind(spec, this.doc);
     this.setupWindow();
+    this.marks.attach(spec, this.doc);
+    this.entry.marks = this.marks.source;
     this.watchRange(this.source && this.doc ? plotOf(this.doc, this.source) : null);
     this.entry.source = this.source;
     this.entry.bars = this.kind.bars || null;
@@ -113,9 +118,8 @@ export class StreamPlot {
 
   resetRows() {
     this.kindParts = []; this.kindRows = 0; this.pendingClear = false; this.held = false;
-    this.frozen = false; this.frozenParts = []; this.frozenClear = false; this.stopAt = null; this.stopSeq = null;
-    this.paused = false;
-    this.dirty = false;
+    this.frozen = false; this.frozenParts = []; this.frozenClear = false; this.frozenMarks = [];
+    this.stopAt = null; this.stopSeq = null; this.paused = false; this.dirty = false;
     this.undrawnRows = 0; this.undrawnBytes = 0; this.undrawnFrom = null; this.undrawnTo = null;
     if (this.settleTimer) { clearTimeout(this.settleTimer); this.settleTimer = null; }
     if (this.window) this.window.clear();
@@ -186,6 +190,7 @@ export class StreamPlot {
     removeDocument(this.doc);
     this.views = null; this.doc = null; this.source = null; this.kind = null;
     this.entry.source = null; this.entry.bars = null; this.entry.document = null;
+    this.marks.attach(null, null); this.entry.marks = null;
   }
 
   /** Rows the source keeps (its stream rollover). */
@@ -263,9 +268,10 @@ export class StreamPlot {
     if (this.settleTimer) { clearTimeout(this.settleTimer); this.settleTimer = null; }
     const parts = this.frozenParts;
     if (this.frozen) this.entry.settledAt = performance.now();  // (tests: when the click's answer came)
-    const clear = this.frozenClear;
-    this.frozenParts = []; this.frozen = false; this.frozenClear = false;
+    const clear = this.frozenClear; const marks = this.frozenMarks;
+    this.frozenParts = []; this.frozen = false; this.frozenClear = false; this.frozenMarks = [];
     if (clear) this.clear();
+    for (const [m, replace] of marks) { this.marks.add(m, replace); this.dirty = true; }
     if (Number.isFinite(position) && position !== null) {
       this.stopAt = Number(position);
       this.stopSeq = Number.isFinite(seq) && seq !== null ? Number(seq) : null;
@@ -286,14 +292,23 @@ export class StreamPlot {
    * meanwhile (no blank frame between a reset and its history). */
   clear() {
     if (this.frozen) {  // (a resync or a reset raced the click) what the user sees stays until settle()
-      this.frozenParts = []; this.frozenClear = true;
+      this.frozenParts = []; this.frozenClear = true; this.frozenMarks = [];
       return;
     }
     // (stopAt stays: rows released before the stop are still cut; later ones pass by their seq)
     if (this.window) this.window.clear();
     this.kindParts = []; this.kindRows = 0;
     if (this.kind) this.kind.clear(false);
+    this.marks.clear();
     this.pendingClear = true;
+    this.dirty = true;
+    this.schedule();
+  }
+
+  /** Marks of a `marks` message (`replace`: the session's current ones), drawn at the next frame. */
+  addMarks(marks, replace = false) {
+    if (this.frozen) { this.frozenMarks.push([marks, replace]); return; }  // with the rows they are on
+    this.marks.add(marks, replace);
     this.dirty = true;
     this.schedule();
   }
@@ -349,6 +364,7 @@ export class StreamPlot {
     const out = this.window ? decimate(this.window, zoomed ? r.start : null, zoomed ? r.end : null, width,
       Math.max(4 * width, DRAW_ALL_ROWS)) : null;
     if (out) this.source.data = out.data;
+    this.marks.draw(this.window);
     this.drawnZoomed = zoomed;
     const rows = this.undrawnRows;
     const e = this.entry;
