@@ -205,8 +205,20 @@ def _fill_big_window(page: Any) -> None:
     page.select_option(".jr-root select[aria-label='Speed']", BIG_SPEED)
 
 
+def _released(lab: Any, page: Any) -> int | None:
+    """Rows the page's replay session has released so far (its ``rows_total`` status key, over REST: never
+    reset, loops included): the data rows replayed, whether or not the page drew them all (at speed max the
+    page shows snapshots)."""
+    sid = page.evaluate("() => { const R = window.__jupyter_replay__; const ws = R ? R.widgets.filter(w => !w.closed)"
+                        " : []; return ws.length ? ws[ws.length - 1].sessionId : null; }")
+    if not sid:
+        return None
+    model = lab.api("GET", f"replay/api/sessions/{sid}")
+    return int(model["rows_total"]) if model and "rows_total" in model else None
+
+
 def _measure(page: Any, ours: bool, play_sel: str, pause_sel: str, measure_s: float, pauses: int, log: Any,
-             prepare: Callable[[Any], None] | None = None) -> dict[str, Any]:
+             prepare: Callable[[Any], None] | None = None, lab: Any = None) -> dict[str, Any]:
     from lab_harness import wait_for
 
     find = _FIND_OUR_CDS if ours else _FIND_BASELINE_CDS
@@ -228,18 +240,24 @@ def _measure(page: Any, ours: bool, play_sel: str, pause_sel: str, measure_s: fl
     if prepare is not None:
         prepare(page)
     page.wait_for_timeout(2000)  # warm-up
+    r0 = _released(lab, page) if ours and lab is not None else None
+    t0 = time.monotonic()
     c0 = page.evaluate(_COUNTERS)
     page.wait_for_timeout(int(measure_s * 1000))
     c1 = page.evaluate(_COUNTERS)
+    r1 = _released(lab, page) if r0 is not None else None
+    t1 = time.monotonic()
     dt = (c1["now"] - c0["now"]) / 1e3
     out = {
         "rows_s": (c1["rows"] - c0["rows"]) / dt,  # rows into the plot (baseline: into its data source)
         "points_s": (c1["points"] - c0["points"]) / dt,  # rows of values handed to BokehJS
-        "received_s": (c1["received"] - c0["received"]) / dt,  # data rows replayed to the page
+        "received_s": (c1["received"] - c0["received"]) / dt,  # rows received by the page
         "calls_s": (c1["calls"] - c0["calls"]) / dt,
         "fps": (c1["frames"] - c0["frames"]) / dt,
         "idle_fps": idle_fps,
         "measure_s": dt,
+        # data rows the session replayed (released) per second; the baseline's are the rows it streams
+        "replayed_s": (r1 - r0) / (t1 - t0) if r0 is not None and r1 is not None else None,
     }
     latencies = []
     for i in range(pauses):
@@ -296,7 +314,7 @@ def _run_notebook(lab: Any, browser: Any, nb_path: Path, ours: bool, play_sel: s
         open_notebook(page, path)
         run_all_cells(page)
         with _Contention() if contention else nullcontext():
-            out = _measure(page, ours, play_sel, pause_sel, measure_s, pauses, log, prepare)
+            out = _measure(page, ours, play_sel, pause_sel, measure_s, pauses, log, prepare, lab)
         if ours:
             out["extra"] = page.evaluate(_OUR_ENTRY)
         out["page_errors"] = errors[:5]
@@ -425,13 +443,15 @@ def _figures(results: dict[str, dict[str, Any]], failures: dict[str, str], measu
     # data rows replayed per second at speed max vs the baseline's fastest
     ours = results.get("max")
     name = "data rows/s replayed at speed max vs baseline at its fastest"
-    if ours and base_f:
+    if ours and base_f and ours.get("replayed_s") is not None:
         ex = ours.get("extra") or {}
         figs.append(Figure(
-            NAME, name, ours["received_s"], base_f["rows_s"], unit="rows/s", target=at_least(100, ">= 100x"),
+            NAME, name, ours["replayed_s"], base_f["rows_s"], unit="rows/s", target=at_least(100, ">= 100x"),
             baseline_name=LABELS["baseline_fastest"],
-            note=f"rows received by the page (transport {ex.get('transport', '?')}), {measure_s:g} s after a 2 s "
-                 f"warm-up; baseline {base_f['calls_s']:.1f} updates/s; same 200k ticks, looping"))
+            note=f"rows the session released (its 'rows_total' status over REST; issue 15's 'data rows/s replayed'), "
+                 f"{measure_s:g} s after a 2 s warm-up; the page received {ours['received_s']:,.0f} rows/s "
+                 f"(transport {ex.get('transport', '?')}) and drew its window's latest rows at each frame; "
+                 f"baseline {base_f['calls_s']:.1f} updates/s; same 200k ticks, looping"))
     else:
         figs.append(not_available(NAME, name, reason, at_least(100, ">= 100x")))
     name = "rows/s into the plot at speed max vs before this change"

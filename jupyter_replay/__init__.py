@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .batch import TIME_COLUMN, Batch, Chunk, Event, Mode, ResetEvent, StateEvent
+from .batch import TIME_COLUMN, Batch, Chunk, Event, MarkEvent, Mode, ResetEvent, StateEvent
 from .buffer import RollingBuffer
 from .clock import Clock, LiveClock, ReplayClock
 from .controller import MAX_SPEED, MIN_SPEED, ReplayController, State
@@ -59,7 +59,7 @@ __version__ = "0.1.0"
 __all__ = [
     "__version__",
     # data and events
-    "TIME_COLUMN", "Batch", "Chunk", "Event", "Mode", "ResetEvent", "StateEvent", "RollingBuffer",
+    "TIME_COLUMN", "Batch", "Chunk", "Event", "Mode", "ResetEvent", "StateEvent", "MarkEvent", "RollingBuffer",
     # sources
     "ReplaySource", "LiveSource", "ArraySource", "DataFrameSource", "CSVSource", "ParquetSource", "MergedSource",
     "SyntheticFeed", "as_source", "sample_trades", "sample_quotes",

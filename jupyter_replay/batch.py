@@ -17,6 +17,7 @@ __all__ = [
     "Batch",
     "Chunk",
     "Event",
+    "MarkEvent",
     "Mode",
     "ResetEvent",
     "StateEvent",
@@ -147,7 +148,29 @@ class ResetEvent:
     kind: ClassVar[str] = "reset"
 
 
-Event = Union[Batch, StateEvent, ResetEvent]  # noqa: UP007 - a runtime alias (isinstance checks, older callers)
+@dataclass(frozen=True, slots=True)
+class MarkEvent:
+    """A marker on the plot (``Session.mark``): a buy/sell triangle and/or a text label at ``time_ns``.
+
+    ``y`` None: the plot puts it on its plotted value at that time. Marks belong to the stream: every
+    reset clears them (``ResetEvent``), and late joiners get the current ones with the history.
+    """
+
+    seq: int
+    session_id: str
+    time_ns: int
+    y: float | None = None
+    text: str | None = None
+    side: str | None = None
+    kind: ClassVar[str] = "mark"
+
+    def to_json(self) -> dict[str, Any]:
+        """The mark as the wire's JSON object (``time_ms`` for BokehJS, ``time_ns`` exact)."""
+        return {"seq": int(self.seq), "time_ns": int(self.time_ns), "time_ms": self.time_ns / 1e6,
+                "y": self.y, "text": self.text, "side": self.side}
+
+
+Event = Union[Batch, StateEvent, ResetEvent, MarkEvent]  # noqa: UP007 - a runtime alias (isinstance checks, older callers)
 
 
 def can_merge(a: Batch, b: Batch, max_rows: int | None = None) -> bool:

@@ -28,11 +28,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .batch import Batch, Event, ResetEvent, StateEvent
+from .batch import Batch, Event, MarkEvent, ResetEvent, StateEvent
 from .buffer import RollingBuffer
 from .clock import Clock
 from .controller import State
+from .controls import parse_mark
 from .exceptions import brief
+from .marks import marks_frame, returned_marks
 from .timeconv import ns_to_iso
 from .worker import DEFAULT_CAPACITY, CallbackWorker
 
@@ -45,6 +47,8 @@ BatchCallback = Callable[[Batch, Clock], Any]
 TIMING_WINDOW = 1024
 #: How long ``step``/``seek``/``wait`` wait for the callbacks of the rows they released.
 FLUSH_TIMEOUT = 60.0
+#: Actions that return after the callbacks of what they released (rows, warm-up, the reset) have run.
+FLUSHING_ACTIONS = ("step", "seek")
 #: The states ``wait()`` waits for by default.
 NOT_PLAYING: tuple[State, ...] = (State.FINISHED, State.PAUSED, State.STOPPED)
 
@@ -68,6 +72,9 @@ class BatchCallbacks:
         self.last_error: str | None = None
         #: called with the error text on the first failure of each callback (e.g. a widget shows it)
         self.first_failure: list[Callable[[str], None]] = []
+        #: called with each callback's non-None return value and the callback's arguments (``on_batch``:
+        #: marks); its failure is that callback's failure
+        self.on_result: Callable[..., None] | None = None
 
     def __len__(self) -> int:
         return len(self._fns)
@@ -110,7 +117,9 @@ class BatchCallbacks:
     def _run(self, args: tuple[Any, ...]) -> None:
         for fn in list(self._fns):
             try:
-                fn(*args)
+                result = fn(*args)
+                if result is not None and self.on_result is not None:
+                    self.on_result(result, *args)
             except Exception as exc:
                 self.errors += 1
                 self.last_error = f"{self.label} callback {brief(_name(fn))} failed: {brief(exc, 200)}"
@@ -140,7 +149,10 @@ class SessionClient:
         self._cond = threading.Condition(self._lock)
         self._subscribers: list[Callable[[Event], None]] = []
         self._callbacks = BatchCallbacks()
+        self._callbacks.on_result = self._mark_returned  # marks a callback returns are marked
         self._reset_callbacks = BatchCallbacks("on_reset")
+        #: the session's marks since the last reset (``MarkEvent.to_json()``), as received
+        self._marks: list[dict[str, Any]] = []
         #: this client's callbacks run here, in order, off the event loop (see ``worker``)
         self._worker = CallbackWorker(capacity=callback_queue)
         self._buffer_rows = int(buffer_rows)
@@ -191,10 +203,20 @@ class SessionClient:
             assert self._mirror is not None
             return self._mirror.to_frame()
 
+    @property
+    def marks(self) -> pd.DataFrame:
+        """The plot's marks since the last reset: ``time`` (tz like ``frame()``), ``y`` (NaN: the plotted
+        value), ``text``, ``side``."""
+        with self._lock:
+            return marks_frame(list(self._marks), self._tz)
+
     # ------------------------------------------------------------------ controls
     def control(self, action: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Any action of ``controls.CONTROLS`` with its argument names; returns the status after it."""
+        """Any action of ``controls.CONTROLS`` with its argument names; returns the status after it
+        (``step`` and ``seek``: after the callbacks of the rows they released have run, ``flush``)."""
         st = self._control(str(action), dict(args or {}))
+        if action in FLUSHING_ACTIONS:
+            self.flush(FLUSH_TIMEOUT)
         st = dict(st)
         st["callback_errors"] = int(st.get("callback_errors") or 0) + self.callback_errors
         st.update(self._callback_timing())
@@ -221,8 +243,7 @@ class SessionClient:
         if duration is not None:
             args["duration"] = duration
         before = int(self.status().get("position") or 0)
-        st = self.control("step", args)
-        self.flush(FLUSH_TIMEOUT)  # the callbacks of the rows stepped over have run when step returns
+        st = self.control("step", args)  # returns once the callbacks of the rows stepped over have run
         return int(st.get("position") or 0) - before
 
     def seek(
@@ -239,9 +260,7 @@ class SessionClient:
             args["fraction"] = fraction
         if row is not None:
             args["row"] = row
-        position = int(self.control("seek", args).get("position") or 0)
-        self.flush(FLUSH_TIMEOUT)  # on_reset and the warm-up callbacks have run
-        return position
+        return int(self.control("seek", args).get("position") or 0)  # after on_reset and the warm-up callbacks
 
     def set_speed(self, value: Any) -> float:
         """Set the speed (see ``controls.parse_speed``); returns it (``inf`` for ``"max"``)."""
@@ -261,6 +280,18 @@ class SessionClient:
         if symbol is not None:
             args["symbol"] = symbol
         self.control("mode", args)
+
+    def mark(self, time: Any = None, y: Any = None, text: Any = None, side: Any = None) -> None:
+        """Put a buy/sell marker and/or a label on the plot (``Session.mark``): at ``time`` (default: the
+        last released row), at ``y`` (default: the plotted value there); cleared on every reset."""
+        args = parse_mark(time, y, text, side)  # refused here as on every host, before any I/O
+        self.control("mark", {k: v for k, v in args.items() if v is not None})
+
+    def _mark_returned(self, result: Any, batch: Batch | None = None, *_: Any) -> None:
+        """An ``on_batch`` callback returned marks (a dict, a list of them or a DataFrame): mark them in
+        order, after its batch (no time: its last row's). Invalid marks raise: that callback failed."""
+        for kwargs in returned_marks(result, batch):
+            self.mark(**kwargs)
 
     # ------------------------------------------------------------------ subscriptions
     def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]:
@@ -348,6 +379,9 @@ class SessionClient:
                     self._mirror.clear()
                 self._last_ts = None
                 self._recent.clear()
+                self._marks = []
+            elif isinstance(event, MarkEvent):
+                self._marks.append(event.to_json())
             elif isinstance(event, StateEvent) and event.status:
                 self._set_status(event.status)
             self._cond.notify_all()
@@ -364,15 +398,9 @@ class SessionClient:
         if len(self._callbacks):
             self._dispatch(self._callbacks.run, batch, clock if clock is not None else self.clock)
 
-    #: True: callbacks run inline on the adapter's I/O thread instead of the worker (``RemoteSession``: its
-    #: reader must not read past a batch whose callback may call a control; see docs/design.md)
-    _inline_callbacks = False
-
     def _dispatch(self, fn: Callable[..., Any], *args: Any) -> None:
-        if self._inline_callbacks:
-            fn(*args)
-        else:
-            self._worker.submit(fn, *args)
+        """Queue ``fn(*args)`` on this client's worker (every adapter: the I/O thread never runs user code)."""
+        self._worker.submit(fn, *args)
 
     def _mirror_rows(self, batch: Batch) -> None:
         if len(batch):
@@ -396,6 +424,11 @@ class SessionClient:
             self._last_ts = int(batch.ts[-1]) if len(batch) else None
             self._recent.clear()
             self._cond.notify_all()
+
+    def _replace_marks(self, marks: list[dict[str, Any]]) -> None:
+        """The session's current marks (sent with a history) replace the ones known."""
+        with self._cond:
+            self._marks = list(marks)
 
     # ------------------------------------------------------------------ cached status
     def _set_status(self, status: dict[str, Any]) -> None:

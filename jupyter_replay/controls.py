@@ -47,6 +47,10 @@ __all__ = [
     "parse_seek",
     "parse_warmup",
     "span_to_json",
+    "MARK_SIDES",
+    "MAX_MARK_TEXT",
+    "MAX_MARKS",
+    "parse_mark",
     "normalise_args",
     "check_allowed",
     "next_state",
@@ -61,6 +65,13 @@ MIN_RATE = 0.1
 MAX_RATE = 1_000_000.0
 #: Most rows one ``step(n)`` may release (a bigger step is a seek; see docs/design.md).
 MAX_STEP_ROWS = 1_000_000
+#: A mark's side: a buy (green triangle up, below the value) or a sell (red triangle down, above it).
+MARK_SIDES = ("buy", "sell")
+#: Longest mark label (characters); a longer text is refused, never cut.
+MAX_MARK_TEXT = 200
+#: Most marks a session keeps between resets; one more is refused (``IllegalTransitionError``, HTTP 409,
+#: naming the cap and the fix), never wrapped silently.
+MAX_MARKS = 10_000
 _MAX_TEXT = 64  # longest speed/mode text worth parsing; anything longer is refused unread
 
 
@@ -322,6 +333,37 @@ def _parse_seek_target(timestamp: Any, fraction: Any, row: Any) -> dict[str, Any
     return {"row": int(row)}
 
 
+def parse_mark(time: Any = None, y: Any = None, text: Any = None, side: Any = None) -> dict[str, Any]:
+    """A plot marker: ``{"time": ns | None, "y": float | None, "text": str | None, "side": "buy" | "sell"
+    | None}``. ``time`` None: the time of the last released row; ``y`` None: the plotted value at that
+    time (the plot resolves it). A mark needs a ``side`` or a ``text`` (else nothing would show)."""
+    t = None if time is None else to_ns(time)
+    if y is not None:
+        if isinstance(y, (bool, np.bool_)) or not isinstance(y, Real):
+            raise InvalidValueError(f"mark y must be a finite number or None (the plotted value), got {brief(y)}")
+        try:
+            yf = float(y)
+        except (OverflowError, ValueError):
+            raise InvalidValueError(f"mark y must be a finite number or None, got {brief(y)}") from None
+        if not math.isfinite(yf):
+            raise InvalidValueError(f"mark y must be a finite number or None (the plotted value), got {brief(y)}")
+        y = yf
+    if text is not None:
+        if not isinstance(text, str):
+            raise InvalidValueError(f"mark text must be a string, got {type(text).__name__}")
+        if len(text) > MAX_MARK_TEXT:
+            raise InvalidValueError(f"mark text must be at most {MAX_MARK_TEXT} characters, got {len(text):,}")
+        text = text or None
+    if side is not None:
+        key = side.lower() if isinstance(side, str) and len(side) <= _MAX_TEXT else None
+        if key not in MARK_SIDES:
+            raise InvalidValueError(f"mark side must be 'buy', 'sell' or None, got {brief(side)}")
+        side = key
+    if side is None and text is None:
+        raise InvalidValueError("a mark needs side='buy'/'sell' or a text (or both)")
+    return {"time": t, "y": y, "text": text, "side": side}
+
+
 # ----------------------------------------------------------------------------- the table
 Normaliser = Callable[[Mapping[str, Any], Policy], dict[str, Any]]
 
@@ -373,6 +415,10 @@ def _step_args(args: Mapping[str, Any], policy: Policy) -> dict[str, Any]:
     return parse_step(args.get("n"), args.get("duration"), policy)
 
 
+def _mark_args(args: Mapping[str, Any], policy: Policy) -> dict[str, Any]:
+    return parse_mark(args.get("time"), args.get("y"), args.get("text"), args.get("side"))
+
+
 def _seek_args(args: Mapping[str, Any], policy: Policy) -> dict[str, Any]:
     return parse_seek(args.get("timestamp"), args.get("fraction"), args.get("row"), args.get("warmup"), policy)
 
@@ -391,6 +437,8 @@ CONTROLS: dict[str, Control] = {
                 "pace by rows (bars) per second instead of data time; null: back to speed"),
         Control("loop", ("loop",), "set_loop", _loop_args, "start over at the end of the data"),
         Control("mode", ("mode", "symbol"), "set_mode", _mode_args, "switch REPLAY <-> LIVE (clears the buffer)"),
+        Control("mark", ("time", "y", "text", "side"), "mark", _mark_args,
+                "put a buy/sell marker or a label on the plot (cleared on reset)"),
     )
 }
 
@@ -419,6 +467,7 @@ TRANSITIONS: dict[tuple[Mode, State, str], State] = {
     **_rows(_R, "rate", _SAME),
     **_rows(_R, "loop", _SAME),
     **_rows(_R, "mode", _SAME),
+    **_rows(_R, "mark", _SAME),  # marks never change the state: allowed everywhere
     **_rows(_R, "end", {_S.PLAYING: _S.FINISHED, _S.PAUSED: _S.FINISHED}),
     **_rows(_R, "at_start", {_S.PAUSED: _S.STOPPED, _S.STOPPED: _S.STOPPED}),
     **_rows(_R, "fail", {_S.PLAYING: _S.PAUSED}),
@@ -429,6 +478,7 @@ TRANSITIONS: dict[tuple[Mode, State, str], State] = {
     **_rows(_L, "stop", dict.fromkeys(_ALL, _S.STOPPED)),
     **_rows(_L, "loop", _SAME),
     **_rows(_L, "mode", _SAME),
+    **_rows(_L, "mark", _SAME),
     **_rows(_L, "end", {**_SAME, _S.PLAYING: _S.FINISHED, _S.PAUSED: _S.FINISHED}),
     **_rows(_L, "fail", {**_SAME, _S.PLAYING: _S.PAUSED}),
     **_rows(_L, "leave", dict.fromkeys(_ALL, _S.STOPPED)),

@@ -17,6 +17,7 @@ import pandas as pd
 from .client import SessionClient
 from .clock import Clock
 from .controller import State
+from .marks import marks_frame
 from .session import Session
 from .sources.base import ReplaySource
 from .worker import DEFAULT_CAPACITY
@@ -123,6 +124,11 @@ class ThreadedSession(SessionClient):
 
     def frame(self) -> pd.DataFrame:
         return self._call(self.session.frame)
+
+    @property
+    def marks(self) -> pd.DataFrame:
+        """The session's marks (read from the engine, like ``frame()``)."""
+        return self._call(lambda: marks_frame([m.to_json() for m in self.session.marks], self.session.buffer.tz))
 
     def set_source(self, source: ReplaySource) -> None:
         """Replace the data (in-process only; an attached client uploads instead)."""

@@ -16,13 +16,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .batch import TIME_COLUMN, Batch, Chunk, Event, Mode, ResetEvent, StateEvent
+from .batch import TIME_COLUMN, Batch, Chunk, Event, MarkEvent, Mode, ResetEvent, StateEvent
 from .buffer import RollingBuffer
 from .client import BatchCallbacks
 from .clock import Clock, LiveClock
 from .controller import DEFAULT_FRAME_NS, ReplayController
 from .controls import (
     CONTROLS,
+    MAX_MARKS,
     MAX_SPEED,
     Policy,
     State,
@@ -31,6 +32,7 @@ from .controls import (
     next_state,
     normalise_args,
     parse_loop,
+    parse_mark,
     parse_mode,
     parse_rate,
     parse_seek,
@@ -39,6 +41,7 @@ from .controls import (
     speed_to_json,
 )
 from .exceptions import FeedError, IllegalTransitionError
+from .marks import returned_marks
 from .sources.base import LiveSource, ReplaySource
 from .timeconv import ns_to_iso
 from .timer import Timer
@@ -102,17 +105,21 @@ class Session:
         self.mode = Mode.REPLAY
         self.seq = 0
         self.rows = 0  # rows emitted in this mode since the last reset
+        self.rows_total = 0  # rows emitted since the session began (never reset: throughput, e.g. at "max")
         self.frames_merged = 0  # display frames coalesced for slow clients, no data lost (set by the server)
         self.rows_dropped = 0  # rows a client never received (resyncs; set by the server)
         self.callback_errors = 0
         self.last_error: str | None = None
         self.last: dict[str, Any] | None = None  # latest row snapshot, cleared with the buffer
+        #: plot markers since the last reset (``mark``), at most ``controls.MAX_MARKS``
+        self.marks: list[MarkEvent] = []
         self._speed_setting: float = parse_speed(speed, self.policy)
         self._loop_setting = parse_loop(loop)
         self._rate_setting = parse_rate(rate)
         self._subscribers: list[Callable[[Event], None]] = []
         self._holds: list[Callable[[], Awaitable[None]]] = []
         self._callbacks = BatchCallbacks()  # a failure is logged once per callback, then counted
+        self._callbacks.on_result = self._mark_returned  # marks a callback returns are marked
         self._reset_callbacks = BatchCallbacks("on_reset")
         self._live_clock = LiveClock()
         self._live: LiveSource | None = None
@@ -197,10 +204,12 @@ class Session:
             "buffer_rows": len(self.buffer),
             "buffer_capacity": self.buffer.capacity,
             "rows": self.rows,
+            "rows_total": self.rows_total,
             "seq": self.seq,
             "frames_merged": self.frames_merged,
             "rows_dropped": self.rows_dropped,
             "subscribers": self.subscribers,
+            "marks": len(self.marks),
             "callback_errors": self.callback_errors,
             **self._callbacks.timing(),
             "callback_queue": 0,  # engine callbacks run inline; a client's worker reports its own queue
@@ -365,6 +374,33 @@ class Session:
         self._reset("mode")
         self._emit_state()
 
+    def mark(self, time: Any = None, y: Any = None, text: Any = None, side: Any = None) -> MarkEvent:
+        """Put a marker on the plot: ``side`` "buy" (green triangle below) / "sell" (red triangle above)
+        and/or a ``text`` label, at ``time`` (default: the last released row) and ``y`` (default: the
+        plotted value there). Published as a ``MarkEvent``, kept until the next reset (stop, seek, mode,
+        source), at most ``controls.MAX_MARKS`` (one more is refused, 409)."""
+        args = parse_mark(time, y, text, side)
+        check_allowed("mark", self.mode, self.state)
+        t = args["time"]
+        if t is None:
+            if self.last is None:
+                raise IllegalTransitionError("mark needs a time: no row released since the last reset; pass time=")
+            t = int(self.last["timestamp_ns"])
+        if len(self.marks) >= MAX_MARKS:
+            raise IllegalTransitionError(
+                f"this replay already holds {MAX_MARKS:,} marks (the most kept); they clear on the next reset "
+                "(stop, seek)"
+            )
+        event = MarkEvent(self._next_seq(), self.id, t, args["y"], args["text"], args["side"])
+        self.marks.append(event)
+        self._publish(event)
+        return event
+
+    def _mark_returned(self, result: Any, batch: Batch | None = None, *_: Any) -> None:
+        """What an ``on_batch`` callback returned: marks (``marks.returned_marks``), marked in order."""
+        for kwargs in returned_marks(result, batch):
+            self.mark(**kwargs)
+
     def set_source(self, source: ReplaySource) -> None:
         """Replace the recorded data (the replay is stopped and rewound; the buffer is cleared)."""
         if self.controller is not None:
@@ -448,6 +484,7 @@ class Session:
             self._source_position(len(chunk)) if position is None else position, warmup,
         )
         self.rows += len(chunk)
+        self.rows_total += len(chunk)
         self.last = {"timestamp_ns": int(chunk.ts[-1])}
         for name, col in chunk.columns.items():
             self.last[name] = _json_scalar(col[-1])
@@ -486,6 +523,7 @@ class Session:
             self.buffer.clear()
         self.rows = 0
         self.last = None
+        self.marks = []
         columns = tuple((name, np.dtype(dt).str) for name, dt in self.buffer.dtypes.items())
         position = self._resume_position()
         self._publish(ResetEvent(self._next_seq(), self.id, self.mode, reason, columns, position))

@@ -1,7 +1,10 @@
 """The wire format shared by the server WebSocket, the widget JS and Python clients (pure numpy + json).
 
-Text frames are JSON objects (``hello``, ``state``, ``reset``, ``history``, ``merged``, ``error``, ``ack``
-from the server; ``control`` from clients). Rows travel in binary frames, one batch each::
+Text frames are JSON objects (``hello``, ``state``, ``reset``, ``history``, ``marks``, ``merged``,
+``error``, ``ack`` from the server; ``control`` from clients). ``marks`` carries plot markers
+(``MarkEvent.to_json()``: ``seq, time_ns, time_ms, y, text, side``): one new mark, or with ``"history":
+true`` all of the session's current marks, replacing the client's (after a ``history``'s frame).
+Rows travel in binary frames, one batch each::
 
     u32 little-endian header length | UTF-8 JSON header | zero padding to a multiple of 8 | column buffers
 
@@ -37,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from .batch import TIME_COLUMN, Batch, ResetEvent, StateEvent, merge_batches
+from .batch import TIME_COLUMN, Batch, MarkEvent, ResetEvent, StateEvent, merge_batches
 from .exceptions import ReplayError, brief
 from .timeconv import temporal_to_ns
 
@@ -63,6 +66,8 @@ __all__ = [
     "hello_message",
     "history_message",
     "loads",
+    "mark_message",
+    "marks_history_message",
     "reset_message",
     "state_message",
 ]
@@ -468,12 +473,24 @@ def reset_message(event: ResetEvent) -> dict[str, Any]:
     return msg
 
 
-def event_message(event: StateEvent | ResetEvent) -> dict[str, Any]:
+def mark_message(event: MarkEvent) -> dict[str, Any]:
+    """``marks`` for one new ``MarkEvent``."""
+    return {"type": "marks", "seq": int(event.seq), "marks": [event.to_json()]}
+
+
+def marks_history_message(marks: Sequence[MarkEvent], seq: int) -> dict[str, Any]:
+    """``marks`` with ``history``: the session's current marks (bounded by ``controls.MAX_MARKS``)."""
+    return {"type": "marks", "seq": int(seq), "history": True, "marks": [m.to_json() for m in marks]}
+
+
+def event_message(event: StateEvent | ResetEvent | MarkEvent) -> dict[str, Any]:
     """The text message for a non-batch event."""
     if isinstance(event, StateEvent):
         return state_message(event)
     if isinstance(event, ResetEvent):
         return reset_message(event)
+    if isinstance(event, MarkEvent):
+        return mark_message(event)
     raise WireError(f"no text message for {type(event).__name__}")
 
 

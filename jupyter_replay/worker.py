@@ -48,6 +48,11 @@ class CallbackWorker:
         with self._cond:
             return len(self._items) + (1 if self._busy else 0)
 
+    @property
+    def in_worker_thread(self) -> bool:
+        """Whether the caller is this worker's thread (a callback calling a control)."""
+        return self._thread is not None and threading.current_thread() is self._thread
+
     def full(self) -> bool:
         with self._cond:
             return not self._has_room()
@@ -81,7 +86,7 @@ class CallbackWorker:
     def flush(self, timeout: float | None = None) -> bool:
         """Block until every item submitted so far has run (True), or ``timeout`` s passed (False).
         From the worker thread itself (a callback calling a control) it returns at once."""
-        if threading.current_thread() is self._thread:
+        if self.in_worker_thread:
             return True
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:

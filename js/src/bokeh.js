@@ -59,3 +59,43 @@ export function removeDocument(doc) {
   const i = docs.indexOf(doc);
   if (i >= 0) docs.splice(i, 1);
 }
+
+let fastWebgl = null;
+const SOFTWARE_GL = /swiftshader|llvmpipe|softpipe|software|basic render|mesa offscreen/i;
+
+/** Whether the browser offers hardware-accelerated WebGL. With a software one (SwiftShader, llvmpipe:
+ * headless or --disable-gpu browsers, VMs, remote desktops) BokehJS's WebGL path costs far more than its
+ * canvas one: each frame is rendered in software and copied back with drawImage (5 fps instead of 60 in
+ * headless Chromium), so the plot uses canvas there. `failIfMajorPerformanceCaveat` alone does not refuse
+ * Chromium's SwiftShader, hence the renderer name too. */
+export function hardwareWebgl() {
+  if (fastWebgl !== null) return fastWebgl;
+  fastWebgl = false;
+  try {
+    const c = document.createElement("canvas");
+    const opts = { failIfMajorPerformanceCaveat: true };
+    const gl = c.getContext("webgl2", opts) || c.getContext("webgl", opts);
+    if (gl) {
+      const ext = gl.getExtension("WEBGL_debug_renderer_info");
+      const name = String(gl.getParameter(ext ? ext.UNMASKED_RENDERER_WEBGL : gl.RENDERER) || "");
+      fastWebgl = !SOFTWARE_GL.test(name);
+      const lose = gl.getExtension("WEBGL_lose_context");
+      if (lose) lose.loseContext();  // browsers cap live contexts: give this probe's back
+    }
+  } catch { fastWebgl = false; }
+  return fastWebgl;
+}
+
+/** A json_item with every plot's `output_backend` "webgl" set to "canvas" unless WebGL is hardware
+ * accelerated (the spec asks for WebGL; Bokeh itself falls back to canvas only when there is no WebGL). */
+export function withBackend(item) {
+  if (!item || hardwareWebgl()) return item;
+  const walk = (v) => {
+    if (Array.isArray(v)) return v.map(walk);
+    if (!v || typeof v !== "object") return v;
+    const out = {};
+    for (const [k, x] of Object.entries(v)) out[k] = k === "output_backend" && x === "webgl" ? "canvas" : walk(x);
+    return out;
+  };
+  return walk(item);
+}

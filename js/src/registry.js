@@ -10,7 +10,7 @@ export function addEntry(model, el) {
     // pause clicks and when the session's answer settled the last one; framesSkipped: draws skipped (late)
     model, el, sessionId: null, transport: "local", rowsReceived: 0, rowsTotal: 0, rowsStreamed: 0,
     framesReceived: 0, streamCalls: 0, acksSent: 0, resets: 0, framesMerged: 0, rowsDropped: 0,
-    lastSeq: 0, mode: null, source: null, bars: null, document: null, status: {}, controls: null,
+    lastSeq: 0, mode: null, source: null, bars: null, marks: null, document: null, status: {}, controls: null,
     errors: [], closed: false,
   };
   REGISTRY.widgets.push(entry);

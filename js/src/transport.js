@@ -2,7 +2,7 @@
 // same messages through `emit(msg, transport)`, handled by one dispatcher (view.js):
 //   hello {status?, controls?, instance?}, state {seq, status}, reset {seq, mode, reason},
 //   history {rows, seq, mode} (its frame follows as a batch with history: true),
-//   batch {frame: decoded wire frame | null, history}, merged {frames_merged, rows_dropped} (older
+//   batch {frame: decoded wire frame | null, history}, marks {marks, history?}, merged {frames_merged, rows_dropped} (older
 //   servers: dropped {count}), error {message, status}, ack {status}, closed {}.
 // Each transport is one stream for wire dictionaries: a new socket starts with empty dictionaries.
 import { Dictionaries, decodeFrame } from "./wire.js";
@@ -48,7 +48,7 @@ export class CommTransport {
         this.emit(msg, this);
         if (buf) this.emit({ type: "batch", frame: decoded(buf, this.dicts, this.emit, this), history: true }, this);
         return;
-      case "reset": case "error":
+      case "reset": case "error": case "marks":
         this.emit(msg, this);
         return;
       default:  // bokehjs, attach_result: not session messages (bokeh.js, attach.js)

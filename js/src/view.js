@@ -6,7 +6,8 @@ import { StatusStore, statusText } from "./status.js";
 import { SocketTransport } from "./transport.js";
 
 const PROGRESS_MS = 200;  // the progress display (slider, time, status line) redraws at most this often
-const SESSION_MESSAGES = new Set(["hello", "state", "ack", "reset", "history", "batch", "merged", "dropped", "closed"]);
+const SESSION_MESSAGES = new Set(["hello", "state", "ack", "reset", "history", "batch", "marks", "merged", "dropped",
+  "closed"]);
 // Controls after which what the user sees must not run past the click (the plot freezes until the
 // session's answer says where it stopped); and controls that let rows flow again.
 const FREEZING = new Set(["pause", "stop", "seek", "mode"]);
@@ -69,6 +70,9 @@ export class ReplayView {
         if (msg.frame) this.onFrame(msg.frame, msg.history);
         this.plot.release();
         return;
+      case "marks":  // one new mark, or (history) the session's current marks
+        this.plot.addMarks(msg.marks, msg.history === true);
+        return;
       case "merged": case "dropped":  // (older servers: dropped {count})
         entry.framesMerged += Number(msg.frames_merged ?? msg.count) || 0;
         entry.rowsDropped += Number(msg.rows_dropped) || 0;
@@ -99,8 +103,10 @@ export class ReplayView {
     entry.rowsTotal += h.rows | 0;
     const tsCol = frame.columns.timestamp;
     if (tsCol && tsCol.length && (h.rows | 0) > 0) entry.newestMs = Number(tsCol[(h.rows | 0) - 1]);  // (tests)
-    const first = h.first_row != null ? Number(h.first_row) : null;
-    const taken = this.plot.push(frame.columns, h.rows | 0, first, !!history);
+    // the source position of its first row (what a status's position counts), else its stream row
+    const first = h.position != null ? Number(h.position) : (h.first_row != null ? Number(h.first_row) : null);
+    const firstSeq = h.first_seq != null ? Number(h.first_seq) : Number(h.seq);
+    const taken = this.plot.push(frame.columns, h.rows | 0, first, !!history, firstSeq);
     if (!history && taken > 0) {
       const ts = frame.columns.timestamp;
       this.store.addRows(taken, ts && ts.length >= taken ? ts[taken - 1] : null);
@@ -115,7 +121,7 @@ export class ReplayView {
     entry.lastSeq = Math.max(entry.lastSeq, msg.seq | 0);
     entry.rowsReceived = 0;
     const mode = msg.mode || entry.mode;
-    if (mode && mode !== this.specMode) { entry.mode = mode; void this.embedForMode(mode); }
+    if (mode && mode !== this.specMode) { entry.mode = mode; this.plot.addMarks(null, true); void this.embedForMode(mode); }
     else this.plot.clear();
     this.requestUi();
   }
@@ -211,7 +217,8 @@ export class ReplayView {
     if (!st.state || typeof plot.settle !== "function") return;
     if (st.state === "playing") { if (!plot.frozen) plot.resume(); return; }
     const pos = Number(st.position);
-    plot.settle(st.mode !== "live" && st.position != null && Number.isFinite(pos) ? pos : null);
+    plot.settle(st.mode !== "live" && st.position != null && Number.isFinite(pos) ? pos : null,
+      st.seq != null ? Number(st.seq) : null);
   }
 
   setError(msg) {

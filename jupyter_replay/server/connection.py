@@ -50,7 +50,7 @@ from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketClosedError
 
 from .. import wire
-from ..batch import Batch, Event, ResetEvent, StateEvent, can_merge
+from ..batch import Batch, Event, MarkEvent, ResetEvent, StateEvent, can_merge
 from ..controls import table_json
 from ..exceptions import ReplayError
 
@@ -131,14 +131,17 @@ class _Frames:
 
 
 class _Text:
-    """A text message; ``reply`` messages survive a resync, ``state`` ones may be superseded."""
+    """A text message; ``reply`` messages survive a resync, ``state`` ones may be superseded, rows may
+    overtake ``state`` and ``mark`` ones (a mark follows its own rows, which are sent before it)."""
 
-    __slots__ = ("message", "nbytes", "reply", "state")
+    __slots__ = ("mark", "message", "nbytes", "reply", "state")
 
-    def __init__(self, message: dict[str, Any], *, reply: bool = False, state: bool = False) -> None:
+    def __init__(self, message: dict[str, Any], *, reply: bool = False, state: bool = False,
+                 mark: bool = False) -> None:
         self.message = message
         self.reply = reply
         self.state = state
+        self.mark = mark
         self.nbytes = len(wire.dumps(message))  # JSON is cheap; measured, not estimated (ids are capped)
 
 
@@ -304,6 +307,7 @@ class ReplayConnection:
             if self.since is not None:  # cannot resume: start over from the current buffer
                 self._put(_Text(wire.reset_message(ResetEvent(session.seq, session.id, session.mode, "resync"))))
             self._put(self._history_item())
+            self._put(self._marks_item())
         else:
             for event in missed:
                 self.push(event)
@@ -383,7 +387,7 @@ class ReplayConnection:
         for item in reversed(self._queue):
             if isinstance(item, _Frames):
                 return item if item.can_take(batch, self.managed.session.buffer_rows) else None
-            if not (isinstance(item, _Text) and (item.state or item.reply)):
+            if not (isinstance(item, _Text) and (item.state or item.reply or item.mark)):
                 return None  # a reset or the history: rows after it belong to another stream
         return None
 
@@ -428,12 +432,12 @@ class ReplayConnection:
                 self._put(item)  # after the rows released before it
             else:
                 self._resync()
-        elif isinstance(event, ResetEvent):
-            item = _Text(wire.reset_message(event))
+        elif isinstance(event, (ResetEvent, MarkEvent)):
+            item = _Text(wire.event_message(event), mark=isinstance(event, MarkEvent))
             if self._texts < self.max_queue and self._fits(item.nbytes):
                 self._put(item)
             else:
-                self._resync()
+                self._resync()  # its snapshot carries the marks
 
     def _merge(self, target: _Frames, batch: Batch, nbytes: int) -> None:
         self.queued_bytes += nbytes - _FRAME_OVERHEAD
@@ -673,8 +677,10 @@ class ReplayConnection:
             reset = wire.reset_message(ResetEvent(session.seq, session.id, session.mode, "resync"))
             history = self._history_item()
             self._settle_loss(self._budget_first_row)
+            marks = self._marks_item()
             state = {"type": "state", "seq": session.seq, "status": managed.model()}
-            return [(wire.dumps(reset), False), (wire.dumps(state), False), *self._encode(history)]
+            return [(wire.dumps(reset), False), (wire.dumps(state), False), *self._encode(history),
+                    (wire.dumps(marks.message), False)]
         raise TypeError(f"unknown queue item {item!r}")
 
     def _history_item(self) -> _History:
@@ -690,6 +696,11 @@ class ReplayConnection:
         if len(batch) > keep:
             batch = _cut(batch, keep)
         return _History(batch, len(batch) * per_row + _FRAME_OVERHEAD)
+
+    def _marks_item(self) -> _Text:
+        """The session's current marks (bounded by ``controls.MAX_MARKS``), sent after a history."""
+        session = self.managed.session
+        return _Text(wire.marks_history_message(session.marks, session.seq))
 
     async def _flushed(self, result: Any) -> None:
         """Wait until tornado has flushed a written message (until then its write buffer is held for us).

@@ -162,10 +162,16 @@ class ArraySource(ReplaySource):
 # -- pandas conversions ------------------------------------------------------------------------
 
 
+#: names of UTC itself (DuckDB and Arrow say "Etc/UTC" where pandas says "UTC"): one name on every input
+_UTC_ALIASES = frozenset({"UTC", "Etc/UTC", "Etc/Universal", "Universal", "Etc/Zulu", "Zulu", "Etc/UCT", "UCT"})
+
+
 def _tz_name(tz: Any) -> str | None:
     if tz is None:
         return None
     name = str(tz)
+    if name in _UTC_ALIASES:
+        return "UTC"
     try:
         pd.Timestamp(0, tz="UTC").tz_convert(name)
     except (KeyError, ValueError, TypeError):  # an unnamed fixed offset: keep the ISO offset form pandas understands

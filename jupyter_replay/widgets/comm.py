@@ -2,7 +2,7 @@
 
 Every message is built by ``jupyter_replay.wire``: rows as binary frames from one ``wire.FrameEncoder`` per
 widget (so text columns go as dictionary codes, each value once per comm; a history frame starts the
-dictionaries afresh), ``reset``/``history``/``error`` as the same JSON messages the server's WebSocket sends.
+dictionaries afresh), ``reset``/``history``/``marks``/``error`` as the same JSON messages the server's WebSocket sends.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from .. import wire
-from ..batch import Batch, Chunk, ResetEvent, StateEvent, can_merge
+from ..batch import Batch, Chunk, MarkEvent, ResetEvent, StateEvent, can_merge
 
 if TYPE_CHECKING:
     from .replay import Replay
@@ -31,12 +31,12 @@ STATUS_RATE = 4.0
 
 
 class _History:
-    """The session's buffer, snapshotted on the engine's thread, queued behind the rows before it."""
+    """The session's buffer and marks, snapshotted on the engine's thread, queued behind the rows before it."""
 
-    __slots__ = ("chunk", "mode", "seq")
+    __slots__ = ("chunk", "marks", "mode", "seq")
 
-    def __init__(self, chunk: Chunk, seq: int, mode: str) -> None:
-        self.chunk, self.seq, self.mode = chunk, seq, mode
+    def __init__(self, chunk: Chunk, seq: int, mode: str, marks: list[MarkEvent]) -> None:
+        self.chunk, self.seq, self.mode, self.marks = chunk, seq, mode, marks
 
 
 class _Notice:
@@ -72,9 +72,9 @@ class CommSender(threading.Thread):
             self._items.append(item)
             self._cond.notify()
 
-    def push_history(self, chunk: Chunk, seq: int, mode: str) -> None:
-        """Queue the buffer snapshot (taken on the engine's thread, so it fits the event order)."""
-        self.push(_History(chunk, seq, mode))
+    def push_history(self, chunk: Chunk, seq: int, mode: str, marks: list[MarkEvent] | None = None) -> None:
+        """Queue the buffer and marks snapshot (taken on the engine's thread, so it fits the event order)."""
+        self.push(_History(chunk, seq, mode, marks or []))
 
     def push_error(self, text: str) -> None:
         """Queue an ``error`` message (e.g. the first failure of an ``on_batch`` callback)."""
@@ -131,6 +131,11 @@ class CommSender(threading.Thread):
                 if widget._frames_to_browser():
                     widget._send_custom(wire.reset_message(item))
                 urgent = True
+            elif isinstance(item, MarkEvent):
+                flush()  # after its rows
+                if widget._frames_to_browser():
+                    widget._send_custom(wire.mark_message(item))
+                dirty_status = True
             elif isinstance(item, StateEvent):
                 urgent = True
             elif isinstance(item, _History):
@@ -158,3 +163,4 @@ class CommSender(threading.Thread):
         header = {"type": "batch", "seq": int(item.seq), "first_row": 0, "mode": item.mode, "history": True}
         # always a frame, empty too: it carries the columns (and restarts the dictionaries)
         widget._send_custom(msg, [self._encoder.encode_columns(header, chunk.ts, chunk.columns)])
+        widget._send_custom(wire.marks_history_message(item.marks, item.seq))

@@ -8,6 +8,12 @@ loop, and feed the mirrored buffer (``frame()``, the same columns and dtypes as 
 buffer, text and categorical columns included) and the ``on_batch`` callbacks. Every request carries
 ``Authorization: ReplayToken <token>``. The WebSocket reconnects by itself and resumes with
 ``?since=<seq>&instance=<id>``.
+
+Callbacks run on this client's own worker (``SessionClient``), never on the reader: the background loop is
+shared by every session of the kernel. What keeps "a control called from a callback takes effect before any
+further row reaches that callback" is the pair of holds: the reader awaits the worker's room before it takes
+the next binary frame (this session only), and while callbacks are registered the server releases the next
+rows only after ``ack_frames`` for the previous ones, which is sent once their callbacks have run.
 """
 
 from __future__ import annotations
@@ -25,8 +31,8 @@ from typing import Any
 import numpy as np
 
 from .. import controls, wire
-from ..batch import Batch, Mode, ResetEvent, StateEvent
-from ..client import SessionClient
+from ..batch import Batch, MarkEvent, Mode, ResetEvent, StateEvent
+from ..client import FLUSH_TIMEOUT, SessionClient
 from ..clock import Clock
 from ..controller import State
 from ..exceptions import (
@@ -66,9 +72,10 @@ def _error_for(status: int, message: str) -> ReplayError:
 def _json_args(action: str, args: dict[str, Any]) -> dict[str, Any]:
     """Arguments as JSON values (the server parses them with the same normalisers as the engine)."""
     out = dict(args)
-    ts = out.get("timestamp")
-    if ts is not None and not isinstance(ts, (int, str)):
-        out["timestamp"] = to_ns(ts)
+    for key in ("timestamp", "time"):  # seek target, mark time
+        ts = out.get(key)
+        if ts is not None and not isinstance(ts, (int, str)):
+            out[key] = to_ns(ts)
     for key in ("duration", "warmup"):
         if out.get(key) is not None:
             out[key] = controls.span_to_json(out[key])
@@ -112,10 +119,6 @@ class _RemoteClock(Clock):
 class RemoteSession(SessionClient):
     """A client of the server session ``session_id`` with the API of ``ThreadedSession``."""
 
-    # Callbacks run inline on the WebSocket reader, as before the per-client workers: the conformance
-    # suite's "a control from a callback takes effect at once" holds for the attached host that way only.
-    _inline_callbacks = True
-
     def __init__(
         self,
         server_url: str,
@@ -151,28 +154,62 @@ class RemoteSession(SessionClient):
         self.policy: controls.Policy | None = None
         self._hello = threading.Event()
         self._synced = threading.Event()  # the first history (buffer snapshot) has been applied
+        #: the reader waits for room on the callback worker before its next binary frame
+        self._parked = False
+        self._control_seq = 0  # seq of the last control's reply: ``flush`` waits for the socket to reach it
 
     # ------------------------------------------------------------------ SessionClient I/O
     def _control(self, action: str, args: dict[str, Any]) -> dict[str, Any]:
         if self.policy is not None:  # the server's own check, here first: same refusal and message, no I/O
             controls.normalise_args(action, args, self.policy)
         status = self._post_status(self._request("POST", f"/actions/{action}", _json_args(action, args)))
-        self._catch_up(int(status.get("seq") or 0))
+        seq = int(status.get("seq") or 0)
+        with self._cond:
+            self._control_seq = max(self._control_seq, seq)
+        self._catch_up(seq)
         return status
 
     def _catch_up(self, seq: int, timeout: float = 10.0) -> None:
         """Wait until the socket has delivered the session's events up to ``seq`` (a control's reply), so
-        ``frame()`` and the callbacks have seen what the control released, as headless. Not on the socket's
-        own thread (a callback calling a control): there the events follow once the callback returns."""
-        if self.runner.in_loop_thread or self._ws is None:
+        ``frame()`` has what the control released, as headless. Not from the socket's thread or the
+        callback worker (a callback calling a control: the events follow once it returns), and not while
+        the reader waits for a running callback (a control returns at once, as headless; ``flush`` waits)."""
+        if self.runner.in_loop_thread or self._worker.in_worker_thread or self._ws is None:
             return
         deadline = time.monotonic() + timeout
         with self._cond:
-            while self._seq < seq and self._ws is not None and not self._closed:
+            while self._seq < seq and self._ws is not None and not self._closed and not self._parked:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return
                 self._cond.wait(min(left, 0.05))
+
+    def flush(self, timeout: float | None = FLUSH_TIMEOUT) -> bool:
+        """``SessionClient.flush`` once the socket has delivered the events of the last control: rows a
+        ``step`` released may still wait behind a running callback, and their callbacks are waited for too."""
+        if self._worker.in_worker_thread:
+            return True
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self._cond:
+                caught_up = self._seq >= self._control_seq or self._ws is None or self._closed
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not self._worker.flush(left):
+                return False
+            if caught_up:  # every callback of the events up to the control's seq was queued before: all ran
+                return True
+            with self._cond:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._cond.wait(0.05 if left is None else min(left, 0.05))
+
+    def _advance(self, seq: int) -> None:
+        """The reader has handled the event ``seq`` (its callbacks are queued): wake ``_catch_up``/``flush``."""
+        with self._cond:
+            if seq > self._seq:
+                self._seq = seq
+            self._cond.notify_all()
 
     def _read_status(self) -> dict[str, Any]:
         return self._cached_status()
@@ -385,6 +422,8 @@ class RemoteSession(SessionClient):
             if msg is None:
                 return
             if isinstance(msg, bytes):
+                if self._worker.full():
+                    await self._wait_for_callbacks()
                 self._on_frame(decoder, msg, history_next)
                 history_next = False
                 continue
@@ -408,11 +447,10 @@ class RemoteSession(SessionClient):
                 history_next = True
                 self._seq = max(self._seq, seq)
             elif kind == "state":
-                self._seq = max(self._seq, seq)
                 status = self._post_status(m["status"]) if isinstance(m.get("status"), dict) else {}
                 self._on_event(StateEvent(seq, self.id, status))
+                self._advance(seq)
             elif kind == "reset":
-                self._seq = max(self._seq, seq)
                 try:
                     mode = Mode(m.get("mode") or "replay")
                 except ValueError:
@@ -421,10 +459,30 @@ class RemoteSession(SessionClient):
                 pos = m.get("position")
                 position = int(pos) if isinstance(pos, int) and not isinstance(pos, bool) else None
                 self._on_event(ResetEvent(seq, self.id, mode, str(m.get("reason") or ""), columns, position))
+                self._advance(seq)
+            elif kind == "marks":
+                self._on_marks(m, seq)
+                self._advance(seq)
             elif kind == "error":
                 self.last_error = str(m.get("message"))[:300]
             elif kind == "ack" and isinstance(m.get("status"), dict):
                 self._post_status(m["status"])
+
+    def _on_marks(self, m: dict[str, Any], seq: int) -> None:
+        """A ``marks`` message: the session's current marks (``history``) or a new one (rows may overtake a
+        mark on the server's queue, so an older seq is not a duplicate)."""
+        items = [x for x in m.get("marks") or () if isinstance(x, dict) and isinstance(x.get("time_ns"), int)]
+        if m.get("history") is True:
+            self._replace_marks(items)
+            return
+        self._seq = max(self._seq, seq)
+        for x in items:
+            y = x.get("y")
+            self._on_event(MarkEvent(
+                seq, self.id, int(x["time_ns"]), float(y) if isinstance(y, (int, float)) else None,
+                x.get("text") if isinstance(x.get("text"), str) else None,
+                x.get("side") if isinstance(x.get("side"), str) else None,
+            ))
 
     def _on_frame(self, decoder: wire.FrameDecoder, data: bytes, history: bool) -> None:
         try:
@@ -451,16 +509,42 @@ class RemoteSession(SessionClient):
         )
         if history:
             self._replace_mirror(batch)
-            self._seq = max(self._seq, seq)
+            self._advance(seq)
             self._synced.set()
             return
         if seq <= self._seq:
             return  # already seen (resume overlap)
-        self._seq = seq
         self._on_event(batch)
         self._run_callbacks(batch, self._clock)
-        if len(self._callbacks) and self._ws is not None:  # done with it: the server may release the next rows
-            self._ws.write_message(wire.dumps({"type": "ack_frames", "seq": seq}))
+        if len(self._callbacks):  # once they ran, the server may release the next rows (its hold)
+            self._dispatch(self._acknowledge, seq)
+        self._advance(seq)
+
+    async def _wait_for_callbacks(self) -> None:
+        """Back-pressure on this session only: the next frame waits until the worker has room."""
+        with self._cond:
+            self._parked = True
+            self._cond.notify_all()
+        try:
+            await self._callback_room()
+        finally:
+            with self._cond:
+                self._parked = False
+
+    def _acknowledge(self, seq: int) -> None:
+        """On the worker, after the callbacks of batch ``seq``: ``ack_frames`` (on the socket's thread)."""
+        try:
+            self.runner.loop.call_soon_threadsafe(self._send_ack, seq)
+        except RuntimeError:  # the loop is gone (interpreter shutdown)
+            pass
+
+    def _send_ack(self, seq: int) -> None:
+        conn = self._ws
+        if conn is not None:
+            try:
+                conn.write_message(wire.dumps({"type": "ack_frames", "seq": seq}))
+            except Exception:  # noqa: BLE001 - the socket closed meanwhile: the server stops waiting on it
+                pass
 
     # ------------------------------------------------------------------ life cycle
     def close(self) -> None:

@@ -127,6 +127,15 @@ def _live_spec_kwargs(
     return out
 
 
+def _live_title(factory: Callable[[str], Any] | None) -> str:
+    """The LIVE plot's title: says which feed it is (not the replayed data's title), and that the
+    default feed is synthetic (a random walk, not the market)."""
+    if factory is None:
+        return "LIVE: synthetic feed (random walk; pass live_factory= for a real feed)"
+    name = getattr(factory, "__name__", None) or type(factory).__name__
+    return f"LIVE: {str(name)[:60]}"
+
+
 def _check_kwargs(cls: type[traitlets.HasTraits], kwargs: Mapping[str, Any]) -> None:
     """Keyword arguments beyond the signature may only be widget traits (e.g. ``layout``): anything else
     is a ``TypeError`` naming it, never silently swallowed by traitlets."""
@@ -292,7 +301,8 @@ class Replay(anywidget.AnyWidget):
                 times_ns=times if isinstance(times, np.ndarray) else None, **spec_kwargs,
             )
         live_dtypes = _live_dtypes(live_factory, sym)
-        live_kwargs = _live_spec_kwargs(spec_kwargs, live_dtypes, specs.get("replay"))
+        live_kwargs = dict(_live_spec_kwargs(spec_kwargs, live_dtypes, specs.get("replay")),
+                           title=_live_title(live_factory))
         specs["live"] = plots.plot_spec(kind, live_dtypes, bar_ms=bar_ms or 1_000, **live_kwargs)
         if "replay" not in specs:
             specs["replay"] = specs["live"]
@@ -462,9 +472,10 @@ class Replay(anywidget.AnyWidget):
         return self._session.status()
 
     def _act(self, fn: Callable[[], Any]) -> Any:
+        """Run a control, then mirror the status. Not under ``_lock``: ``step``/``seek`` wait for this
+        replay's callbacks, and a callback may call a control (or set a trait) of this ``Replay``."""
         self._check_open()
-        with self._lock:
-            result = fn()
+        result = fn()
         self._refresh_status()
         return result
 
@@ -517,6 +528,18 @@ class Replay(anywidget.AnyWidget):
         self._callbacks.append(fn)
         self._session.on_batch(fn)
         return fn
+
+    def mark(self, time: Any = None, y: Any = None, text: Any = None, side: Any = None) -> None:
+        """Put a marker on the plot: ``side="buy"`` (green triangle below the line) / ``"sell"`` (red,
+        above) and/or a ``text`` label (at most 200 characters), at ``time`` (default: the last released
+        row) and ``y`` (default: the plotted value there). Cleared on every reset (stop, seek, mode).
+        An ``on_batch`` callback may also return marks: a dict of these arguments, a list or a DataFrame."""
+        self._act(lambda: self._session.mark(time, y, text, side))
+
+    @property
+    def marks(self) -> pd.DataFrame:
+        """The plot's marks since the last reset (``time``, ``y``, ``text``, ``side``)."""
+        return self._session.marks
 
     def on_reset(self, fn: Callable[[str, int | None], Any]) -> Callable[[str, int | None], Any]:
         """Decorator: ``fn(reason, position)`` after every reset (stop, seek, mode switch, loop, restart).
@@ -581,7 +604,7 @@ class Replay(anywidget.AnyWidget):
         sess = local.session
 
         def snap() -> None:
-            self._sender.push_history(sess.buffer.to_chunk(), sess.seq, sess.mode.value)
+            self._sender.push_history(sess.buffer.to_chunk(), sess.seq, sess.mode.value, list(sess.marks))
 
         local.runner.call(snap)
 
@@ -695,6 +718,8 @@ def replay(
     ``speed`` paces by data time
     (0.1x .. 1000x, one range on every host); ``rate=`` paces by rows per second instead (sparse data:
     monthly bars are ~45 minutes apart at 1000x, ``rate=12`` shows a year a second).
+    ``live_factory=`` (a ``LiveSource`` class or ``symbol -> LiveSource``) is the feed LIVE plays; without
+    it LIVE is a synthetic random walk (README, "LIVE needs a feed").
     Display the result for controls and a plot.
     """
     return Replay(

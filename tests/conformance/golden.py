@@ -80,9 +80,11 @@ LIVE_DTYPES = {"timestamp": "datetime64[ns, UTC]", "price": "float64", "size": "
 STATUS_KEYS = frozenset({
     "id", "mode", "state", "speed", "loop", "symbol", "has_data", "position", "position_ns", "position_iso",
     "time_ns", "progress", "num_rows", "start_ns", "end_ns", "columns", "buffer_rows", "buffer_capacity",
-    "rows", "seq", "frames_merged", "rows_dropped", "subscribers", "callback_errors", "error", "last",
+    "rows", "rows_total", "seq", "frames_merged", "rows_dropped", "subscribers", "callback_errors", "error", "last",
     # pacing (time at ``speed``, or rows per second at ``rate``) and the timing of this host's callbacks
     "rate", "pacing", "callback_p50_ms", "callback_p99_ms", "callback_max_ms", "callback_queue",
+    # plot markers since the last reset (``mark``)
+    "marks",
 })
 #: keys that must be gone everywhere (renamed or merged into ``callback_errors``)
 FORBIDDEN_STATUS_KEYS = frozenset({"dropped", "client_callback_errors"})

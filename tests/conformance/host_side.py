@@ -15,7 +15,8 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["CALLBACKS", "WidgetDriver", "error_record", "event_record", "make_callback"]
+__all__ = ["CALLBACKS", "ON_RESET", "WidgetDriver", "add_callback", "error_record", "event_record", "make_callback",
+           "mark_records"]
 
 
 def event_record(event: Any) -> dict[str, Any]:
@@ -31,7 +32,21 @@ def event_record(event: Any) -> dict[str, Any]:
                    position=getattr(event, "position", None))
     elif kind == "state":
         rec.update(state=event.status.get("state"), mode=event.status.get("mode"))
+    elif kind == "mark":
+        rec.update(time_ns=int(event.time_ns), y=event.y, text=event.text, side=event.side)
     return rec
+
+
+def mark_records(marks: Any) -> list[dict[str, Any]]:
+    """``r.marks`` (a DataFrame: time, y, text, side) as JSON-able records ``{time_ns, y, text, side}``."""
+    import math
+
+    out = []
+    for row in marks.to_dict("records"):
+        y = row["y"]
+        out.append({"time_ns": int(row["time"].value), "y": None if y is None or math.isnan(y) else float(y),
+                    "text": row["text"], "side": row["side"]})
+    return out
 
 
 def error_record(exc: BaseException) -> dict[str, Any]:
@@ -93,11 +108,43 @@ def _act_once(action: str) -> Callable[..., Callable[..., None]]:
     return factory
 
 
-def _record(target: Any, store: dict[str, Any]) -> Callable[..., None]:
+def _record(target: Any, store: dict[str, Any], work_s: float = 0.0) -> Callable[..., None]:
     def record(batch: Any, clock: Any) -> None:
+        end = time.monotonic() + work_s
+        while time.monotonic() < end:  # busy, like user code computing
+            pass
         _rows(store, batch)
+        store.setdefault("positions", []).append(getattr(batch, "position", None))
 
     return record
+
+
+def _return_marks(target: Any, store: dict[str, Any]) -> Callable[..., Any]:
+    """Returns marks in every form a callback may (steps of one row: batch i is source row i)."""
+
+    def return_marks(batch: Any, clock: Any) -> Any:
+        import pandas as pd
+
+        _rows(store, batch)
+        i = int(batch.first_row)
+        if i == 0:
+            return {"side": "buy", "text": "in"}  # no time: the batch's last row
+        if i == 1:
+            return [{"side": "sell"}, {"text": "note", "y": 101.5, "time": int(batch.ts[0])}]
+        if i == 2:
+            return pd.DataFrame({"side": ["buy"], "text": ["frame"]})
+        if i == 3:
+            return {"side": "sideways"}  # invalid: counted as this callback's failure
+        return None
+
+    return return_marks
+
+
+def _record_resets(target: Any, store: dict[str, Any]) -> Callable[..., None]:
+    def record_resets(reason: str, position: Any) -> None:
+        store.setdefault("resets", []).append([reason, position])
+
+    return record_resets
 
 
 #: name -> factory(target, store, **params): target is what the user holds (Session, ThreadedSession, Replay)
@@ -108,11 +155,21 @@ CALLBACKS: dict[str, Callable[..., Callable[..., None]]] = {
     "pause": _act_once("pause"),
     "seek": _act_once("seek"),
     "record": _record,
+    "return_marks": _return_marks,
+    "record_resets": _record_resets,
 }
+#: callback kinds that are ``on_reset(reason, position)`` callbacks (the others are ``on_batch``)
+ON_RESET = frozenset({"record_resets"})
 
 
 def make_callback(kind: str, target: Any, store: dict[str, Any], **params: Any) -> Callable[..., None]:
     return CALLBACKS[kind](target, store, **params)
+
+
+def add_callback(target: Any, kind: str, store: dict[str, Any], **params: Any) -> None:
+    """Register a scenario callback on what the user holds (``on_reset`` for ``ON_RESET`` kinds)."""
+    fn = make_callback(kind, target, store, **params)
+    (target.on_reset if kind in ON_RESET else target.on_batch)(fn)
 
 
 # ----------------------------------------------------------------------------- widget driver (kernel side)
@@ -168,6 +225,8 @@ class WidgetDriver:
             r.seek(args.get("timestamp"), fraction=args.get("fraction"))
         elif action in ("speed", "loop") and set(args) == {action}:
             setattr(r, action, args[action])
+        elif action == "mark" and set(args) <= {"time", "y", "text", "side"}:
+            r.mark(**args)
         elif action == "mode" and set(args) <= {"mode", "symbol"} and "mode" in args:
             if "symbol" in args:
                 r.symbol = args["symbol"]
@@ -193,7 +252,10 @@ class WidgetDriver:
         return base64.b64encode(pickle.dumps(self.r.buffer)).decode()
 
     def do_add_callback(self, kind: str, params: dict[str, Any]) -> None:
-        self.r.on_batch(make_callback(kind, self.r, self.store, **params))
+        add_callback(self.r, kind, self.store, **params)
+
+    def do_marks(self) -> list[dict[str, Any]]:
+        return mark_records(self.r.marks)
 
     def do_store(self) -> dict[str, Any]:
         return json.loads(json.dumps(self.store, default=str))

@@ -103,6 +103,7 @@ class Host:
     def events(self) -> list[dict[str, Any]]: raise NotImplementedError
     def frame(self) -> pd.DataFrame: raise NotImplementedError
     def add_callback(self, kind: str, **params: Any) -> None: raise NotImplementedError
+    def marks(self) -> list[dict[str, Any]]: raise NotImplementedError
     def store(self) -> dict[str, Any]: raise NotImplementedError
     def close(self) -> None: pass
 
@@ -152,8 +153,11 @@ class EngineHost(Host):
         return self._call(self.session.frame)
 
     def add_callback(self, kind: str, **params: Any) -> None:
-        fn = host_side.make_callback(kind, self.session, self._store, **params)
-        self._call(lambda: self.session.on_batch(fn))
+        self._call(lambda: host_side.add_callback(self.session, kind, self._store, **params))
+
+    def marks(self) -> list[dict[str, Any]]:
+        keys = ("time_ns", "y", "text", "side")
+        return self._call(lambda: [{k: m.to_json()[k] for k in keys} for m in self.session.marks])
 
     def store(self) -> dict[str, Any]:
         return self._call(lambda: json.loads(json.dumps(self._store, default=str)))
@@ -210,7 +214,10 @@ class ThreadedHost(Host):
         return self.session.frame()
 
     def add_callback(self, kind: str, **params: Any) -> None:
-        self.session.on_batch(host_side.make_callback(kind, self.session, self._store, **params))
+        host_side.add_callback(self.session, kind, self._store, **params)
+
+    def marks(self) -> list[dict[str, Any]]:
+        return host_side.mark_records(self.session.marks)
 
     def store(self) -> dict[str, Any]:
         return self.session.runner.call(lambda: json.loads(json.dumps(self._store, default=str)))
@@ -261,6 +268,9 @@ class LocalWidgetHost(Host):
 
     def add_callback(self, kind: str, **params: Any) -> None:
         self._call("add_callback", kind=kind, params=params)
+
+    def marks(self) -> list[dict[str, Any]]:
+        return self._call("marks")
 
     def store(self) -> dict[str, Any]:
         return self._call("store")
@@ -333,11 +343,12 @@ class RestHost(Host):
         self._lock = threading.Lock()
         self._hello = threading.Event()
         self._synced = threading.Event()
+        self._marks: list[dict[str, Any]] = []  # the session's marks as the WebSocket tells them
 
     def load(self, dataset: str, input: str = "pandas") -> None:
         """Any input reaches the server as what a REST client sends: its Arrow table as an IPC stream."""
         self._close_ws()
-        self._events = []
+        self._events, self._marks = [], []
         self.sid = self.server.fresh_session(self.kid)["id"]
         table = golden.arrow_table(golden.input_data(input, dataset))
         sink = pa.BufferOutputStream()
@@ -407,8 +418,20 @@ class RestHost(Host):
                 elif kind == "state":
                     st = msg.get("status") or {}
                     rec = {"kind": "state", "seq": int(msg["seq"]), "state": st.get("state"), "mode": st.get("mode")}
+                elif kind == "marks":
+                    marks = [{k: m[k] for k in ("time_ns", "y", "text", "side")} for m in msg["marks"]]
+                    with self._lock:
+                        if msg.get("history"):  # the current marks (after a history): not events
+                            self._marks = marks
+                            continue
+                        self._marks.extend(marks)
+                        self._events.extend({"kind": "mark", "seq": int(msg["seq"]), **m} for m in marks)
+                    continue
                 else:
                     continue
+            if rec["kind"] == "reset":
+                with self._lock:
+                    self._marks = []
             with self._lock:
                 self._events.append(rec)
 
@@ -437,6 +460,10 @@ class RestHost(Host):
     def events(self) -> list[dict[str, Any]]:
         with self._lock:
             return list(self._events)
+
+    def marks(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._marks)
 
     def frame(self) -> pd.DataFrame:
         code, body, _ = self.server.request("GET", f"replay/api/sessions/{self.sid}/buffer")
@@ -531,6 +558,9 @@ class AttachedHost(Host):
 
     def add_callback(self, kind: str, **params: Any) -> None:
         self._call("add_callback", kind=kind, params=params)
+
+    def marks(self) -> list[dict[str, Any]]:
+        return self._call("marks")
 
     def store(self) -> dict[str, Any]:
         return self._call("store")

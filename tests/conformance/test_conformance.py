@@ -327,6 +327,11 @@ BAD_VALUES: list[tuple[str, dict, str]] = [
     ("mode", {"mode": "sideways"}, "mode"), ("mode", {"mode": "live", "symbol": "../etc"}, "symbol"),
     ("fly", {}, "fly"), ("z" * 5000, {}, "action"), ("step", {"bogus": 1}, "bogus"),
     ("seek", {"fraction": 0.5, "timestamp": 0}, "seek"),
+    ("mark", {"side": "sideways"}, "side"), ("mark", {"side": "z" * 5000}, "side"),
+    ("mark", {"text": "z" * 5000}, "at most 200 characters"), ("mark", {"text": 5}, "string"),
+    ("mark", {"side": "buy", "y": "high"}, "y"), ("mark", {"side": "buy", "y": math.nan}, "y"),
+    ("mark", {"side": "buy", "time": "not a time " * 1000}, "time"), ("mark", {}, "side"),
+    ("mark", {"side": "buy", "color": "red"}, "color"),
 ]
 
 
@@ -391,6 +396,22 @@ def test_raising_callback_is_counted_in_status(host, needs_callbacks) -> None:
     st = host.wait_status(lambda s: s.get("callback_errors", 0) >= 3, timeout=10, what="callback_errors == 3")
     assert st["callback_errors"] == 3 and st["position"] == 3 and st["state"] == "paused"
     assert "conformance: this callback always fails" in (st.get("error") or "")
+
+
+def test_callback_time_and_queue_are_in_status(host, needs_callbacks) -> None:
+    """Issue 16: every host times its callbacks (p50/p99 over the last runs, max) and reports its queue;
+    ``step`` returns once the callbacks of the rows it released have run (on their worker, on every client)."""
+    host.load("mixed")
+    st = host.status()
+    assert (st["callback_p50_ms"], st["callback_p99_ms"], st["callback_max_ms"]) == (None, None, None)
+    host.add_callback("record", work_s=0.003)
+    for _ in range(3):
+        host.control("step", {"n": 2})
+    assert host.store().get("rows") == 6  # no waiting: step returned after the callbacks ran
+    st = host.status()
+    assert st["callback_p50_ms"] >= 3.0, st["callback_p50_ms"]
+    assert st["callback_max_ms"] >= st["callback_p99_ms"] >= st["callback_p50_ms"]
+    assert (st["callback_queue"], st["callback_errors"], st["error"]) == (0, 0, None)
 
 
 #: fast enough that a client which only learns of rows after they were sent cannot win the race by luck:
@@ -541,3 +562,90 @@ def test_arrow_long_format_gives_the_pandas_result(host, source) -> None:
     check_stream(events)
     assert rows(events) == golden_ts("long")
     assert_frame(host, "long")
+
+
+# ----------------------------------------------------------------------------------------- marks, on_reset
+
+
+def marks_of(events: list[dict]) -> list[dict]:
+    return [{k: e[k] for k in ("time_ns", "y", "text", "side")} for e in events if e["kind"] == "mark"]
+
+
+def test_marks_stream_list_and_clear_on_seek_and_stop(host) -> None:
+    host.load("mixed")
+    ts = golden_ts("mixed")
+    host.control("step", {"n": 5})
+    st = host.control("mark", {"side": "buy", "text": "in"})  # no time: the last released row
+    assert st["marks"] == 1
+    st = host.control("mark", {"time": ts[2], "y": 101.5, "side": "SELL"})
+    assert (st["marks"], st["state"], st["position"]) == (2, "paused", 5)  # a mark changes nothing else
+    want = [{"time_ns": ts[4], "y": None, "text": "in", "side": "buy"},
+            {"time_ns": ts[2], "y": 101.5, "text": None, "side": "sell"}]
+    events = host.wait_events(lambda ev: len(marks_of(ev)) >= 2, what="2 mark events")
+    assert marks_of(events) == want
+    assert host.wait_status(lambda s: s.get("marks") == 2, what="2 marks")["marks"] == 2
+    assert host.marks() == want
+    st = host.control("seek", {"fraction": 0.5})
+    assert st["marks"] == 0
+    host.wait_events(lambda ev: "seek" in resets(ev), what="reset 'seek'")
+    assert host.marks() == []
+    assert "no row released" in refused(host, "mark", {"side": "buy"}, IllegalTransitionError)
+    host.control("step", {"n": 1})
+    assert host.control("mark", {"text": "after the seek"})["marks"] == 1
+    assert host.control("stop")["marks"] == 0
+    host.wait_events(lambda ev: "stop" in resets(ev), what="reset 'stop'")
+    assert host.marks() == [] and host.status()["marks"] == 0
+
+
+def test_marks_clear_on_mode_switch_and_work_in_live(host) -> None:
+    host.load("mixed")
+    host.control("step", {"n": 3})
+    assert host.control("mark", {"side": "buy"})["marks"] == 1
+    assert host.control("mode", {"mode": "live", "symbol": "ACME"})["marks"] == 0
+    host.wait_events(lambda ev: "mode" in resets(ev) and n_rows(since_last_reset(ev)) >= 1, what="live rows")
+    assert host.control("mark", {"side": "sell", "text": "live"})["marks"] == 1
+    host.wait_status(lambda s: s.get("marks") == 1, what="1 mark in LIVE")
+    assert host.control("mode", {"mode": "replay"})["marks"] == 0
+    host.wait_events(lambda ev: resets(ev) == ["mode", "mode"], what="two resets 'mode'")
+    assert host.marks() == []
+
+
+def test_marks_returned_by_a_callback(host, needs_callbacks) -> None:
+    """A dict, a list, a DataFrame: marked in order after the batch; an invalid one is a callback error."""
+    host.load("mixed")
+    ts = golden_ts("mixed")
+    host.add_callback("return_marks")
+    for _ in range(5):
+        host.control("step", {"n": 1})
+    host.wait_store(lambda s: s.get("rows", 0) >= 5, what="5 callback calls")
+    st = host.wait_status(lambda s: s.get("marks") == 4 and s.get("callback_errors") == 1, timeout=10,
+                          what="4 marks and 1 callback error")
+    assert (st["state"], st["position"]) == ("paused", 5)
+    assert "side" in (st.get("error") or "")
+    want = [{"time_ns": ts[0], "y": None, "text": "in", "side": "buy"},
+            {"time_ns": ts[1], "y": None, "text": None, "side": "sell"},
+            {"time_ns": ts[1], "y": 101.5, "text": "note", "side": None},
+            {"time_ns": ts[2], "y": None, "text": "frame", "side": "buy"}]
+    assert host.marks() == want
+    assert marks_of(host.wait_events(lambda ev: len(marks_of(ev)) >= 4, what="4 mark events")) == want
+
+
+def test_on_reset_reports_reason_and_resume_position(host, needs_callbacks) -> None:
+    """seek, stop and LIVE -> REPLAY give their reason and where the stream resumes; the next batch's
+    position tells a resume from a restart."""
+    host.load("mixed")
+    host.add_callback("record_resets")
+    host.add_callback("record")
+    host.control("step", {"n": 4})
+    host.control("seek", {"row": 10})
+    host.control("stop")
+    host.control("step", {"n": 5})
+    host.control("mode", {"mode": "live", "symbol": "ACME"})
+    host.control("mode", {"mode": "replay"})
+    store = host.wait_store(lambda s: len(s.get("resets", [])) >= 4, timeout=10, what="4 on_reset calls")
+    assert store["resets"] == [["seek", 10], ["stop", 0], ["mode", 0], ["mode", 5]]
+    st = host.control("step", {"n": 1})
+    assert (st["mode"], st["position"]) == ("replay", 6)
+    store = host.wait_store(lambda s: s.get("positions", [None])[-1] == 5, timeout=10,
+                            what="the batch after LIVE -> REPLAY at position 5")
+    assert store["positions"][:2] == [0, 0]  # step 4, then (after seek and stop) step 5 from the start

@@ -43,7 +43,7 @@ class StreamChecker:
             if not self.resuming:
                 self.seq, self.next_row = msg["seq"], None
             return
-        if kind in ("merged", "ack", "error", "pong"):
+        if kind in ("merged", "ack", "error", "pong", "marks"):  # (rows may overtake a mark: no seq order)
             return
         seq = msg["seq"]
         if kind == "reset":

@@ -46,6 +46,8 @@ async def open_and_skip_history(api, sid, **params):
     assert history["type"] == "history"
     kind, frame = await ws.recv()
     assert kind == "frame" and frame[0]["history"] is True
+    kind, marks = await ws.recv()  # the session's current marks follow its history
+    assert kind == "text" and marks["type"] == "marks" and marks["history"] is True
     return ws, hello, history, frame
 
 
@@ -398,3 +400,42 @@ async def test_tail_limits_the_history(api):
         with pytest.raises(HTTPClientError) as info:
             await api.ws(kid, tail=bad)
         assert info.value.code == 400
+
+
+@on_server_loop
+async def test_marks_reach_followers_and_late_joiners_and_clear_on_reset(api):
+    """A mark (REST or WebSocket control) goes to every client as a ``marks`` message after its rows; a
+    client connecting later gets the current marks right after the history; a reset clears them."""
+    kid = await api.start_kernel()
+    await api.create(kid, source={"kind": "sample", "n": 100, "seed": 3})
+    early, _, _, _ = await open_and_skip_history(api, kid)
+    await api.ok(kid, "step", n=5)
+    st = await api.ok(kid, "mark", side="buy", text="in")
+    assert st["marks"] == 1
+    code, err = await api.action(kid, "mark", side="sideways")
+    assert code == 400 and err["reason"] == "InvalidValueError" and "side" in err["message"]
+    code, err = await api.action(kid, "mark", text="x" * 5000)
+    assert code == 400 and "at most 200" in err["message"] and "xxxx" not in err["message"]
+    msgs = await early.until(lambda k, m: k == "text" and m["type"] == "marks")
+    assert [k for k, _ in msgs if k == "frame"], "the mark came before its rows"
+    mark = msgs[-1][1]["marks"][0]
+    assert (mark["side"], mark["text"], mark["y"]) == ("buy", "in", None)
+    expected_ts = ts_ns(sample_trades(n=100, seed=3))[4]
+    assert mark["time_ns"] == expected_ts and mark["time_ms"] == expected_ts / 1e6
+
+    late = await api.ws(kid)
+    history = await late.until(lambda k, m: k == "text" and m["type"] == "marks")
+    assert history[-1][1]["history"] is True and history[-1][1]["marks"] == [mark]
+    await late.send(type="control", id="m", action="mark", side="sell", y=101.0)
+    msgs = await late.until(lambda k, m: k == "text" and m.get("id") == "m")
+    assert msgs[-1][1]["type"] == "ack" and msgs[-1][1]["status"]["marks"] == 2
+    assert [m["marks"][0]["side"] for k, m in msgs if k == "text" and m["type"] == "marks"] == ["sell"]
+
+    await api.ok(kid, "stop")
+    msgs = await early.until(lambda k, m: k == "text" and m["type"] == "reset")
+    assert (await api.status(kid))["marks"] == 0
+    again = await api.ws(kid)
+    history = await again.until(lambda k, m: k == "text" and m["type"] == "marks")
+    assert history[-1][1]["marks"] == []
+    for ws in (early, late, again):
+        ws.close()

@@ -566,3 +566,147 @@ process.exit(0);  // (the view's redraw timers)
     assert {"play", "step", "seek"} <= set(real["replay/paused"])
     assert not {"step", "seek", "speed"} & set(real["live/playing"]) and "pause" in real["live/playing"]
     assert out["realSpeeds"] == 14  # the default policy: 0.1x .. 1000x and max
+
+
+def test_js_pause_at_max_holds_resync_histories_and_draws_the_answer_at_once(node: str, tmp_path: Path) -> None:
+    """At speed max the socket carries resync histories. A history in flight at the click must not move
+    the frozen picture; the pause's resync (reset, paused state at P, history ending at P) is drawn as
+    soon as its rows arrive, not at a later animation frame, and nothing beyond P is drawn after it. Rows
+    released after a stop (a step called from the kernel) are drawn: the cut is for rows released before."""
+    out = run_node(node, tmp_path, """
+const rafs = [];
+globalThis.requestAnimationFrame = (f) => rafs.push(f);
+globalThis.document = { activeElement: null, hidden: false };
+const { ReplayView } = await import("SRC/view.js");
+const { StreamPlot, kindFor } = await import("SRC/plots/index.js");
+const run = () => { const fs = rafs.splice(0); for (const f of fs) f(performance.now()); };
+function frame(seq, first, rows, history) {
+  const ts = new Float64Array(rows); const price = new Float64Array(rows);
+  for (let i = 0; i < rows; i++) { ts[i] = 1000 * (first + i); price[i] = first + i; }
+  return { type: "batch", history, frame: { header: { seq, rows, first_row: first, mode: "replay", history },
+                                             columns: { timestamp: ts, price } } };
+}
+const applied = [];
+const source = { len: 0, maxTs: null, get_length() { return this.len; }, get data() { return {}; },
+  set data(v) { const t = v.timestamp; this.len = t.length; this.maxTs = t.length ? t[t.length - 1] : null;
+                applied.push(this.maxTs); } };
+const entry = { transport: "ws", framesMerged: 0, rowsDropped: 0, lastSeq: 0, errors: [], controls: null,
+                rowsReceived: 0, rowsTotal: 0, framesReceived: 0, resets: 0, streamCalls: 0, rowsStreamed: 0 };
+const plot = new StreamPlot(null, entry, kindFor);
+plot.spec = { kind: "line", columns: ["timestamp", "price"], rollover: 1000 };
+plot.useSeries([{ source, kind: new (kindFor(plot.spec))(plot.spec, null, 0) }]);
+const view = new ReplayView({ get: (k) => (k === "plot" ? {} : null), send() {}, on() {}, off() {} }, entry,
+  { root: { dataset: {}, getAttribute: () => null, setAttribute() {} }, bar: { update() {}, progress() {} },
+    statusLine: { textContent: "" }, plot });
+const t = { name: "ws", flushed() {}, control() {} };
+view.transport = t;
+const resync = (seq, first, rows) => {
+  view.dispatch({ type: "reset", seq, mode: "replay", reason: "resync" }, t);
+  return seq;
+};
+view.dispatch({ type: "state", seq: 1, status: { state: "playing", mode: "replay", position: 0 } }, t);
+resync(2);
+view.dispatch({ type: "history", seq: 2, rows: 1000, mode: "replay" }, t);
+view.dispatch(frame(2, 0, 1000, true), t);
+run();
+const beforeClick = source.maxTs;
+view.control("pause");
+// a resync history snapshotted before the pause, in flight at the click
+resync(3);
+view.dispatch({ type: "state", seq: 3, status: { state: "playing", mode: "replay", position: 5000 } }, t);
+view.dispatch({ type: "history", seq: 3, rows: 1000, mode: "replay" }, t);
+view.dispatch(frame(3, 4000, 1000, true), t);
+run();
+const frozen = source.maxTs;
+// the pause's resync: reset, the paused state at 9000, the history ending there
+resync(4);
+view.dispatch({ type: "state", seq: 4, status: { state: "paused", mode: "replay", position: 9000 } }, t);
+view.dispatch({ type: "history", seq: 4, rows: 1000, mode: "replay" }, t);
+view.dispatch(frame(4, 8000, 1000, true), t);
+const answered = source.maxTs;  // no animation frame run: drawn when the rows arrived
+view.dispatch(frame(5, 9000, 10, false), t);  // late rows beyond the pause point
+run();
+const after = source.maxTs; const afterRows = source.len;
+// stopped, then a step from the kernel (no click here, no state change): its rows were released after
+// the stopped status (higher seq), so they are drawn though they start at the stop position
+view.dispatch({ type: "reset", seq: 19, mode: "replay", reason: "stop" }, t);
+view.dispatch({ type: "state", seq: 20, status: { state: "stopped", mode: "replay", position: 0, seq: 20 } }, t);
+view.dispatch(frame(21, 0, 5, false), t);
+run();
+console.log(JSON.stringify({ beforeClick, frozen, answered, after, rows: afterRows, stepped: source.maxTs,
+                             steppedRows: source.len }));
+process.exit(0);
+""")
+    assert out["beforeClick"] == 999_000, out
+    assert out["frozen"] == 999_000, out  # the in-flight history did not move the frozen picture
+    assert out["answered"] == 8_999_000, out  # the window ending at the pause point, drawn at once
+    assert out["after"] == 8_999_000 and out["rows"] == 1000, out  # nothing beyond the pause point
+    assert out["stepped"] == 4_000 and out["steppedRows"] == 5, out  # a later step's rows are not cut
+
+
+def test_js_uses_canvas_where_webgl_is_software(node: str, tmp_path: Path) -> None:
+    """BokehJS's WebGL path renders in software and copies back with drawImage where the GPU is emulated
+    (SwiftShader in headless Chromium: 5 fps instead of 60), so specs asking for WebGL get canvas there."""
+    out = run_node(node, tmp_path, """
+const results = {};
+for (const renderer of ["ANGLE (Google, Vulkan 1.3.0 (SwiftShader Device (Subzero)), SwiftShader driver)",
+                        "llvmpipe (LLVM 15.0.6, 256 bits)", "ANGLE (NVIDIA, NVIDIA GeForce RTX 3060)", null]) {
+  globalThis.document = { createElement: () => ({ getContext: () => (renderer === null ? null : {
+    RENDERER: 1, getExtension: (n) => (n === "WEBGL_debug_renderer_info" ? { UNMASKED_RENDERER_WEBGL: 2 } : null),
+    getParameter: () => renderer }) }) };
+  const mod = await import("SRC/bokeh.js?" + encodeURIComponent(String(renderer)));  // a fresh module (cache)
+  const item = { doc: { roots: [{ type: "object", name: "Figure", attributes: { output_backend: "webgl",
+    renderers: [{ attributes: { output_backend: "webgl" } }] } }] } };
+  const out = mod.withBackend(item);
+  results[String(renderer)] = [mod.hardwareWebgl(), out.doc.roots[0].attributes.output_backend,
+                               out.doc.roots[0].attributes.renderers[0].attributes.output_backend];
+}
+console.log(JSON.stringify(results));
+process.exit(0);
+""")
+    assert [v[0] for v in out.values()] == [False, False, True, False], out
+    assert out["ANGLE (NVIDIA, NVIDIA GeForce RTX 3060)"][1:] == ["webgl", "webgl"], out
+    for k in list(out)[:2] + ["null"]:
+        assert out[k][1:] == ["canvas", "canvas"], out
+
+
+def test_marks_layer_resolves_y_from_the_window_and_clears(node: str, tmp_path: Path) -> None:
+    """marks.js: a mark without y takes the plotted value at its time (the last row at or before it), waits
+    while its row has not arrived, keeps its own y, clears with the plot and is drawn again in a new plot."""
+    out = run_node(node, tmp_path, """
+const { MarksLayer, valueAt } = await import("SRC/plots/marks.js");
+const { RowWindow } = await import("SRC/plots/window.js");
+const win = new RowWindow("timestamp", ["price"], 100);
+win.append({ timestamp: new Float64Array([1000, 2000, 3000]), price: new Float64Array([10, 20, 30]) }, 0, 3);
+const at = [500, 1000, 2500, 3000, 3500].map((t) => valueAt(win, t));
+const unsorted = new RowWindow("timestamp", ["price"], 100);
+unsorted.append({ timestamp: new Float64Array([3000, 1000, 2000]), price: new Float64Array([30, 10, 20]) }, 0, 3);
+const streams = [];
+const source = { data: null, stream(d) { streams.push(d); } };
+const doc = { get_model_by_name: (n) => (n === "replay_marks" ? source : null) };
+const layer = new MarksLayer();
+layer.add([{ time_ms: 2500, y: null, side: "buy", text: "in" }, { time_ms: 9000, y: null, side: "sell" },
+           { time_ms: 1000, y: 5.5, side: null, text: "note" }, { time_ms: "bad" }]);
+layer.attach({ marks: "replay_marks" }, doc);
+layer.draw(win);
+const first = streams.map((d) => ({ x: d.x, y: d.y, glyph: d.glyph, text: d.text, off: d.glyph_offset }));
+const waiting = layer.pending.length;
+win.append({ timestamp: new Float64Array([9000]), price: new Float64Array([90]) }, 0, 1);
+layer.draw(win);
+const second = streams[1] && { x: streams[1].x, y: streams[1].y, glyph: streams[1].glyph };
+layer.attach({ marks: "replay_marks" }, doc);  // a new plot (mode switch, replot): drawn again
+layer.draw(win);
+const redrawn = streams[2] && streams[2].x.length;
+layer.clear();
+layer.draw(win);
+console.log(JSON.stringify({ at, unsortedAt: valueAt(unsorted, 2500), first, waiting, second, redrawn,
+  cleared: source.data && source.data.x.length, all: layer.all.length, streams: streams.length }));
+""")
+    assert out["at"] == [10, 10, 20, 30, None]  # before the window: its first value; NaN (JSON null) after it
+    assert out["unsortedAt"] == 20
+    assert out["first"] == [{"x": [2500, 1000], "y": [20, 5.5], "glyph": ["▲", ""], "text": ["in", "note"],
+                             "off": [14, 0]}]
+    assert out["waiting"] == 1  # the sell at 9000 waits for its row
+    assert out["second"] == {"x": [9000], "y": [90], "glyph": ["▼"]}
+    assert out["redrawn"] == 3
+    assert out["cleared"] == 0 and out["all"] == 0 and out["streams"] == 3

@@ -9,47 +9,21 @@ test's event loop, so blocking widget calls are made with ``asyncio.to_thread``.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-from pytest_jupyter.jupyter_server import *  # noqa: F401,F403  (jp_serverapp, jp_fetch, ... for this module)
-from tornado.httpclient import HTTPClientError
-from traitlets.config import Config
-
-from jupyter_replay.exceptions import InvalidValueError
-from jupyter_replay.widgets.remote import RemoteSession
-
+from pytest_jupyter.jupyter_server import *  # noqa: F403  (jp_serverapp, jp_fetch, ... for this module)
+from remote_helpers import jp_server_config, request, until  # noqa: F401  (jp_server_config: a fixture)
 from server_helpers import on_server_loop
 from widget_helpers import RecordingReplay, long_format, trades
 
-
-@pytest.fixture
-def jp_server_config() -> Config:
-    return Config({"ServerApp": {"jpserver_extensions": {"jupyter_replay.server": True}}})
-
-
-async def request(fetch: Any, method: str, *parts: str, body: Any = None) -> tuple[int, Any]:
-    data = json.dumps(body) if body is not None else ("" if method in ("POST", "PUT") else None)
-    try:
-        resp = await fetch(*parts, method=method, body=data, allow_nonstandard_methods=True)
-    except HTTPClientError as err:
-        resp = err.response
-    return resp.code, (json.loads(resp.body) if resp.body else None)
-
-
-async def until(pred: Callable[[], Any], timeout: float = 20.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what or pred}"
-        await asyncio.sleep(0.02)
+from jupyter_replay.exceptions import InvalidValueError
+from jupyter_replay.widgets.remote import RemoteSession
 
 
 async def attach(fetch: Any, widget: RecordingReplay, kernel_id: str) -> dict:
@@ -464,7 +438,7 @@ async def test_bad_control_values_are_refused_alike(jp_fetch, jp_serverapp):
             for s in (local, remote):
                 try:
                     await asyncio.to_thread(call, s)
-                except Exception as exc:  # noqa: BLE001 - compared below, type and message
+                except Exception as exc:
                     errors.append((type(exc), str(exc)))
                 else:
                     errors.append(None)

@@ -4,42 +4,16 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 from pytest_jupyter.jupyter_server import *  # noqa: F403
+from remote_helpers import jp_server_config, request, until  # noqa: F401  (jp_server_config: a fixture)
 from server_helpers import on_server_loop
-from tornado.httpclient import HTTPClientError
-from traitlets.config import Config
 from widget_helpers import trades
 
 from jupyter_replay.sources import as_source
 from jupyter_replay.widgets.remote import RemoteSession
-
-
-@pytest.fixture
-def jp_server_config() -> Config:
-    return Config({"ServerApp": {"jpserver_extensions": {"jupyter_replay.server": True}}})
-
-
-async def request(fetch: Any, method: str, *parts: str, body: Any = None) -> tuple[int, Any]:
-    data = json.dumps(body) if body is not None else ("" if method in ("POST", "PUT") else None)
-    try:
-        resp = await fetch(*parts, method=method, body=data, allow_nonstandard_methods=True)
-    except HTTPClientError as err:
-        resp = err.response
-    return resp.code, (json.loads(resp.body) if resp.body else None)
-
-
-async def until(pred: Callable[[], Any], timeout: float = 30.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := pred()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what or pred}"
-        await asyncio.sleep(0.02)
-    return value
 
 
 @on_server_loop

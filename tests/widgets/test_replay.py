@@ -472,3 +472,36 @@ def _frame_columns(r) -> list[dict]:
             head_len = int.from_bytes(buffers[0][:4], "little")
             out.extend(json.loads(buffers[0][4 : 4 + head_len])["columns"])
     return out
+
+
+def test_marks_reach_the_browser_on_the_local_path(make_replay) -> None:
+    """``r.mark`` and marks returned by a callback go over the comm after their rows; a late view gets the
+    current marks after the history; a reset clears them (the browser clears its plot on the reset)."""
+    df = trades(50)
+    r = make_replay(df)
+    assert r.plot["replay"]["marks"] == "replay_marks"  # every spec has the marks source
+
+    @r.on_batch
+    def strategy(batch, clock):
+        return {"side": "buy", "text": "in"} if batch.first_row == 0 else None
+
+    r.step(5)
+    r.mark(side="sell", y=99.5)
+    sent = wait_until(lambda: [m for m in r.messages("marks") if not m[0].get("history")][:2])
+    ts = df["timestamp"].dt.as_unit("ns").astype("int64").tolist()
+    assert [(m["time_ns"], m["side"], m["text"], m["y"]) for c, _ in sent for m in c["marks"]] == [
+        (ts[4], "buy", "in", None), (ts[4], "sell", None, 99.5)]
+    kinds = [c["type"] for c, _ in r.messages() if c["type"] == "frame" or (c["type"] == "marks" and not c.get("history"))]
+    assert kinds.index("frame") < kinds.index("marks")  # after the rows they are on
+    assert list(r.marks["side"]) == ["buy", "sell"] and r.status["marks"] == 2
+    def histories() -> list[dict]:
+        return [c for c, _ in r.messages("marks") if c.get("history")]
+
+    before = len(histories())  # (the first view's, before any mark)
+    r.from_browser({"type": "history"})
+    hist = wait_until(lambda: histories()[before:])
+    assert [m["side"] for m in hist[-1]["marks"]] == ["buy", "sell"]
+    r.stop()
+    assert len(r.marks) == 0 and r.status["marks"] == 0
+    r.from_browser({"type": "history"})
+    assert wait_until(lambda: histories()[before + 1:])[-1]["marks"] == []

@@ -13,8 +13,9 @@
 // A plot draws one *series* per source of the spec (`spec.sources`): one, or one per group of `by=`
 // (groups.js splits each frame's rows by the group column once). Each series has its own window, source
 // and kind instance; freeze, settle and clear act on all of them at once.
-import { removeDocument } from "../bokeh.js";
+import { removeDocument, withBackend } from "../bokeh.js";
 import { GroupSplit, seriesColumns } from "./groups.js";
+import { MarksLayer } from "./marks.js";
 import { decimate } from "./m4.js";
 import { RowWindow } from "./window.js";
 
@@ -64,8 +65,12 @@ export class StreamPlot {
     this.undrawnRows = 0; this.undrawnBytes = 0; this.undrawnFrom = null; this.undrawnTo = null;
     this.frozen = false;  // a pause (stop, seek, mode) was clicked: rows wait in frozenParts for settle()
     this.frozenParts = [];
+    this.frozenClear = false;  // a reset arrived while frozen: the plot is emptied when it settles
+    this.frozenMarks = [];  // [marks, replace] received while frozen, applied when it settles
     this.settleTimer = null;
-    this.stopAt = null;  // rows from this position on are discarded (the session paused there)
+    this.stopAt = null;  // rows from this source position on are discarded (the session paused there) ...
+    this.stopSeq = null;  // ... unless released after the status that said so (a step from the kernel)
+    this.paused = false;  // the session's last answer: not playing (settle() until resume())
     this.pendingClear = false;  // cleared at the next draw, together with the rows that follow
     this.held = false;  // no draw until release(): a history frame is announced (reset + history = one update)
     this.onFlush = null;  // called after each draw (the socket acknowledges its frames then)
@@ -75,6 +80,7 @@ export class StreamPlot {
     this.plot = null; this.xRange = null; this.onRange = null;
     this.drawnZoomed = false;  // the last draw was of a zoomed/panned range (not the whole window)
     this.scheduledAt = 0; this.skipped = 0;
+    this.marks = new MarksLayer();  // r.mark(...) and marks returned by callbacks (marks.js)
   }
 
   async embed(spec) {
@@ -86,7 +92,7 @@ export class StreamPlot {
     const target = document.createElement("div");
     target.className = "jr-plot-target";
     this.container.replaceChildren(target);
-    const views = await window.Bokeh.embed.embed_item(spec.item, target);
+    const views = await window.Bokeh.embed.embed_item(withBackend(spec.item), target);
     if (gen !== this.generation) {  // a newer embed started meanwhile
       for (const v of [...(views || [])]) { try { v.remove(); } catch {} }
       return;
@@ -98,6 +104,8 @@ export class StreamPlot {
     const named = (name) => (this.doc && name ? this.doc.get_model_by_name(name) : null);
     this.useSeries((spec.sources || [spec.source]).map((name, g) => (
       { source: named(name), kind: new Kind(spec, this.doc, g) })));
+    this.marks.attach(spec, this.doc);
+    this.entry.marks = this.marks.source;
     this.watchRange(this.source && this.doc ? plotOf(this.doc, this.source) : null);
     this.entry.document = this.doc;
     this.entry.webgl = this.webgl();
@@ -125,7 +133,8 @@ export class StreamPlot {
 
   resetRows() {
     this.pendingClear = false; this.held = false;
-    this.frozen = false; this.frozenParts = []; this.stopAt = null; this.dirty = false;
+    this.frozen = false; this.frozenParts = []; this.frozenClear = false; this.frozenMarks = [];
+    this.stopAt = null; this.stopSeq = null; this.paused = false; this.dirty = false;
     this.undrawnRows = 0; this.undrawnBytes = 0; this.undrawnFrom = null; this.undrawnTo = null;
     if (this.settleTimer) { clearTimeout(this.settleTimer); this.settleTimer = null; }
     for (const s of this.series) { s.parts = []; s.rows = 0; if (s.window) s.window.clear(); }
@@ -153,8 +162,9 @@ export class StreamPlot {
   pixelWidth() {
     const v = this.plot ? viewOf(this.views, this.plot) : null;
     const w = v && v.frame && v.frame.bbox ? v.frame.bbox.width : 0;
-    const c = this.container && this.container.clientWidth;
-    return Math.max(50, Math.round(w > 0 ? w : (c > 0 ? c : 800)));
+    if (w > 0) return Math.max(50, Math.round(w));
+    const c = this.container ? this.container.clientWidth : 0;  // (forces a layout: only before Bokeh's)
+    return Math.max(50, Math.round(c > 0 ? c : 800));
   }
 
   /** Whether BokehJS draws this plot with WebGL (Bokeh falls back to canvas without it). */
@@ -196,6 +206,7 @@ export class StreamPlot {
     this.views = null; this.doc = null; this.source = null; this.kind = null;
     this.series = []; this.splitter = null;
     this.entry.source = null; this.entry.sources = []; this.entry.bars = null; this.entry.document = null;
+    this.marks.attach(null, null); this.entry.marks = null;
   }
 
   /** Rows the source keeps (its stream rollover). */
@@ -204,12 +215,14 @@ export class StreamPlot {
     return r > 0 ? r : Infinity;
   }
 
-  /** Rows of one decoded frame (zero-copy views); `first`: the position of its first row (header
-   * first_row), `history`: a snapshot (never discarded). Returns the rows taken (not discarded). */
-  push(columns, rows, first = null, history = false) {
+  /** Rows of one decoded frame (zero-copy views); `first`: the source position of its first row (header
+   * position), `history`: a snapshot (never discarded), `seq`: the sequence number of its first batch.
+   * Returns the rows taken (not discarded). */
+  push(columns, rows, first = null, history = false, seq = null) {
     if (!this.spec || rows <= 0) return 0;
-    const part = { columns, rows, first: Number.isFinite(first) ? first : null, history };
-    if (this.frozen && !history) { this.frozenParts.push(part); return rows; }
+    const part = { columns, rows, first: Number.isFinite(first) ? first : null, history,
+      seq: Number.isFinite(seq) ? seq : null };
+    if (this.frozen) { this.frozenParts.push(part); return rows; }  // (a history too: it follows a clear)
     return this.ingest(part);
   }
 
@@ -221,7 +234,8 @@ export class StreamPlot {
 
   ingestRows(part) {
     let n = part.rows;
-    if (this.stopAt !== null && part.first !== null && !part.history) n = Math.min(n, this.stopAt - part.first);
+    const later = part.seq !== null && this.stopSeq !== null && part.seq > this.stopSeq;  // released after the stop
+    if (this.stopAt !== null && part.first !== null && !part.history && !later) n = Math.min(n, this.stopAt - part.first);
     if (n <= 0) { this.entry.rowsDiscarded = (this.entry.rowsDiscarded || 0) + part.rows; return 0; }
     if (n < part.rows) this.entry.rowsDiscarded = (this.entry.rowsDiscarded || 0) + part.rows - n;
     const pieces = this.splitter ? this.splitter.split(part.columns, n) : [{ columns: part.columns, rows: n }];
@@ -268,14 +282,22 @@ export class StreamPlot {
     this.settleTimer = setTimeout(() => { this.settleTimer = null; this.settle(null); }, SETTLE_TIMEOUT_MS);
   }
 
-  /** The session stopped at `position` (rows before it were released): apply the held rows before it,
-   * discard rows from it on until resume(). null: no position known (apply what is held). */
-  settle(position) {
+  /** The session stopped at `position` (rows before it were released; `seq`: its status's sequence
+   * number): apply the held rows before it, discard rows from it on that were released before that
+   * status, until resume(). null: no position known (apply what is held). */
+  settle(position, seq = null) {
     if (this.settleTimer) { clearTimeout(this.settleTimer); this.settleTimer = null; }
     const parts = this.frozenParts;
     if (this.frozen) this.entry.settledAt = performance.now();  // (tests: when the click's answer came)
-    this.frozenParts = []; this.frozen = false;
-    this.stopAt = Number.isFinite(position) && position !== null ? Number(position) : this.stopAt;
+    const clear = this.frozenClear; const marks = this.frozenMarks;
+    this.frozenParts = []; this.frozen = false; this.frozenClear = false; this.frozenMarks = [];
+    if (clear) this.clear();
+    for (const [m, replace] of marks) { this.marks.add(m, replace); this.dirty = true; }
+    if (Number.isFinite(position) && position !== null) {
+      this.stopAt = Number(position);
+      this.stopSeq = Number.isFinite(seq) && seq !== null ? Number(seq) : null;
+      this.paused = true;
+    }
     for (const p of parts) this.ingest(p);
     if (this.dirty && this.source && !this.held) this.draw();  // the picture reaches the pause point now
   }
@@ -283,20 +305,33 @@ export class StreamPlot {
   /** Play (or step) again: rows flow. */
   resume() {
     if (this.frozen) this.settle(null);
-    this.stopAt = null;
+    this.stopAt = null; this.stopSeq = null;
+    this.paused = false;
   }
 
   /** Empty the plot (a new stream: reset or history); drawn at the next frame with the rows that arrive
    * meanwhile (no blank frame between a reset and its history). */
   clear() {
-    this.frozenParts = []; this.frozen = false; this.stopAt = null;
-    if (this.settleTimer) { clearTimeout(this.settleTimer); this.settleTimer = null; }
+    if (this.frozen) {  // (a resync or a reset raced the click) what the user sees stays until settle()
+      this.frozenParts = []; this.frozenClear = true; this.frozenMarks = [];
+      return;
+    }
+    // (stopAt stays: rows released before the stop are still cut; later ones pass by their seq)
     for (const s of this.series) {
       if (s.window) s.window.clear();
       s.parts = []; s.rows = 0;
       if (s.kind) s.kind.clear(false);
     }
+    this.marks.clear();
     this.pendingClear = true;
+    this.dirty = true;
+    this.schedule();
+  }
+
+  /** Marks of a `marks` message (`replace`: the session's current ones), drawn at the next frame. */
+  addMarks(marks, replace = false) {
+    if (this.frozen) { this.frozenMarks.push([marks, replace]); return; }  // with the rows they are on
+    this.marks.add(marks, replace);
     this.dirty = true;
     this.schedule();
   }
@@ -307,6 +342,9 @@ export class StreamPlot {
   release() {
     if (!this.held) return;
     this.held = false;
+    // the session is not playing (a pause's resync: no rows follow): the picture reaches it now, not
+    // at the next animation frame
+    if (this.paused && !this.frozen && this.dirty && this.source) { this.draw(); return; }
     this.schedule();
   }
 
@@ -358,6 +396,7 @@ export class StreamPlot {
       s.dirty = false;
     }
     for (const s of this.series) points += s.points || 0;
+    this.marks.draw(this.series.length ? this.series[0].window : null);  // (a mark with no value: on the first series)
     this.drawnZoomed = zoomed;
     this.drawnWidth = width;
     const rows = this.undrawnRows;

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...exceptions import InvalidValueError
+from ..plot_marks import add_marks
 from .common import (
     ANCHOR_NAME,
     SOURCE_NAME,
@@ -44,6 +45,7 @@ def build(req: PlotRequest) -> tuple[Any, dict[str, Any]]:
             kwargs = {"legend_label": label} if legend else {}
             fig.line(TIME_MS, col, source=source, line_width=1.5, color=colour, line_dash=dash, **kwargs)
     anchor(fig, ANCHOR_NAME, req.x, y_bounds(value_bounds(req.values, ys)))
+    add_marks(fig)
     if legend:
         fig.legend.location = "top_left"
         fig.legend.click_policy = "hide"

@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...exceptions import InvalidValueError, brief
+from ..plot_marks import add_marks
 from .common import (
     ANCHOR_NAME,
     BAR_FILL,
@@ -126,6 +127,7 @@ def build(req: PlotRequest) -> tuple[Any, dict[str, Any]]:
         if labels is not None:
             items.append(LegendItem(label=labels[g], renderers=renderers))
     anchor(fig, ANCHOR_NAME, req.x, y_bounds(value_bounds(req.values, ohlc or [price])))
+    add_marks(fig)
     if items:
         fig.add_layout(Legend(items=items, location="top_left", click_policy="hide"))
     fig.yaxis.axis_label = price if ohlc is None else "price"

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ...exceptions import InvalidValueError, brief
+from ..plot_marks import MARKS_NAME
 from .common import LIVE_SPAN_MS, as_list, x_bounds
 from .groups import Groups, resolve_groups
 
@@ -113,6 +114,7 @@ def plot_spec(
         "by": req.groups.by if req.groups else None, "groups": list(req.groups.values) if req.groups else None,
         "bars": None, "bar_sources": None, "price": None, "volume": None, "ohlc": None, "bar_ms": None,
         "bar_widths": None, "bar_rollover": None, "anchor_now_ms": None if time_ns is not None else LIVE_SPAN_MS,
+        "marks": MARKS_NAME,  # the marks layer (plot_marks), drawn by every kind on its price figure
     }
     spec.update(fields)
     spec["item"] = json_item(model)
