@@ -15,7 +15,13 @@ from typing import Any
 
 import pytest
 from lab_harness import (
-    LabServer, open_notebook, replay_button, run_all_cells, save_screenshot, wait_for, write_notebook,
+    LabServer,
+    open_notebook,
+    replay_button,
+    run_all_cells,
+    save_screenshot,
+    wait_for,
+    write_notebook,
 )
 
 pytestmark = pytest.mark.e2e
