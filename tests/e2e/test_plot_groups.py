@@ -107,8 +107,11 @@ def test_by_symbol_lines_with_a_hiding_legend_and_monthly_candles(
     page = new_page()
     open_notebook(page, path)
     run_all_cells(page)
-    wait_for(lambda: all(_by_kind(page)) and all(p["state"] for p in _by_kind(page)), timeout=90,
-             message=f"both plots were not embedded: {_plots(page)}")
+    def ready() -> bool:  # both embedded, one attached to the kernel's server session (one per kernel)
+        found = _by_kind(page)
+        return all(found) and all(p["state"] for p in found) and {p["transport"] for p in found} == {"ws", "local"}
+
+    wait_for(ready, timeout=120, message=f"the plots were not embedded and attached: {_plots(page)}")
     for i in range(2):
         replay_button(page, "Play", i).click(timeout=60_000)
 
