@@ -24,8 +24,12 @@ export class StatusStore {
 
   set(st) { if (st) { this.status = st; this.rowsAfter = 0; } }
 
-  /** Rows of a live (not history) frame; `lastTsMs`: its last row's time (ms) or null. */
-  addRows(rows, lastTsMs) {
+  /** Rows of a live (not history) frame; `lastTsMs`: its last row's time (ms) or null; `seq`: the frame's
+   * (last) sequence number. Rows released before the status (in flight when it was sent, e.g. the last
+   * frames of a replay that finished at speed max) are in its position already: not counted again. */
+  addRows(rows, lastTsMs, seq = null) {
+    const st = this.status;
+    if (st && st.seq != null && seq != null && Number(seq) <= Number(st.seq)) return;
     this.rowsAfter += rows;
     if (lastTsMs != null) this.lastTsMs = lastTsMs;
   }

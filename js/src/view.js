@@ -109,7 +109,7 @@ export class ReplayView {
     const taken = this.plot.push(frame.columns, h.rows | 0, first, !!history, firstSeq);
     if (!history && taken > 0) {
       const ts = frame.columns.timestamp;
-      this.store.addRows(taken, ts && ts.length >= taken ? ts[taken - 1] : null);
+      this.store.addRows(taken, ts && ts.length >= taken ? ts[taken - 1] : null, seq);
     }
     this.scheduleUi();
   }

@@ -710,3 +710,24 @@ console.log(JSON.stringify({ at, unsortedAt: valueAt(unsorted, 2500), first, wai
     assert out["second"] == {"x": [9000], "y": [90], "glyph": ["▼"]}
     assert out["redrawn"] == 3
     assert out["cleared"] == 0 and out["all"] == 0 and out["streams"] == 3
+
+
+def test_js_status_counts_rows_released_after_it_only(node: str, tmp_path: Path) -> None:
+    """The status line moves on with rows released after the last status (the server sends status on
+    transitions only), never with rows released before it: the last frames of a replay that finished at
+    speed max arrive after its 'finished' status and are in its position already (48 rows, not 96)."""
+    out = run_node(node, tmp_path, """
+const { StatusStore } = await import("SRC/status.js");
+const s = new StatusStore();
+s.set({ state: "playing", mode: "replay", position: 10, buffer_rows: 10, num_rows: 48, seq: 5 });
+s.addRows(8, 18000, 6);  // released after the playing status: the position moves on
+const playing = s.current().position;
+s.set({ state: "finished", mode: "replay", position: 48, buffer_rows: 48, num_rows: 48, seq: 20 });
+s.addRows(30, 47000, 19);  // in flight when 'finished' was sent
+const finished = s.current();
+s.addRows(5, 52000, 21);  // a later step's rows
+console.log(JSON.stringify({ playing, finished: [finished.position, finished.buffer_rows, finished.progress],
+                             stepped: s.current().position }));
+process.exit(0);
+""")
+    assert out == {"playing": 18, "finished": [48, 48, 1], "stepped": 53}, out
