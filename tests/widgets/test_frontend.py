@@ -29,6 +29,17 @@ def node(require_binary: Callable[..., str]) -> str:
     return require_binary("node", "install Debian's nodejs; `./dev setup` does")
 
 
+#: A view and a plot under node: animation frames run by ``run()``, BokehJS absent (tests give a source).
+_VIEW_HARNESS = """
+const rafs = [];
+globalThis.requestAnimationFrame = (f) => rafs.push(f);
+globalThis.document = { activeElement: null, hidden: false };
+const { ReplayView } = await import("SRC/view.js");
+const { StreamPlot, kindFor } = await import("SRC/plots/index.js");
+const run = () => { const fs = rafs.splice(0); for (const f of fs) f(performance.now()); };
+"""
+
+
 def run_node(node: str, script_dir: Path, code: str) -> Any:
     """Run an ES module (``code``; ``SRC`` is the js/src file URL prefix) and return its JSON output."""
     script = script_dir / "run.mjs"
@@ -404,13 +415,7 @@ def test_js_pause_stops_the_picture_at_the_pause_point(node: str, tmp_path: Path
     """The one dispatcher, on either transport: a Pause click draws what arrived before it and holds
     what arrives after; the session's paused status (position P) applies held rows before P and discards
     rows from P on, also ones arriving later, until the next play."""
-    out = run_node(node, tmp_path, """
-const rafs = [];
-globalThis.requestAnimationFrame = (f) => rafs.push(f);
-globalThis.document = { activeElement: null, hidden: false };
-const { ReplayView } = await import("SRC/view.js");
-const { StreamPlot, kindFor } = await import("SRC/plots/index.js");
-const run = () => { const fs = rafs.splice(0); for (const f of fs) f(performance.now()); };
+    out = run_node(node, tmp_path, _VIEW_HARNESS + """
 function batch(seq, first, rows) {
   const ts = new Float64Array(rows); const price = new Float64Array(rows);
   for (let i = 0; i < rows; i++) { ts[i] = 1000 * (first + i); price[i] = first + i; }
@@ -573,13 +578,7 @@ def test_js_pause_at_max_holds_resync_histories_and_draws_the_answer_at_once(nod
     the frozen picture; the pause's resync (reset, paused state at P, history ending at P) is drawn as
     soon as its rows arrive, not at a later animation frame, and nothing beyond P is drawn after it. Rows
     released after a stop (a step called from the kernel) are drawn: the cut is for rows released before."""
-    out = run_node(node, tmp_path, """
-const rafs = [];
-globalThis.requestAnimationFrame = (f) => rafs.push(f);
-globalThis.document = { activeElement: null, hidden: false };
-const { ReplayView } = await import("SRC/view.js");
-const { StreamPlot, kindFor } = await import("SRC/plots/index.js");
-const run = () => { const fs = rafs.splice(0); for (const f of fs) f(performance.now()); };
+    out = run_node(node, tmp_path, _VIEW_HARNESS + """
 function frame(seq, first, rows, history) {
   const ts = new Float64Array(rows); const price = new Float64Array(rows);
   for (let i = 0; i < rows; i++) { ts[i] = 1000 * (first + i); price[i] = first + i; }
