@@ -31,8 +31,8 @@ SESSIONS = ("replay", "api", "sessions")
 N_ROWS = 20_000  # ~1000 s of data: at <= 5x nothing reaches the end during the test
 CODES = {None: 200, InvalidValueError: 400, IllegalTransitionError: 409}
 #: fields a running (playing) session changes by itself
-MOVING = {"position", "position_ns", "position_iso", "time_ns", "progress", "rows", "buffer_rows", "seq", "last",
-          "frames_merged", "rows_dropped"}
+MOVING = {"position", "position_ns", "position_iso", "time_ns", "progress", "rows", "rows_total", "buffer_rows",
+          "seq", "last", "frames_merged", "rows_dropped"}
 
 # JSON-able inputs (value, normalized or None when invalid); nothing here can reach the end of the data
 TABLES: dict[str, list[tuple[Any, Any]]] = {
