@@ -211,11 +211,12 @@ class SessionClient:
             return marks_frame(list(self._marks), self._tz)
 
     # ------------------------------------------------------------------ controls
-    def control(self, action: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
+    def control(self, action: str, args: dict[str, Any] | None = None, *, wait: bool = True) -> dict[str, Any]:
         """Any action of ``controls.CONTROLS`` with its argument names; returns the status after it
-        (``step`` and ``seek``: after the callbacks of the rows they released have run, ``flush``)."""
+        (``step`` and ``seek``: after the callbacks of the rows they released have run, ``flush``, unless
+        ``wait=False``: a button in the browser must not hold the kernel while callbacks run)."""
         st = self._control(str(action), dict(args or {}))
-        if action in FLUSHING_ACTIONS:
+        if wait and action in FLUSHING_ACTIONS:
             self.flush(FLUSH_TIMEOUT)
         st = dict(st)
         st["callback_errors"] = int(st.get("callback_errors") or 0) + self.callback_errors

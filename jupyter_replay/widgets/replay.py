@@ -619,7 +619,7 @@ class Replay(anywidget.AnyWidget):
         try:
             if kind == "control":
                 args = {k: v for k, v in content.items() if k not in ("type", "action", "id")}
-                self.control(str(content.get("action")), args)
+                self.control(str(content.get("action")), args, wait=False)
             elif kind == "need_bokeh":
                 self._send_custom({"type": "bokehjs"}, [attach.bokehjs_code()])
             elif kind == "history":
@@ -634,10 +634,11 @@ class Replay(anywidget.AnyWidget):
             log.exception("jupyter_replay widget message %r failed", kind)
             self._send_custom(wire.error_message(500, f"{type(exc).__name__}: {exc}"[:300]))
 
-    def control(self, action: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
+    def control(self, action: str, args: dict[str, Any] | None = None, *, wait: bool = True) -> dict[str, Any]:
         """Any action of the control table (``controls.CONTROLS``) by name, with the argument names REST and
-        WebSocket take (the browser's buttons come through here on the kernel-local path); returns status."""
-        return self._act(lambda: self._session.control(action, args))
+        WebSocket take (the browser's buttons come through here on the kernel-local path, ``wait=False``:
+        the kernel's shell thread is not held while the callbacks of a step or seek run); returns status."""
+        return self._act(lambda: self._session.control(action, args, wait=wait))
 
     # ------------------------------------------------------------------ attach to the server session
     def _attach(self, msg: dict[str, Any]) -> None:

@@ -505,3 +505,34 @@ def test_marks_reach_the_browser_on_the_local_path(make_replay) -> None:
     assert len(r.marks) == 0 and r.status["marks"] == 0
     r.from_browser({"type": "history"})
     assert wait_until(lambda: histories()[before + 1:])[-1]["marks"] == []
+
+
+def test_step_button_does_not_hold_the_kernel_while_callbacks_run(make_replay) -> None:
+    """``r.step()`` from code returns after the callbacks of its rows (scripts rely on it), but the Step
+    button (a comm message, handled on the kernel's shell thread) must not: while a callback is blocked,
+    the kernel still handles the next click (Pause) and runs cells."""
+    import threading
+
+    r = make_replay(trades(50), speed=1)
+    entered, release = threading.Event(), threading.Event()
+
+    @r.on_batch
+    def slow(batch, clock):
+        entered.set()
+        release.wait(60)
+
+    try:
+        clicks = threading.Thread(target=lambda: (
+            r.from_browser({"type": "control", "action": "step", "n": 1}),
+            r.from_browser({"type": "control", "action": "pause"}),
+        ))
+        clicks.start()
+        assert entered.wait(30), "the step's callback never ran"
+        clicks.join(30)
+        assert not clicks.is_alive(), "a Step click held the kernel until its callback finished"
+        assert not release.is_set() and r.status["callback_queue"] >= 1  # the callback is still blocked
+        assert not [m for m, _ in r.messages("error")], r.messages("error")
+    finally:
+        release.set()
+    assert r.session.flush(30)
+    assert r.status["state"] in ("paused", "stopped") and r.status["callback_errors"] == 0
