@@ -88,7 +88,9 @@ class JupyterServer:
             {"argv": [sleep, "infinity"], "display_name": "sleeper (bench)", "language": "none"}))
         (cfg / "jupyter_server_config.json").write_text(json.dumps({
             "ServerApp": {"jpserver_extensions": {"jupyter_replay.server": True}},
-            "ReplayExtension": {"max_sessions": max_sessions, "idle_timeout": 0, "data_dirs": [str(data_dir)]},
+            # one token for all clients: the bench is one user with N sockets (the default per-user cap is 64)
+            "ReplayExtension": {"max_sessions": max_sessions, "idle_timeout": 0, "data_dirs": [str(data_dir)],
+                                "ws_max_connections_per_user": max_sessions + 16},
             # 'sleep' ignores shutdown requests: do not wait 5 s for each before terminating it.
             "KernelManager": {"shutdown_wait_time": 0.5},
         }))
