@@ -97,6 +97,17 @@ DEFAULT_POLICY = Policy()
 
 
 # ----------------------------------------------------------------------------- value normalisers
+def _real(value: Any, error: str) -> float:
+    """``value`` as a float when it is a real number (a bool is not); else ``InvalidValueError(error, got ...)``
+    (huge ints that overflow a float included, with a bounded message)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, Real):
+        raise InvalidValueError(f"{error}, got {brief(value)}")
+    try:
+        return float(value)
+    except (OverflowError, ValueError):
+        raise InvalidValueError(f"{error}, got {brief(value)}") from None
+
+
 def parse_speed(value: Any, policy: Policy | float = DEFAULT_POLICY) -> float:
     """A speed as a float (``math.inf`` = as fast as possible).
 
@@ -120,12 +131,7 @@ def parse_speed(value: Any, policy: Policy | float = DEFAULT_POLICY) -> float:
                 raise InvalidValueError(f"speed must be {hint}, got {brief(value)}") from None
             if math.isinf(value):  # "inf" spelled as text: only "max" means as fast as possible
                 raise InvalidValueError(f"speed must be {hint}, got {brief(value)}")
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, Real):
-        raise InvalidValueError(f"speed must be {hint}, got {brief(value)}")
-    try:
-        speed = float(value)
-    except (OverflowError, ValueError):
-        raise InvalidValueError(f"speed must be {hint}, got {brief(value)}") from None
+    speed = _real(value, f"speed must be {hint}")
     if math.isnan(speed):
         raise InvalidValueError(f"speed must be {hint}, got NaN")
     if speed == math.inf:
@@ -158,12 +164,7 @@ def parse_rate(value: Any) -> float | None:
             value = float(text[:-2] if text.endswith("/s") else text)
         except ValueError:
             raise InvalidValueError(f"rate must be {hint}, got {brief(value)}") from None
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, Real):
-        raise InvalidValueError(f"rate must be {hint}, got {brief(value)}")
-    try:
-        rate = float(value)
-    except (OverflowError, ValueError):
-        raise InvalidValueError(f"rate must be {hint}, got {brief(value)}") from None
+    rate = _real(value, f"rate must be {hint}")
     if not (math.isfinite(rate) and MIN_RATE <= rate <= MAX_RATE):
         raise InvalidValueError(f"rate must be {hint}, got {brief(value)}")
     return rate
@@ -319,12 +320,7 @@ def _parse_seek_target(timestamp: Any, fraction: Any, row: Any) -> dict[str, Any
     if timestamp is not None:
         return {"target": to_ns(timestamp)}
     if fraction is not None:
-        if isinstance(fraction, (bool, np.bool_)) or not isinstance(fraction, Real):
-            raise InvalidValueError(f"seek fraction must be a number in [0, 1], got {brief(fraction)}")
-        try:
-            f = float(fraction)
-        except (OverflowError, ValueError):
-            raise InvalidValueError(f"seek fraction must be a number in [0, 1], got {brief(fraction)}") from None
+        f = _real(fraction, "seek fraction must be a number in [0, 1]")
         if not (math.isfinite(f) and 0.0 <= f <= 1.0):
             raise InvalidValueError(f"seek fraction must be a number in [0, 1], got {brief(fraction)}")
         return {"fraction": f}
@@ -339,12 +335,7 @@ def parse_mark(time: Any = None, y: Any = None, text: Any = None, side: Any = No
     time (the plot resolves it). A mark needs a ``side`` or a ``text`` (else nothing would show)."""
     t = None if time is None else to_ns(time)
     if y is not None:
-        if isinstance(y, (bool, np.bool_)) or not isinstance(y, Real):
-            raise InvalidValueError(f"mark y must be a finite number or None (the plotted value), got {brief(y)}")
-        try:
-            yf = float(y)
-        except (OverflowError, ValueError):
-            raise InvalidValueError(f"mark y must be a finite number or None, got {brief(y)}") from None
+        yf = _real(y, "mark y must be a finite number or None (the plotted value)")
         if not math.isfinite(yf):
             raise InvalidValueError(f"mark y must be a finite number or None (the plotted value), got {brief(y)}")
         y = yf
