@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 import pytest
+from server_helpers import read_until, read_until_quiet
 
 from jupyter_replay import wire
 
@@ -118,13 +119,7 @@ class RawWebSocket:
 
     async def until(self, pred: Any, timeout: float = 60.0) -> list[tuple[str, Any]]:
         """Messages up to and including the first one matching ``pred(kind, msg)`` (or the close)."""
-        out = []
-        deadline = time.monotonic() + timeout
-        while True:
-            kind, msg = await self.recv(max(0.1, deadline - time.monotonic()))
-            out.append((kind, msg))
-            if kind == "closed" or pred(kind, msg):
-                return out
+        return await read_until(self.recv, pred, timeout)
 
     def unstall(self, connection: Any = None, nbytes: int = 4 * 2**20) -> None:
         """Let data flow fast again (larger buffers on this side, and on the server's if given)."""
@@ -134,17 +129,7 @@ class RawWebSocket:
 
     async def drain(self, quiet: float = 1.0, timeout: float = 60.0) -> list[tuple[str, Any]]:
         """Everything until nothing arrives for ``quiet`` seconds (or the close)."""
-        out = []
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                kind, msg = await self.recv(quiet)
-            except asyncio.TimeoutError:
-                return out
-            out.append((kind, msg))
-            if kind == "closed":
-                return out
-        raise AssertionError("the socket never went quiet")
+        return await read_until_quiet(self.recv, quiet, timeout)
 
     # ---------------------------------------------------------------- writing
     async def send_text(self, text: str | bytes) -> None:

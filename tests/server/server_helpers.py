@@ -136,6 +136,36 @@ class Api:
         return WsClient(conn)
 
 
+Recv = Callable[[float], Awaitable[tuple[str, Any]]]
+
+
+async def read_until(recv: Recv, pred: Callable[[str, Any], bool], timeout: float) -> list[tuple[str, Any]]:
+    """Messages from a client's ``recv(timeout)`` up to and including the first matching ``pred(kind, msg)``
+    (or the close)."""
+    out = []
+    deadline = time.monotonic() + timeout
+    while True:
+        kind, msg = await recv(max(0.1, deadline - time.monotonic()))
+        out.append((kind, msg))
+        if kind == "closed" or pred(kind, msg):
+            return out
+
+
+async def read_until_quiet(recv: Recv, quiet: float, timeout: float) -> list[tuple[str, Any]]:
+    """Everything ``recv`` gives until nothing arrives for ``quiet`` seconds (or the close)."""
+    out = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            kind, msg = await recv(quiet)
+        except asyncio.TimeoutError:
+            return out
+        out.append((kind, msg))
+        if kind == "closed":
+            return out
+    raise AssertionError("the socket never went quiet")
+
+
 class WsClient:
     """Reads the replay WebSocket: text messages as dicts, binary frames decoded."""
 
@@ -156,28 +186,10 @@ class WsClient:
         await self.conn.write_message(json.dumps(message))
 
     async def until(self, pred: Callable[[str, Any], bool], timeout: float = 20.0) -> list[tuple[str, Any]]:
-        """Messages up to and including the first one matching ``pred``."""
-        out = []
-        deadline = time.monotonic() + timeout
-        while True:
-            kind, msg = await self.recv(max(0.1, deadline - time.monotonic()))
-            out.append((kind, msg))
-            if kind == "closed" or pred(kind, msg):
-                return out
+        return await read_until(self.recv, pred, timeout)
 
     async def drain(self, quiet: float = 0.5, timeout: float = 30.0) -> list[tuple[str, Any]]:
-        """Everything received until nothing arrives for ``quiet`` seconds."""
-        out = []
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                kind, msg = await self.recv(quiet)
-            except asyncio.TimeoutError:
-                return out
-            out.append((kind, msg))
-            if kind == "closed":
-                return out
-        raise AssertionError("the socket never went quiet")
+        return await read_until_quiet(self.recv, quiet, timeout)
 
     def shrink_receive_buffer(self, nbytes: int = 32 * 1024) -> None:
         """Make this client slow to absorb data: a small fixed TCP receive buffer (no autotuning)."""
