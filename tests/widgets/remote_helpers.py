@@ -12,7 +12,7 @@ import pytest
 from tornado.httpclient import HTTPClientError
 from traitlets.config import Config
 
-__all__ = ["jp_server_config", "request", "until"]
+__all__ = ["attach", "jp_server_config", "kernel_session", "new_kernel", "request", "until"]
 
 
 @pytest.fixture
@@ -38,3 +38,30 @@ async def until(pred: Callable[[], Any], timeout: float = 60.0, what: str = "") 
         assert time.monotonic() < deadline, f"timed out waiting for {what or pred}"
         await asyncio.sleep(0.02)
     return value
+
+
+async def new_kernel(fetch: Any) -> str:
+    """A fresh kernel's id (started through the Jupyter REST API)."""
+    code, model = await request(fetch, "POST", "api", "kernels", body={"name": "python3"})
+    assert code == 201, model
+    return str(model["id"])
+
+
+async def kernel_session(fetch: Any) -> tuple[str, dict]:
+    """A fresh kernel and its replay session: ``(kernel id, session model)`` (client token, server URL)."""
+    kid = await new_kernel(fetch)
+    code, model = await request(fetch, "POST", "replay", "api", "sessions", body={"kernel_id": kid})
+    assert code in (200, 201), model
+    return kid, model
+
+
+async def attach(fetch: Any, widget: Any, kernel_id: str) -> dict:
+    """What the widget JS does on render: create (or get) the kernel's session, send ``attach``."""
+    code, model = await request(fetch, "POST", "replay", "api", "sessions", body={"kernel_id": kernel_id})
+    if code == 409:
+        code, model = await request(fetch, "GET", "replay", "api", "sessions", kernel_id)
+    assert code in (200, 201), model
+    msg = {"type": "attach", "session": model["id"], "client_token": model["client_token"],
+           "server_url": model["server_url"]}
+    await asyncio.to_thread(widget.from_browser, msg)
+    return model

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from pytest_jupyter.jupyter_server import *  # noqa: F403  (jp_serverapp, jp_fetch, ... for this module)
+from remote_helpers import attach, new_kernel, request, until
 from server_helpers import on_server_loop
-from test_remote import attach, request, until
 from traitlets.config import Config
 from widget_helpers import RecordingReplay
 
@@ -38,17 +38,11 @@ def big_frame(rows: int) -> pd.DataFrame:
     })
 
 
-async def kernel(fetch) -> str:
-    code, model = await request(fetch, "POST", "api", "kernels", body={"name": "python3"})
-    assert code == 201
-    return model["id"]
-
-
 @on_server_loop
 async def test_millions_of_rows_attach_through_the_mapped_file(jp_fetch, jp_serverapp):
     rows = 3_000_000  # ~150 MB: far above max_body_bytes (1 MiB), so an upload would be refused
     df = big_frame(rows)
-    kid = await kernel(jp_fetch)
+    kid = await new_kernel(jp_fetch)
     r = await asyncio.to_thread(lambda: RecordingReplay(df, speed=10).render())
     try:
         await attach(jp_fetch, r, kid)
@@ -72,7 +66,7 @@ async def test_millions_of_rows_attach_through_the_mapped_file(jp_fetch, jp_serv
 @on_server_loop
 async def test_a_kernel_that_cannot_see_the_directory_uploads(jp_fetch, jp_serverapp):
     df = big_frame(2_000)
-    kid = await kernel(jp_fetch)
+    kid = await new_kernel(jp_fetch)
     code, model = await request(jp_fetch, "POST", "replay", "api", "sessions", body={"kernel_id": kid})
     assert code == 201
     code, where = await request(jp_fetch, "GET", "replay", "api", "sessions", kid, "data", "handoff")
@@ -96,7 +90,7 @@ async def test_polars_input_attaches_with_the_buffer_pandas_gives(jp_fetch, jp_s
     import polars as pl
 
     df = big_frame(3_000)
-    kid = await kernel(jp_fetch)
+    kid = await new_kernel(jp_fetch)
     r = await asyncio.to_thread(lambda: RecordingReplay(pl.from_pandas(df)).render())
     try:
         local = await asyncio.to_thread(lambda: (r.step(100), r.buffer.copy())[1])

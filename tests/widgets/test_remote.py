@@ -18,7 +18,9 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 from pytest_jupyter.jupyter_server import *  # noqa: F403  (jp_serverapp, jp_fetch, ... for this module)
-from remote_helpers import jp_server_config, request, until  # noqa: F401  (jp_server_config: a fixture)
+from remote_helpers import (  # noqa: F401  (jp_server_config: a fixture)
+    attach, jp_server_config, kernel_session, new_kernel, request, until,
+)
 from server_helpers import on_server_loop
 from widget_helpers import RecordingReplay, long_format, trades
 
@@ -26,23 +28,9 @@ from jupyter_replay.exceptions import InvalidValueError
 from jupyter_replay.widgets.remote import RemoteSession
 
 
-async def attach(fetch: Any, widget: RecordingReplay, kernel_id: str) -> dict:
-    """What the widget JS does on render: create (or get) the kernel's session, send ``attach``."""
-    code, model = await request(fetch, "POST", "replay", "api", "sessions", body={"kernel_id": kernel_id})
-    if code == 409:
-        code, model = await request(fetch, "GET", "replay", "api", "sessions", kernel_id)
-    assert code in (200, 201), model
-    msg = {"type": "attach", "session": model["id"], "client_token": model["client_token"],
-           "server_url": model["server_url"]}
-    await asyncio.to_thread(widget.from_browser, msg)
-    return model
-
-
 @on_server_loop
 async def test_attached_widget_is_a_client_of_the_server_session(jp_fetch, jp_serverapp):
-    code, kernel = await request(jp_fetch, "POST", "api", "kernels", body={"name": "python3"})
-    assert code == 201
-    kid = kernel["id"]
+    kid = await new_kernel(jp_fetch)
     df = trades(400)
     r = await asyncio.to_thread(lambda: RecordingReplay(df, speed=50, loop=False).render())
     other = None
@@ -151,9 +139,7 @@ async def test_attach_carries_the_local_replay_over_exactly(jp_fetch, jp_servera
     One kernel, one server session, re-attached by successive widgets (each replaces the data), like
     re-running the cell: finished (the quickstart after Run All), paused after steps, playing, live.
     """
-    code, kernel = await request(jp_fetch, "POST", "api", "kernels", body={"name": "python3"})
-    assert code == 201
-    kid = kernel["id"]
+    kid = await new_kernel(jp_fetch)
     df = trades(400)
     r = None
 
@@ -273,9 +259,7 @@ async def test_text_and_categorical_columns_reach_the_attached_client(jp_fetch, 
     logged once and counted in ``status()["callback_errors"]`` the same way on both."""
     from jupyter_replay.sources import as_source
 
-    code, kernel = await request(jp_fetch, "POST", "api", "kernels", body={"name": "python3"})
-    assert code == 201
-    kid = kernel["id"]
+    kid = await new_kernel(jp_fetch)
     df = long_format(60)
 
     kinds: set[tuple] = set()
@@ -340,9 +324,7 @@ async def test_text_and_categorical_columns_reach_the_attached_client(jp_fetch, 
 async def test_attached_widget_long_format_callback_reads_the_text_column(jp_fetch, jp_serverapp):
     """The issue's case: in JupyterLab (attached) a callback reading ``batch.columns["symbol"]`` works and
     ``r.buffer`` has the text columns, exactly as headless."""
-    code, kernel = await request(jp_fetch, "POST", "api", "kernels", body={"name": "python3"})
-    assert code == 201
-    kid = kernel["id"]
+    kid = await new_kernel(jp_fetch)
     df = long_format(90)
     local_frame, _ = await asyncio.to_thread(headless_run, df, "date", [])
     r = await asyncio.to_thread(lambda: RecordingReplay(df, "date", speed="max").render())
@@ -416,11 +398,7 @@ async def test_bad_control_values_are_refused_alike(jp_fetch, jp_serverapp):
     from jupyter_replay.runner import ThreadedSession
     from jupyter_replay.sources import as_source
 
-    code, kernel = await request(jp_fetch, "POST", "api", "kernels", body={"name": "python3"})
-    assert code == 201
-    kid = kernel["id"]
-    code, model = await request(jp_fetch, "POST", "replay", "api", "sessions", body={"kernel_id": kid})
-    assert code in (200, 201), model
+    kid, model = await kernel_session(jp_fetch)
     remote = RemoteSession(model["server_url"], model["id"], model["client_token"])
     local = await asyncio.to_thread(lambda: ThreadedSession(as_source(trades(20))))
     bad: list[tuple[str, Callable[[Any], Any]]] = [

@@ -14,7 +14,9 @@ from collections.abc import Callable
 from typing import Any
 
 from pytest_jupyter.jupyter_server import *  # noqa: F403
-from remote_helpers import jp_server_config, request, until  # noqa: F401  (jp_server_config: a fixture)
+from remote_helpers import (  # noqa: F401  (jp_server_config: a fixture)
+    attach, jp_server_config, new_kernel, request, until,
+)
 from server_helpers import on_server_loop
 from widget_helpers import RecordingReplay, trades
 
@@ -26,16 +28,11 @@ PROMPT = 30.0
 
 async def attached_replay(fetch: Any, n: int) -> tuple[RecordingReplay, str]:
     """A rendered ``Replay`` attached to a fresh kernel's server session (the browser's part played here)."""
-    code, kernel = await request(fetch, "POST", "api", "kernels", body={"name": "python3"})
-    assert code == 201, kernel
+    kid = await new_kernel(fetch)
     r = await asyncio.to_thread(lambda: RecordingReplay(trades(n), speed=1).render())
-    code, model = await request(fetch, "POST", "replay", "api", "sessions", body={"kernel_id": kernel["id"]})
-    assert code in (200, 201), model
-    msg = {"type": "attach", "session": model["id"], "client_token": model["client_token"],
-           "server_url": model["server_url"]}
-    await asyncio.to_thread(r.from_browser, msg)
+    await attach(fetch, r, kid)
     assert isinstance(r.session, RemoteSession)
-    return r, kernel["id"]
+    return r, kid
 
 
 async def returns_promptly(fn: Callable[[], Any], what: str) -> Any:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from pytest_jupyter.jupyter_server import *  # noqa: F403
-from remote_helpers import jp_server_config, request, until  # noqa: F401  (jp_server_config: a fixture)
+from remote_helpers import jp_server_config, kernel_session, request, until  # noqa: F401  (jp_server_config: a fixture)
 from server_helpers import on_server_loop
 from widget_helpers import trades
 
@@ -18,11 +18,7 @@ from jupyter_replay.widgets.remote import RemoteSession
 
 @on_server_loop
 async def test_remote_session_sees_positions_and_resets(jp_fetch, jp_serverapp):
-    code, kernel = await request(jp_fetch, "POST", "api", "kernels", body={"name": "python3"})
-    assert code == 201
-    kid = kernel["id"]
-    code, model = await request(jp_fetch, "POST", "replay", "api", "sessions", body={"kernel_id": kid})
-    assert code in (200, 201), model
+    kid, model = await kernel_session(jp_fetch)
     remote = RemoteSession(model["server_url"], model["id"], model["client_token"])
     events: list[tuple[Any, ...]] = []
     remote.on_batch(lambda b, clock: events.append(("batch", b.position, b.first_row, len(b))))
@@ -54,11 +50,7 @@ async def test_remote_seek_with_warmup_keeps_history_flagged(jp_fetch, jp_server
     import numpy as np
     import pandas as pd
 
-    code, kernel = await request(jp_fetch, "POST", "api", "kernels", body={"name": "python3"})
-    assert code == 201
-    kid = kernel["id"]
-    code, model = await request(jp_fetch, "POST", "replay", "api", "sessions", body={"kernel_id": kid})
-    assert code in (200, 201), model
+    kid, model = await kernel_session(jp_fetch)
     remote = RemoteSession(model["server_url"], model["id"], model["client_token"])
     seen: list[tuple[bool, int, int]] = []
     remote.on_batch(lambda b, clock: seen.append((b.warmup, b.position, len(b))))
