@@ -70,7 +70,6 @@ export class StreamPlot {
     this.settleTimer = null;
     this.stopAt = null;  // rows from this source position on are discarded (the session paused there) ...
     this.stopSeq = null;  // ... unless released after the status that said so (a step from the kernel)
-    this.paused = false;  // the session's last answer: not playing (settle() until resume())
     this.pendingClear = false;  // cleared at the next draw, together with the rows that follow
     this.held = false;  // no draw until release(): a history frame is announced (reset + history = one update)
     this.onFlush = null;  // called after each draw (the socket acknowledges its frames then)
@@ -134,7 +133,7 @@ export class StreamPlot {
   resetRows() {
     this.pendingClear = false; this.held = false;
     this.frozen = false; this.frozenParts = []; this.frozenClear = false; this.frozenMarks = [];
-    this.stopAt = null; this.stopSeq = null; this.paused = false; this.dirty = false;
+    this.stopAt = null; this.stopSeq = null; this.dirty = false;
     this.undrawnRows = 0; this.undrawnBytes = 0; this.undrawnFrom = null; this.undrawnTo = null;
     if (this.settleTimer) { clearTimeout(this.settleTimer); this.settleTimer = null; }
     for (const s of this.series) { s.parts = []; s.rows = 0; if (s.window) s.window.clear(); }
@@ -296,7 +295,6 @@ export class StreamPlot {
     if (Number.isFinite(position) && position !== null) {
       this.stopAt = Number(position);
       this.stopSeq = Number.isFinite(seq) && seq !== null ? Number(seq) : null;
-      this.paused = true;
     }
     for (const p of parts) this.ingest(p);
     if (this.dirty && this.source && !this.held) this.draw();  // the picture reaches the pause point now
@@ -306,7 +304,6 @@ export class StreamPlot {
   resume() {
     if (this.frozen) this.settle(null);
     this.stopAt = null; this.stopSeq = null;
-    this.paused = false;
   }
 
   /** Empty the plot (a new stream: reset or history); drawn at the next frame with the rows that arrive
@@ -342,9 +339,9 @@ export class StreamPlot {
   release() {
     if (!this.held) return;
     this.held = false;
-    // the session is not playing (a pause's resync: no rows follow): the picture reaches it now, not
-    // at the next animation frame
-    if (this.paused && !this.frozen && this.dirty && this.source) { this.draw(); return; }
+    // the session is not playing (stopAt: a pause's resync, no rows follow): the picture reaches it now,
+    // not at the next animation frame
+    if (this.stopAt !== null && !this.frozen && this.dirty && this.source) { this.draw(); return; }
     this.schedule();
   }
 
