@@ -166,8 +166,11 @@ def test_play_at_max_speed_releases_everything_once(host) -> None:
     assert_frame(host, "mixed")
 
 
-def test_long_format_buffer_keeps_the_symbol_column(host) -> None:
-    host.load("long")
+@pytest.mark.parametrize("source", ["pandas", *golden.ARROW_INPUTS])
+def test_long_format_buffer_keeps_the_symbol_column(host, source) -> None:
+    """Long format (``date, symbol, price``) from pandas and each Arrow-native library: the same rows, value
+    columns and buffer."""
+    host.load("long", input=source)
     host.control("speed", {"speed": "max"})
     host.control("play")
     host.wait_state(("finished",))
@@ -549,19 +552,6 @@ def test_arrow_input_gives_the_pandas_result(host, source) -> None:
     assert rows(events) == golden_ts("mixed") and resets(events) == []
     assert {tuple(b["columns"]) for b in batches(events)} == {tuple(VALUE_COLUMNS["mixed"])}
     assert_frame(host, "mixed")
-
-
-@pytest.mark.parametrize("source", golden.ARROW_INPUTS)
-def test_arrow_long_format_gives_the_pandas_result(host, source) -> None:
-    """Long format (``date, symbol, price``) from each Arrow-native library: the same rows and buffer."""
-    host.load("long", input=source)
-    host.control("speed", {"speed": "max"})
-    host.control("play")
-    host.wait_state(("finished",))
-    events = host.wait_events(lambda ev: n_rows(ev) >= num_rows("long"), what="every row")
-    check_stream(events)
-    assert rows(events) == golden_ts("long")
-    assert_frame(host, "long")
 
 
 # ----------------------------------------------------------------------------------------- marks, on_reset
